@@ -1,0 +1,267 @@
+//! The edge's configuration: every setting is a flag and a `SWITCHBOARD_*` environment variable,
+//! validated before any port is bound (the binary exits with code 64 on invalid configuration).
+//! docs/operations.md lists them all; Helm values map onto them one to one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use switchboard_proto::StatusRules;
+use switchboard_proto::limits::{
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
+    DEFAULT_RATE_PER_SECOND,
+};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Switchboard edge: a palava-compatible WebRTC signaling server.
+///
+/// Without --nats (the default) it runs standalone: one process, rooms kept in memory.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard-edge", version, about, long_about = None)]
+pub struct Config {
+    /// Address for client WebSockets (any path) and /healthz, /readyz.
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:4233")]
+    pub listen: SocketAddr,
+
+    /// Address for /metrics, /healthz, /readyz and /stats.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9233"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Write the bound addresses as JSON to this file once listening (written atomically).
+    #[arg(long, env = "SWITCHBOARD_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `switchboard_edge=debug`).
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// Sustained messages per second a connection may send (token bucket refill rate).
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = DEFAULT_RATE_PER_SECOND)]
+    pub rate_limit: u32,
+
+    /// Messages a connection may send in a burst (token bucket size).
+    #[arg(long, env = "SWITCHBOARD_RATE_BURST", default_value_t = DEFAULT_RATE_BURST)]
+    pub rate_burst: u32,
+
+    /// Close a connection with 1008 after this many rate-limited messages within 10 seconds.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_RATE_LIMIT_CLOSE_AFTER",
+        default_value_t = 100
+    )]
+    pub rate_limit_close_after: u32,
+
+    /// Most members per room; 0 means unlimited.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = DEFAULT_MAX_ROOM_SIZE)]
+    pub max_room_size: usize,
+
+    /// Most concurrent client connections; further upgrades get HTTP 503.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Largest status, in bytes of serialized JSON.
+    #[arg(long, env = "SWITCHBOARD_MAX_STATUS_BYTES", default_value_t = DEFAULT_MAX_STATUS_BYTES)]
+    pub max_status_bytes: usize,
+
+    /// Allowed `user_agent` values in a status (comma-separated).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_USER_AGENTS",
+        value_delimiter = ',',
+        default_value = "firefox,chrome,safari,edge,unknown"
+    )]
+    pub user_agents: Vec<String>,
+
+    /// Messages queued for one client before it counts as not reading and is closed (1008).
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// Per-connection WebSocket read buffer, in bytes (allocated up front for every connection).
+    #[arg(long, env = "SWITCHBOARD_WS_READ_BUFFER", default_value_t = 4096)]
+    pub ws_read_buffer: usize,
+
+    /// How often the server sends WebSocket pings.
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", default_value = "20s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// Close a connection that sent nothing (not even a pong) for this long.
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time allowed for the HTTP request of a new connection and for writing to a client.
+    #[arg(long, env = "SWITCHBOARD_IO_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub io_timeout: Duration,
+
+    /// Grace announced in `shutdown` and waited on SIGTERM before closing with 4200 (SIGINT: 0).
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Secret for the keyed hash that replaces room ids past the edge. Random per process when unset
+    /// (fine standalone; a cluster must share one).
+    #[arg(long, env = "SWITCHBOARD_ROOM_KEY_SECRET", hide_env_values = true)]
+    pub room_key_secret: Option<String>,
+
+    /// Hours of room_peaks / connection_time statistics to keep.
+    #[arg(long, env = "SWITCHBOARD_STATS_RETENTION_HOURS", default_value_t = 168)]
+    pub stats_retention_hours: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Default for Config {
+    /// The documented defaults, ignoring `SWITCHBOARD_*` variables (tests must not depend on the
+    /// environment they run in).
+    fn default() -> Self {
+        let command =
+            <Config as clap::CommandFactory>::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command.get_matches_from(["switchboard-edge"]);
+        match <Config as clap::FromArgMatches>::from_arg_matches(&matches) {
+            Ok(config) => config,
+            // Every argument has a default, so this cannot happen; a unit test proves it.
+            Err(e) => panic!("switchboard-edge defaults do not parse: {e}"),
+        }
+    }
+}
+
+impl Config {
+    /// Checks settings against each other; run before binding anything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if self.max_frame_bytes < 1024 {
+            return fail(format!(
+                "--max-frame-bytes must be at least 1024 (got {})",
+                self.max_frame_bytes
+            ));
+        }
+        if self.rate_limit == 0 || self.rate_burst == 0 {
+            return fail("--rate-limit and --rate-burst must be at least 1".into());
+        }
+        if self.rate_limit_close_after == 0 {
+            return fail("--rate-limit-close-after must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return fail("--max-connections must be at least 1".into());
+        }
+        if self.outbound_queue == 0 {
+            return fail("--outbound-queue must be at least 1".into());
+        }
+        if self.ws_read_buffer < 256 {
+            return fail("--ws-read-buffer must be at least 256".into());
+        }
+        if self.max_status_bytes < 2 {
+            return fail("--max-status-bytes must be at least 2 (the size of {})".into());
+        }
+        if self.user_agents.iter().any(|a| a.trim().is_empty()) {
+            return fail("--user-agents must not contain empty entries".into());
+        }
+        if self.ping_interval.is_zero() || self.io_timeout.is_zero() {
+            return fail("--ping-interval and --io-timeout must be positive".into());
+        }
+        if self.idle_timeout <= self.ping_interval {
+            return fail(format!(
+                "--idle-timeout ({}) must be longer than --ping-interval ({})",
+                humantime::format_duration(self.idle_timeout),
+                humantime::format_duration(self.ping_interval)
+            ));
+        }
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return fail("--listen and --admin-listen must differ".into());
+        }
+        if self.stats_retention_hours == 0 {
+            return fail("--stats-retention-hours must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The status rules these settings imply.
+    pub fn status_rules(&self) -> StatusRules {
+        StatusRules {
+            user_agents: self.user_agents.clone(),
+            max_bytes: self.max_status_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_proto::limits::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS};
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::default();
+        assert_eq!(config.listen, "127.0.0.1:4233".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:9233".parse().unwrap());
+        assert_eq!(config.max_frame_bytes, 256 * 1024);
+        assert_eq!((config.rate_limit, config.rate_burst), (50, 200));
+        assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
+        assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
+        assert_eq!(config.status_rules(), StatusRules::default());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_flag_named() {
+        let bad = |f: fn(&mut Config)| {
+            let mut config = Config::default();
+            f(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        assert!(bad(|c| c.max_frame_bytes = 10).contains("--max-frame-bytes"));
+        assert!(bad(|c| c.rate_limit = 0).contains("--rate-limit"));
+        assert!(bad(|c| c.idle_timeout = Duration::from_secs(1)).contains("--idle-timeout"));
+        assert!(bad(|c| c.admin_listen = c.listen).contains("--admin-listen"));
+        assert!(bad(|c| c.user_agents = vec!["".into()]).contains("--user-agents"));
+    }
+
+    #[test]
+    fn flags_parse() {
+        let config = Config::try_parse_from([
+            "switchboard-edge",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "1m 30s",
+            "--user-agents",
+            "chrome,bot",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(config.user_agents, ["chrome", "bot"]);
+        assert!(Config::try_parse_from(["switchboard-edge", "--listen", "nowhere"]).is_err());
+    }
+}

@@ -1,0 +1,426 @@
+//! One client connection: a single task that reads frames, writes queued messages, pings, enforces
+//! limits and takes part in the shutdown sequence.
+//!
+//! One task (not a reader and a writer) keeps per-connection memory small. Everything for the client,
+//! from room events to forwarded offers, arrives on a bounded queue filled by other tasks with
+//! `try_send`: a client that does not read fills its queue and is closed as a slow consumer, so it can
+//! never slow down a sender or grow memory. Replies to the client's own messages (errors, `pong`,
+//! `info`) are written directly, in order.
+
+use std::io;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_proto::limits::close_code;
+use switchboard_proto::{ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode};
+use switchboard_router::Command;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::context::{Context, Slot};
+use crate::metrics::DisconnectReason;
+use crate::ratelimit::{RateLimiter, Verdict};
+use crate::registry::{Outlet, PeerRoute};
+
+/// Most queued messages written in one batch before flushing.
+const WRITE_BATCH: usize = 64;
+
+/// How long to wait for the client's close reply after sending a close frame, so that the frame is
+/// not lost to a TCP reset when the socket is dropped with unread data.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+type Stream<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
+
+/// Serves one upgraded WebSocket until it ends. `_slot` holds the connection's place under
+/// `--max-connections` until then.
+pub async fn serve<S>(ws: WebSocketStream<S>, ctx: Arc<Context>, _slot: Slot)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let id = ConnId::from_random_bytes(rand::random());
+    let (tx, rx) = mpsc::channel(ctx.limits.outbound_queue);
+    let slow = CancellationToken::new();
+    ctx.registry.register(id, Outlet::new(tx, slow.clone()));
+    ctx.metrics.connections.inc();
+    ctx.metrics.connections_accepted.inc();
+    debug!(conn.id = %id, "connection opened");
+
+    let (sink, stream) = ws.split();
+    let now = Instant::now();
+    let mut conn = Conn {
+        id,
+        limiter: RateLimiter::new(
+            ctx.limits.rate_limit,
+            ctx.limits.rate_burst,
+            ctx.limits.rate_limit_close_after,
+            now,
+        ),
+        ctx: ctx.clone(),
+        sink,
+        announced: false,
+        last_seen: now,
+    };
+    let reason = conn.run(stream, rx, slow).await;
+
+    // The one cleanup path, whatever ended the connection: a socket close is a leave_room.
+    if let Some(room) = ctx.registry.unregister(id).room() {
+        let leave = Command::Leave {
+            conn: id,
+            edge: ctx.edge,
+            room,
+        };
+        // If the router is gone the process is stopping and the room with it.
+        let _ = ctx.bus.command(leave).await;
+    }
+    ctx.metrics.connections.dec();
+    ctx.metrics.disconnect(reason);
+    debug!(conn.id = %id, reason = reason.label(), "connection closed");
+}
+
+struct Conn<S> {
+    id: ConnId,
+    ctx: Arc<Context>,
+    sink: Sink<S>,
+    limiter: RateLimiter,
+    /// Whether this client has been sent the `shutdown` event.
+    announced: bool,
+    last_seen: Instant,
+}
+
+/// Why the write side failed.
+enum WriteFailure {
+    Io,
+    SlowConsumer,
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(
+        &mut self,
+        mut stream: Stream<S>,
+        mut rx: mpsc::Receiver<Utf8Bytes>,
+        slow: CancellationToken,
+    ) -> DisconnectReason {
+        let limits = self.ctx.limits.clone();
+        let lifecycle_close = self.ctx.lifecycle.close_all.clone();
+        let mut announce = self.ctx.lifecycle.announce.subscribe();
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut idle = pin!(sleep_until(self.last_seen + limits.idle_timeout));
+
+        // A connection that arrives while the edge is already draining hears about it at once.
+        let already = *announce.borrow_and_update();
+        if let Some(seconds) = already
+            && self.announce(seconds).await.is_err()
+        {
+            return DisconnectReason::IoError;
+        }
+
+        loop {
+            tokio::select! {
+                biased;
+                () = slow.cancelled() => {
+                    self.close(&mut stream, close_code::POLICY, "slow consumer").await;
+                    return DisconnectReason::SlowConsumer;
+                }
+                () = lifecycle_close.cancelled() => {
+                    if !self.announced {
+                        let _ = self.announce(0).await;
+                    }
+                    self.close(&mut stream, close_code::SHUTDOWN, "server shutting down").await;
+                    return DisconnectReason::Shutdown;
+                }
+                Ok(()) = announce.changed() => {
+                    let seconds = *announce.borrow_and_update();
+                    if let Some(seconds) = seconds
+                        && self.announce(seconds).await.is_err()
+                    {
+                        return DisconnectReason::IoError;
+                    }
+                }
+                frame = stream.next() => {
+                    let Some(frame) = frame else {
+                        return DisconnectReason::ClientClosed;
+                    };
+                    self.last_seen = Instant::now();
+                    match frame {
+                        Ok(message) => {
+                            if let Some(reason) = self.on_message(message).await {
+                                if reason == DisconnectReason::RateLimitAbuse {
+                                    self.close(&mut stream, close_code::POLICY, "rate limit exceeded").await;
+                                }
+                                return reason;
+                            }
+                        }
+                        Err(e) => return self.on_read_error(e, &mut stream).await,
+                    }
+                }
+                Some(first) = rx.recv() => {
+                    match self.write_batch(first, &mut rx, &slow).await {
+                        Ok(()) => {}
+                        Err(WriteFailure::Io) => return DisconnectReason::IoError,
+                        Err(WriteFailure::SlowConsumer) => return DisconnectReason::SlowConsumer,
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.write_timed(Message::Ping(Default::default())).await.is_err() {
+                        return DisconnectReason::IoError;
+                    }
+                }
+                () = &mut idle => {
+                    let deadline = self.last_seen + limits.idle_timeout;
+                    if Instant::now() >= deadline {
+                        self.close(&mut stream, close_code::NORMAL, "idle timeout").await;
+                        return DisconnectReason::IdleTimeout;
+                    }
+                    // Re-armed lazily: traffic only moves `last_seen`, never the timer itself.
+                    idle.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+
+    /// Handles one frame; `Some` ends the connection.
+    async fn on_message(&mut self, message: Message) -> Option<DisconnectReason> {
+        let text = match message {
+            Message::Text(text) => Some(text),
+            // Binary frames are not part of the protocol; they are answered, never fatal.
+            Message::Binary(_) => None,
+            // tungstenite answers pings and close frames itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
+                return None;
+            }
+        };
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop => {
+                self.ctx.metrics.message_in("invalid");
+                return self.reply_error(ProtocolError::RateLimited).await.err();
+            }
+            Verdict::Close => {
+                self.ctx.metrics.message_in("invalid");
+                return Some(DisconnectReason::RateLimitAbuse);
+            }
+        }
+        let Some(text) = text else {
+            self.ctx.metrics.message_in("invalid");
+            return self.reply_error(ProtocolError::InvalidMessage).await.err();
+        };
+        let received = Instant::now();
+        let result = match decode(&text) {
+            Ok(message) => {
+                self.ctx.metrics.message_in(message.event());
+                self.on_client_message(message, received).await
+            }
+            Err(error) => {
+                self.ctx.metrics.message_in("invalid");
+                Err(error)
+            }
+        };
+        match result {
+            Ok(()) => None,
+            Err(error) => self.reply_error(error).await.err(),
+        }
+    }
+
+    async fn on_client_message(
+        &mut self,
+        message: ClientMessage,
+        received: Instant,
+    ) -> Result<(), ProtocolError> {
+        let ctx = self.ctx.clone();
+        match message {
+            ClientMessage::Info => self.reply(ServerMessage::Info).await,
+            ClientMessage::Ping => self.reply(ServerMessage::Pong).await,
+            ClientMessage::JoinRoom { room_id, status } => {
+                // Protocol order: room id (checked by decode), already joined, then status.
+                if ctx.registry.membership(self.id).room().is_some() {
+                    return Err(ProtocolError::AlreadyJoined);
+                }
+                let status = Status::validate(status, &ctx.status_rules)?;
+                let room = ctx.keyer.key(&room_id);
+                ctx.registry.begin_join(self.id, room)?;
+                let join = Command::Join {
+                    conn: self.id,
+                    edge: ctx.edge,
+                    room,
+                    status,
+                };
+                if ctx.bus.command(join).await.is_err() {
+                    ctx.registry.leave(self.id);
+                    return Err(ProtocolError::Unavailable);
+                }
+                Ok(())
+            }
+            ClientMessage::LeaveRoom => {
+                // Leaving when in no room is silently ignored, as in palava.
+                if let Some(room) = ctx.registry.leave(self.id) {
+                    let leave = Command::Leave {
+                        conn: self.id,
+                        edge: ctx.edge,
+                        room,
+                    };
+                    let _ = ctx.bus.command(leave).await;
+                }
+                Ok(())
+            }
+            ClientMessage::UpdateStatus { status } => {
+                let room = ctx
+                    .registry
+                    .membership(self.id)
+                    .room()
+                    .ok_or(ProtocolError::NotInRoom)?;
+                let status = Status::validate(status, &ctx.status_rules)?;
+                let update = Command::UpdateStatus {
+                    conn: self.id,
+                    edge: ctx.edge,
+                    room,
+                    status,
+                };
+                ctx.bus
+                    .command(update)
+                    .await
+                    .map_err(|_| ProtocolError::Unavailable)
+            }
+            ClientMessage::SendToPeer { peer_id, data } => {
+                let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
+                if let PeerRoute::Local(outlet) = route {
+                    let text = ServerMessage::Forward {
+                        sender_id: self.id,
+                        data,
+                    }
+                    .encode();
+                    if outlet.push(Utf8Bytes::from(text)) {
+                        ctx.metrics.messages_out(event.name(), 1);
+                        ctx.metrics
+                            .relay_seconds
+                            .observe(received.elapsed().as_secs_f64());
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_read_error(&mut self, error: WsError, stream: &mut Stream<S>) -> DisconnectReason {
+        match error {
+            WsError::Capacity(e) => {
+                info!(conn.id = %self.id, error = %e, "closing: frame too large");
+                self.close(stream, close_code::TOO_BIG, "message too big")
+                    .await;
+                DisconnectReason::FrameTooLarge
+            }
+            WsError::Utf8(_) => {
+                self.close(stream, 1007, "invalid utf-8").await;
+                DisconnectReason::ProtocolViolation
+            }
+            WsError::Protocol(e) => {
+                debug!(conn.id = %self.id, error = %e, "closing: websocket protocol violation");
+                self.close(stream, 1002, "protocol error").await;
+                DisconnectReason::ProtocolViolation
+            }
+            WsError::ConnectionClosed | WsError::AlreadyClosed => DisconnectReason::ClientClosed,
+            WsError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                DisconnectReason::ClientClosed
+            }
+            e => {
+                debug!(conn.id = %self.id, error = %e, "closing: read error");
+                DisconnectReason::IoError
+            }
+        }
+    }
+
+    /// Writes `first` and whatever else is queued (up to a batch), then flushes once.
+    async fn write_batch(
+        &mut self,
+        first: Utf8Bytes,
+        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        slow: &CancellationToken,
+    ) -> Result<(), WriteFailure> {
+        let io_timeout = self.ctx.limits.io_timeout;
+        let write = async {
+            self.sink.feed(Message::Text(first)).await?;
+            for _ in 1..WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(text) => self.sink.feed(Message::Text(text)).await?,
+                    Err(_) => break,
+                }
+            }
+            self.sink.flush().await
+        };
+        tokio::select! {
+            result = timeout(io_timeout, write) => match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) | Err(_) => Err(WriteFailure::Io),
+            },
+            // A client stuck while its queue overflows is dropped at once, not after the timeout.
+            () = slow.cancelled() => Err(WriteFailure::SlowConsumer),
+        }
+    }
+
+    async fn write_timed(&mut self, message: Message) -> Result<(), DisconnectReason> {
+        match timeout(self.ctx.limits.io_timeout, self.sink.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(DisconnectReason::IoError),
+        }
+    }
+
+    async fn reply(&mut self, message: ServerMessage) -> Result<(), ProtocolError> {
+        let event = message.event();
+        // A failed reply means the socket is gone; the read side will notice and end the task.
+        if self
+            .write_timed(Message::text(message.encode()))
+            .await
+            .is_ok()
+        {
+            self.ctx.metrics.messages_out(event, 1);
+        }
+        Ok(())
+    }
+
+    async fn reply_error(&mut self, error: ProtocolError) -> Result<(), DisconnectReason> {
+        self.ctx.metrics.error(error);
+        self.write_timed(Message::text(ServerMessage::Error(error).encode()))
+            .await
+    }
+
+    async fn announce(&mut self, seconds: u64) -> Result<(), DisconnectReason> {
+        self.announced = true;
+        self.ctx.metrics.messages_out("shutdown", 1);
+        self.write_timed(Message::text(ServerMessage::Shutdown { seconds }.encode()))
+            .await
+    }
+
+    /// Sends a close frame, then waits briefly for the client's reply so the frame is not lost.
+    async fn close(&mut self, stream: &mut Stream<S>, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        if self.write_timed(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let drain = async { while let Some(Ok(_)) = stream.next().await {} };
+        let _ = timeout(CLOSE_LINGER, drain).await;
+    }
+}

@@ -1,0 +1,199 @@
+//! What every connection task shares: settings, the registry, the bus, metrics, and the lifecycle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use switchboard_proto::{EdgeId, RoomKeyer, StatusRules};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::bus::Bus;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// Per-connection limits, copied out of [`Config`] once.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Token bucket refill rate, messages per second.
+    pub rate_limit: u32,
+    /// Token bucket size.
+    pub rate_burst: u32,
+    /// Rate-limited messages within 10 s that close the connection.
+    pub rate_limit_close_after: u32,
+    /// Outbound queue length.
+    pub outbound_queue: usize,
+    /// Interval between server pings.
+    pub ping_interval: Duration,
+    /// Silence after which a connection is closed.
+    pub idle_timeout: Duration,
+    /// Bound on the HTTP request and on each write.
+    pub io_timeout: Duration,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// tungstenite settings (frame size limit, buffers).
+    pub websocket: WebSocketConfig,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Limits {
+            rate_limit: config.rate_limit,
+            rate_burst: config.rate_burst,
+            rate_limit_close_after: config.rate_limit_close_after,
+            outbound_queue: config.outbound_queue,
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            io_timeout: config.io_timeout,
+            max_connections: config.max_connections,
+            websocket: WebSocketConfig::default()
+                .max_frame_size(Some(config.max_frame_bytes))
+                .max_message_size(Some(config.max_frame_bytes))
+                .read_buffer_size(config.ws_read_buffer)
+                // Writes are batched and flushed by the connection task; this only caps how much
+                // is gathered before tungstenite writes to the socket on its own.
+                .write_buffer_size(16 * 1024),
+        }
+    }
+}
+
+/// The phases of a graceful stop, shared by every task of one edge.
+#[derive(Debug)]
+pub struct Lifecycle {
+    /// Cancelled when the edge stops accepting connections.
+    pub stop_accepting: CancellationToken,
+    /// `Some(seconds)` once a shutdown has been announced.
+    pub announce: watch::Sender<Option<u64>>,
+    /// Cancelled when the grace is over: every connection closes with 4200.
+    pub close_all: CancellationToken,
+    /// Cancelled last, to end idle HTTP connections and the admin server.
+    pub stopped: CancellationToken,
+    /// WebSocket connection tasks (waited for during shutdown).
+    pub connections: TaskTracker,
+    ready: AtomicBool,
+}
+
+impl Lifecycle {
+    fn new() -> Self {
+        Lifecycle {
+            stop_accepting: CancellationToken::new(),
+            announce: watch::Sender::new(None),
+            close_all: CancellationToken::new(),
+            stopped: CancellationToken::new(),
+            connections: TaskTracker::new(),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Sets readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether a shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.stop_accepting.is_cancelled()
+    }
+}
+
+/// Counts connections against `--max-connections`; a [`Slot`] is one taken place.
+#[derive(Debug, Clone, Default)]
+pub struct Slots {
+    used: Arc<AtomicUsize>,
+}
+
+/// One connection's place under `--max-connections`, given back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    used: Arc<AtomicUsize>,
+}
+
+impl Slots {
+    /// Takes a place if fewer than `max` are taken.
+    pub fn try_acquire(&self, max: usize) -> Option<Slot> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot {
+                used: self.used.clone(),
+            })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.used.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Everything a connection task needs; one per edge, behind an `Arc`.
+#[derive(Debug)]
+pub struct Context {
+    /// This edge's id.
+    pub edge: EdgeId,
+    /// Per-connection limits.
+    pub limits: Limits,
+    /// Status validation rules.
+    pub status_rules: StatusRules,
+    /// Turns room ids into room keys.
+    pub keyer: RoomKeyer,
+    /// Local connections and room views.
+    pub registry: Registry,
+    /// The way to the routers.
+    pub bus: Bus,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Shutdown phases and readiness.
+    pub lifecycle: Lifecycle,
+    /// Connection places.
+    pub slots: Slots,
+}
+
+impl Context {
+    /// Builds the shared context.
+    pub fn new(
+        config: &Config,
+        edge: EdgeId,
+        keyer: RoomKeyer,
+        registry: Registry,
+        bus: Bus,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        Arc::new(Context {
+            edge,
+            limits: Limits::from_config(config),
+            status_rules: config.status_rules(),
+            keyer,
+            registry,
+            bus,
+            metrics,
+            lifecycle: Lifecycle::new(),
+            slots: Slots::default(),
+        })
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}

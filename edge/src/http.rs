@@ -1,0 +1,229 @@
+//! HTTP on both ports (hyper, HTTP/1.1).
+//!
+//! Public port: `/healthz` and `/readyz` are reserved; a WebSocket upgrade on any other path becomes a
+//! client connection (palava clients connect to `/`). Admin port: `/metrics`, `/healthz`, `/readyz`,
+//! `/stats`.
+
+use std::convert::Infallible;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tracing::{debug, warn};
+
+use crate::context::Context;
+
+type Body = Full<Bytes>;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Which port a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// Clients.
+    Public,
+    /// Operators and Prometheus.
+    Admin,
+}
+
+/// Accepts connections until the port's stop token fires: the public port stops at the start of a
+/// shutdown, the admin port at its very end (so `/readyz` reports draining meanwhile).
+pub async fn serve(listener: TcpListener, ctx: Arc<Context>, port: Port) {
+    let stop = match port {
+        Port::Public => ctx.lifecycle.stop_accepting.clone(),
+        Port::Admin => ctx.lifecycle.stopped.clone(),
+    };
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(serve_connection(stream, ctx, port));
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, ctx: Arc<Context>, port: Port) {
+    // Signaling messages are small and latency-sensitive.
+    let _ = stream.set_nodelay(true);
+    let stopped = ctx.lifecycle.stopped.clone();
+    let io_timeout = ctx.limits.io_timeout;
+    let service = service_fn(move |request| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(route(request, ctx, port).await) }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(io_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let connection = pin!(connection);
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                debug!(error = %e, "http connection ended with an error");
+            }
+        }
+        // Idle keep-alive connections must not outlive the edge.
+        () = stopped.cancelled() => {}
+    }
+}
+
+async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Response<Body> {
+    match (port, request.uri().path()) {
+        (_, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (_, "/readyz") => {
+            if ctx.lifecycle.is_ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (Port::Admin, "/metrics") => {
+            let mut response = Response::new(Body::from(ctx.metrics.render()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        (Port::Admin, "/stats") => match ctx.bus.stats().await {
+            Ok(stats) => json(&stats),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "router unavailable\n"),
+        },
+        (Port::Admin, _) => text(StatusCode::NOT_FOUND, "not found\n"),
+        (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx),
+        (Port::Public, "/") => text(
+            StatusCode::UPGRADE_REQUIRED,
+            "Switchboard signaling endpoint: connect with a WebSocket (palava protocol 1.0.0).\n",
+        ),
+        (Port::Public, _) => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
+    let headers = request.headers();
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade_websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    request.method() == Method::GET && connection_upgrade && upgrade_websocket
+}
+
+fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
+    let headers = request.headers();
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "websocket version 13 required\n",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return text(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+
+    if ctx.lifecycle.is_draining() {
+        ctx.metrics
+            .connections_refused
+            .with_label_values(&["draining"])
+            .inc();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+    }
+    let Some(slot) = ctx.slots.try_acquire(ctx.limits.max_connections) else {
+        ctx.metrics
+            .connections_refused
+            .with_label_values(&["capacity"])
+            .inc();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+    };
+
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let task_ctx = ctx.clone();
+    ctx.lifecycle.connections.spawn(async move {
+        let io_timeout = task_ctx.limits.io_timeout;
+        match tokio::time::timeout(io_timeout, on_upgrade).await {
+            Ok(Ok(upgraded)) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(task_ctx.limits.websocket),
+                )
+                .await;
+                crate::conn::serve(ws, task_ctx, slot).await;
+            }
+            Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
+            Err(_) => debug!("websocket upgrade timed out"),
+        }
+    });
+
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+    }
+}

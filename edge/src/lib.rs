@@ -1,0 +1,184 @@
+//! Switchboard edge: terminates client WebSockets, validates and relays signaling messages, and serves
+//! health, readiness and metrics. Standalone (the default) it embeds the router over an in-process bus.
+//!
+//! The binary is thin: it parses [`Config`], sets up logging, binds [`Listeners`] and calls [`run`];
+//! tests call the same `run` on port 0.
+//!
+//! # Layout
+//! - [`config`]: flags and `SWITCHBOARD_*` variables, validated before binding.
+//! - [`http`]: both HTTP ports (health, readiness, metrics, stats, the WebSocket upgrade).
+//! - [`conn`]: one task per client connection: limits, pings, queue, shutdown.
+//! - [`registry`]: local connections and the edge's view of their rooms; peer relays.
+//! - [`bus`]: the way to the router; [`local_router`] is the in-process router.
+//! - [`context`]: what connection tasks share, and the shutdown phases.
+//! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets.
+//! - [`shutdown`]: the signal handling of the binary.
+
+pub mod bus;
+pub mod config;
+pub mod conn;
+pub mod context;
+pub mod http;
+pub mod local_router;
+pub mod metrics;
+pub mod ratelimit;
+pub mod registry;
+pub mod shutdown;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchboard_proto::{EdgeId, RoomKeyer};
+use switchboard_router::RoomsConfig;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub use config::Config;
+pub use metrics::Metrics;
+pub use shutdown::Shutdown;
+
+use crate::bus::Bus;
+use crate::context::Context;
+use crate::registry::Registry;
+
+/// The two bound ports of an edge.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Client WebSockets.
+    pub public: std::net::TcpListener,
+    /// Metrics, health, readiness, statistics.
+    pub admin: std::net::TcpListener,
+}
+
+impl Listeners {
+    /// Binds both addresses of `config`.
+    pub fn bind(config: &Config) -> io::Result<Listeners> {
+        let bind = |addr: SocketAddr| {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            listener.set_nonblocking(true)?;
+            Ok::<_, io::Error>(listener)
+        };
+        Ok(Listeners {
+            public: bind(config.listen)?,
+            admin: bind(config.admin_listen)?,
+        })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn addresses(&self) -> io::Result<BoundAddresses> {
+        Ok(BoundAddresses {
+            listen: self.public.local_addr()?,
+            admin_listen: self.admin.local_addr()?,
+        })
+    }
+}
+
+/// Where an edge listens; also the content of `--ready-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundAddresses {
+    /// The public (WebSocket) address.
+    pub listen: SocketAddr,
+    /// The admin address.
+    pub admin_listen: SocketAddr,
+}
+
+/// Why [`run`] could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener could not be handed to tokio.
+    #[error("listener: {0}")]
+    Listener(#[from] io::Error),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Serves until `shutdown` resolves, then runs the graceful stop: stop accepting, fail readiness,
+/// send `shutdown` to every client, wait for the grace (or until every client has left), close the
+/// rest with 4200.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = Shutdown>,
+) -> Result<(), RunError> {
+    let metrics = Metrics::new()?;
+    let registry = Registry::new(metrics.clone());
+    let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
+    let router = tokio::spawn(local_router::run(
+        RoomsConfig {
+            max_room_size: config.max_room_size,
+            stats_retention_hours: config.stats_retention_hours,
+        },
+        router_rx,
+        registry.clone(),
+        metrics.clone(),
+    ));
+    let keyer = match &config.room_key_secret {
+        Some(secret) => RoomKeyer::new(secret.as_bytes()),
+        None => RoomKeyer::new(&rand::random::<[u8; 32]>()),
+    };
+    let ctx = Context::new(
+        &config,
+        EdgeId(rand::random()),
+        keyer,
+        registry,
+        Bus::local(router_tx),
+        metrics,
+    );
+
+    let public = TcpListener::from_std(listeners.public)?;
+    let admin = TcpListener::from_std(listeners.admin)?;
+    info!(
+        listen = %public.local_addr()?,
+        admin_listen = %admin.local_addr()?,
+        edge.id = %ctx.edge,
+        mode = "standalone",
+        "switchboard-edge serving"
+    );
+    let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));
+    let admin_task = tokio::spawn(http::serve(admin, ctx.clone(), http::Port::Admin));
+    ctx.lifecycle.set_ready(true);
+
+    let Shutdown { grace } = shutdown.await;
+    drain(&ctx, grace).await;
+
+    ctx.lifecycle.stopped.cancel();
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    // Every holder of the bus is gone once the context is; the router then ends on its own.
+    drop(ctx);
+    let _ = router.await;
+    info!("switchboard-edge stopped");
+    Ok(())
+}
+
+/// The shutdown sequence of protocol.md.
+async fn drain(ctx: &Context, grace: Duration) {
+    let lifecycle = &ctx.lifecycle;
+    lifecycle.set_ready(false);
+    ctx.metrics.draining.set(1);
+    lifecycle.stop_accepting.cancel();
+    let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+    info!(
+        grace_seconds = seconds,
+        connections = ctx.registry.connection_count(),
+        "shutting down: draining connections"
+    );
+    lifecycle.announce.send_replace(Some(seconds));
+    lifecycle.connections.close();
+    if tokio::time::timeout(grace, lifecycle.connections.wait())
+        .await
+        .is_err()
+    {
+        info!(
+            connections = ctx.registry.connection_count(),
+            "grace over: closing remaining connections with 4200"
+        );
+    }
+    lifecycle.close_all.cancel();
+    lifecycle.connections.wait().await;
+}

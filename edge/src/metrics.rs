@@ -1,0 +1,254 @@
+//! Prometheus metrics of one edge. Each [`crate::run`] owns its own registry (tests run several edges
+//! in one process), exported on the admin port at `/metrics`.
+//!
+//! Label values are fixed, small sets (event names, error reasons, disconnect reasons); room ids and
+//! connection ids never become labels.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use switchboard_proto::ProtocolError;
+
+/// Why a connection ended; the `reason` label of `switchboard_disconnects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed the socket or the TCP connection.
+    ClientClosed,
+    /// The client did not read its messages fast enough.
+    SlowConsumer,
+    /// Nothing received for longer than the idle timeout.
+    IdleTimeout,
+    /// Sustained rate-limit abuse.
+    RateLimitAbuse,
+    /// A frame or message over the size limit.
+    FrameTooLarge,
+    /// A WebSocket protocol violation.
+    ProtocolViolation,
+    /// A socket error or a write that timed out.
+    IoError,
+    /// Closed with 4200 at the end of a graceful shutdown.
+    Shutdown,
+}
+
+impl DisconnectReason {
+    /// Every reason, to pre-register label values (so dashboards show zeros, not gaps).
+    pub const ALL: [DisconnectReason; 8] = [
+        DisconnectReason::ClientClosed,
+        DisconnectReason::SlowConsumer,
+        DisconnectReason::IdleTimeout,
+        DisconnectReason::RateLimitAbuse,
+        DisconnectReason::FrameTooLarge,
+        DisconnectReason::ProtocolViolation,
+        DisconnectReason::IoError,
+        DisconnectReason::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientClosed => "client_closed",
+            DisconnectReason::SlowConsumer => "slow_consumer",
+            DisconnectReason::IdleTimeout => "idle_timeout",
+            DisconnectReason::RateLimitAbuse => "rate_limit_abuse",
+            DisconnectReason::FrameTooLarge => "frame_too_large",
+            DisconnectReason::ProtocolViolation => "protocol_violation",
+            DisconnectReason::IoError => "io_error",
+            DisconnectReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Client events counted in `switchboard_messages_total{direction="in"}`.
+const IN_EVENTS: &[&str] = &[
+    "info",
+    "ping",
+    "join_room",
+    "leave_room",
+    "update_status",
+    "send_to_peer",
+    "invalid",
+];
+
+/// Server events counted in `switchboard_messages_total{direction="out"}`.
+const OUT_EVENTS: &[&str] = &[
+    "joined_room",
+    "new_peer",
+    "peer_left",
+    "peer_updated_status",
+    "offer",
+    "answer",
+    "ice_candidate",
+    "message",
+    "error",
+    "shutdown",
+    "pong",
+    "info",
+];
+
+/// The edge's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open client WebSocket connections.
+    pub connections: IntGauge,
+    /// Client WebSocket connections accepted since start.
+    pub connections_accepted: IntCounter,
+    /// Upgrades refused because the edge was at --max-connections or shutting down.
+    pub connections_refused: IntCounterVec,
+    /// Ended connections by reason.
+    pub disconnects: IntCounterVec,
+    /// Messages by event and direction (`in` from clients, `out` to clients).
+    pub messages: IntCounterVec,
+    /// Errors sent to clients by reason.
+    pub errors: IntCounterVec,
+    /// Successful joins (the joiner got `joined_room`).
+    pub joins: IntCounter,
+    /// Open rooms (those this process's router holds).
+    pub rooms: IntGauge,
+    /// Members of all rooms this process's router holds.
+    pub members: IntGauge,
+    /// Peak member counts of rooms when they closed.
+    pub room_peak_members: Histogram,
+    /// Minutes spent in a room, observed at each leave.
+    pub connection_minutes: Histogram,
+    /// Seconds from a `send_to_peer` being read to its forward being queued for the target.
+    pub relay_seconds: Histogram,
+    /// 1 while the edge is draining (after SIGTERM/SIGINT).
+    pub draining: IntGauge,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+
+        let metrics = Metrics {
+            connections: gauge("switchboard_connections", "Open client connections.")?,
+            connections_accepted: counter(
+                "switchboard_connections_accepted_total",
+                "Client WebSocket connections accepted.",
+            )?,
+            connections_refused: counter_vec(
+                "switchboard_connections_refused_total",
+                "WebSocket upgrades refused with HTTP 503, by reason.",
+                &["reason"],
+            )?,
+            disconnects: counter_vec(
+                "switchboard_disconnects_total",
+                "Client connections ended, by reason.",
+                &["reason"],
+            )?,
+            messages: counter_vec(
+                "switchboard_messages_total",
+                "Signaling messages by event and direction (in: from clients, out: to clients).",
+                &["event", "direction"],
+            )?,
+            errors: counter_vec(
+                "switchboard_errors_total",
+                "Error events sent to clients, by reason.",
+                &["reason"],
+            )?,
+            joins: counter("switchboard_joins_total", "Successful room joins.")?,
+            rooms: gauge("switchboard_rooms", "Open rooms.")?,
+            members: gauge(
+                "switchboard_room_members",
+                "Connections that are in a room.",
+            )?,
+            room_peak_members: histogram(
+                "switchboard_room_peak_members",
+                "Peak member count of each room, observed when it closes (palava's room_peaks).",
+                vec![
+                    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0,
+                ],
+            )?,
+            connection_minutes: histogram(
+                "switchboard_connection_minutes",
+                "Whole minutes spent in a room, observed at each leave (palava's connection_time).",
+                vec![
+                    0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0,
+                ],
+            )?,
+            relay_seconds: histogram(
+                "switchboard_relay_seconds",
+                "Time from reading a send_to_peer to queueing its forward for the target.",
+                prometheus::exponential_buckets(0.000_01, 2.0, 16)?,
+            )?,
+            draining: gauge(
+                "switchboard_draining",
+                "1 while the edge drains before stopping.",
+            )?,
+            registry,
+        };
+        for reason in DisconnectReason::ALL {
+            metrics.disconnects.with_label_values(&[reason.label()]);
+        }
+        for error in ProtocolError::ALL {
+            metrics.errors.with_label_values(&[error.reason()]);
+        }
+        for event in IN_EVENTS {
+            metrics.messages.with_label_values(&[event, "in"]);
+        }
+        for event in OUT_EVENTS {
+            metrics.messages.with_label_values(&[event, "out"]);
+        }
+        for reason in ["capacity", "draining"] {
+            metrics.connections_refused.with_label_values(&[reason]);
+        }
+        #[cfg(target_os = "linux")]
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(metrics)
+    }
+
+    /// Counts a message from a client.
+    pub fn message_in(&self, event: &str) {
+        self.messages.with_label_values(&[event, "in"]).inc();
+    }
+
+    /// Counts `n` messages to clients.
+    pub fn messages_out(&self, event: &str, n: u64) {
+        self.messages.with_label_values(&[event, "out"]).inc_by(n);
+    }
+
+    /// Counts an error sent to a client.
+    pub fn error(&self, error: ProtocolError) {
+        self.errors.with_label_values(&[error.reason()]).inc();
+        self.messages_out("error", 1);
+    }
+
+    /// Counts an ended connection.
+    pub fn disconnect(&self, reason: DisconnectReason) {
+        self.disconnects.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families; an error would leave a
+        // partial body, which Prometheus reports as a scrape error: visible, not silent.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}

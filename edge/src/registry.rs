@@ -1,0 +1,307 @@
+//! The edge's local state: its connections (each with an outbound queue) and its view of the rooms
+//! those connections are in.
+//!
+//! The room view lets the edge check `send_to_peer` targets and relay peer messages without asking a
+//! router (design.md: relays never touch the router). It is built only from the room events the router
+//! sends for local members, in the router's order, so it converges to the router's membership.
+//!
+//! A connection's membership moves `None -> Joining(room) -> Joined(room) -> None`. Room events are
+//! handed only to connections `Joined` to that room, and `joined_room` only to one `Joining` it, which
+//! gives the protocol's guarantees at the edge: `joined_room` is a joiner's first room message, and
+//! after `leave_room` a connection hears nothing more of that room, even if the router sent it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde_json::{Map, Value};
+use switchboard_proto::{ConnId, ForwardEvent, ProtocolError, RoomKey, ServerMessage};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Where a connection stands with rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// In no room.
+    None,
+    /// Asked to join `room`; `joined_room` has not arrived yet.
+    Joining(RoomKey),
+    /// A member of `room`.
+    Joined(RoomKey),
+}
+
+impl Membership {
+    /// The room joined or being joined.
+    pub fn room(self) -> Option<RoomKey> {
+        match self {
+            Membership::None => None,
+            Membership::Joining(room) | Membership::Joined(room) => Some(room),
+        }
+    }
+}
+
+/// The sending side of a connection: its queue and the switch that closes it when it stops reading.
+#[derive(Debug, Clone)]
+pub struct Outlet {
+    tx: mpsc::Sender<Utf8Bytes>,
+    slow: CancellationToken,
+}
+
+impl Outlet {
+    /// A new outlet; the connection task keeps the receiver and watches `slow`.
+    pub fn new(tx: mpsc::Sender<Utf8Bytes>, slow: CancellationToken) -> Self {
+        Outlet { tx, slow }
+    }
+
+    /// Queues `text` without waiting. A full queue means the client does not read: it is marked for
+    /// closing (slow consumer) instead of making the sender wait or growing memory.
+    pub fn push(&self, text: Utf8Bytes) -> bool {
+        match self.tx.try_send(text) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    outlet: Outlet,
+    membership: Membership,
+}
+
+#[derive(Debug, Default)]
+struct RoomView {
+    members: HashSet<ConnId>,
+    /// Local connections `Joined` to this room; the view is dropped when it reaches zero.
+    local: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    conns: HashMap<ConnId, Entry>,
+    rooms: HashMap<RoomKey, RoomView>,
+}
+
+impl State {
+    fn leave_view(&mut self, conn: ConnId, room: RoomKey) {
+        if let Some(view) = self.rooms.get_mut(&room) {
+            view.members.remove(&conn);
+            view.local = view.local.saturating_sub(1);
+            if view.local == 0 {
+                self.rooms.remove(&room);
+            }
+        }
+    }
+}
+
+/// Where a peer message should go.
+#[derive(Debug)]
+pub enum PeerRoute {
+    /// To a connection on this edge.
+    Local(Outlet),
+    /// The target is leaving or gone; the message is dropped silently (it was a member a moment ago,
+    /// and its `peer_left` is on the way).
+    Gone,
+}
+
+/// The handle to the edge's local state; cheap to clone.
+#[derive(Clone)]
+pub struct Registry {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    metrics: Metrics,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(metrics: Metrics) -> Self {
+        Registry {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                metrics,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock is never held across an await or a call that can panic on client input; recover
+        // from poisoning rather than take every connection down.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a connection.
+    pub fn register(&self, conn: ConnId, outlet: Outlet) {
+        self.state().conns.insert(
+            conn,
+            Entry {
+                outlet,
+                membership: Membership::None,
+            },
+        );
+    }
+
+    /// Removes a connection, returning the membership it had (the caller tells the router).
+    pub fn unregister(&self, conn: ConnId) -> Membership {
+        let mut state = self.state();
+        let Some(entry) = state.conns.remove(&conn) else {
+            return Membership::None;
+        };
+        if let Membership::Joined(room) = entry.membership {
+            state.leave_view(conn, room);
+        }
+        entry.membership
+    }
+
+    /// The connection's membership.
+    pub fn membership(&self, conn: ConnId) -> Membership {
+        self.state()
+            .conns
+            .get(&conn)
+            .map_or(Membership::None, |e| e.membership)
+    }
+
+    /// Starts a join: fails with `already joined another room` if in or joining a room.
+    pub fn begin_join(&self, conn: ConnId, room: RoomKey) -> Result<(), ProtocolError> {
+        let mut state = self.state();
+        let entry = state
+            .conns
+            .get_mut(&conn)
+            .ok_or(ProtocolError::Unavailable)?;
+        if entry.membership != Membership::None {
+            return Err(ProtocolError::AlreadyJoined);
+        }
+        entry.membership = Membership::Joining(room);
+        Ok(())
+    }
+
+    /// Leaves the current room (or abandons a join); returns the room, if there was one.
+    pub fn leave(&self, conn: ConnId) -> Option<RoomKey> {
+        let mut state = self.state();
+        let entry = state.conns.get_mut(&conn)?;
+        let previous = std::mem::replace(&mut entry.membership, Membership::None);
+        if let Membership::Joined(room) = previous {
+            state.leave_view(conn, room);
+        }
+        previous.room()
+    }
+
+    /// Decides where `send_to_peer` goes, with the protocol's checks in order: not in a room ->
+    /// `currently not in any room`; target not in the sender's room -> `unknown peer`; payload event
+    /// not forwardable -> `event not allowed`.
+    pub fn route_to_peer(
+        &self,
+        sender: ConnId,
+        target: Option<ConnId>,
+        data: &Map<String, Value>,
+    ) -> Result<(PeerRoute, ForwardEvent), ProtocolError> {
+        let state = self.state();
+        let room = state
+            .conns
+            .get(&sender)
+            .and_then(|e| e.membership.room())
+            .ok_or(ProtocolError::NotInRoom)?;
+        let target = target.ok_or(ProtocolError::UnknownPeer)?;
+        let known = state
+            .rooms
+            .get(&room)
+            .is_some_and(|view| view.members.contains(&target));
+        if !known {
+            return Err(ProtocolError::UnknownPeer);
+        }
+        let event = ForwardEvent::of(data)?;
+        let route = match state.conns.get(&target) {
+            Some(entry) if entry.membership == Membership::Joined(room) => {
+                PeerRoute::Local(entry.outlet.clone())
+            }
+            _ => PeerRoute::Gone,
+        };
+        Ok((route, event))
+    }
+
+    /// Delivers a room event from the router to the local connections `to`, updating the room view.
+    pub fn deliver(&self, room: RoomKey, to: &[ConnId], message: ServerMessage) {
+        let event = message.event();
+        let mut state = self.state();
+        let mut joined_now = None;
+        match &message {
+            ServerMessage::JoinedRoom { own_id, peers } => {
+                let Some(entry) = state.conns.get_mut(own_id) else {
+                    return;
+                };
+                if entry.membership != Membership::Joining(room) {
+                    // The connection left (or closed) before its join was processed: stale.
+                    return;
+                }
+                entry.membership = Membership::Joined(room);
+                joined_now = Some(*own_id);
+                let view = state.rooms.entry(room).or_default();
+                view.members = peers.iter().map(|p| p.peer_id).collect();
+                view.members.insert(*own_id);
+                view.local += 1;
+            }
+            ServerMessage::NewPeer { peer_id, .. } => {
+                if let Some(view) = state.rooms.get_mut(&room) {
+                    view.members.insert(*peer_id);
+                }
+            }
+            ServerMessage::PeerLeft { sender_id } => {
+                if let Some(view) = state.rooms.get_mut(&room) {
+                    view.members.remove(sender_id);
+                }
+            }
+            _ => {}
+        }
+        let outlets: Vec<Outlet> = to
+            .iter()
+            .filter_map(|id| state.conns.get(id))
+            .filter(|entry| entry.membership == Membership::Joined(room))
+            .map(|entry| entry.outlet.clone())
+            .collect();
+        drop(state);
+
+        if joined_now.is_some() {
+            self.shared.metrics.joins.inc();
+        }
+        if outlets.is_empty() {
+            return;
+        }
+        // Encode once; every recipient shares the same bytes.
+        let text = Utf8Bytes::from(message.encode());
+        let delivered = outlets.iter().filter(|o| o.push(text.clone())).count();
+        self.shared.metrics.messages_out(event, delivered as u64);
+    }
+
+    /// Reports a refused command to `conn`, abandoning its join if that was what was refused.
+    pub fn refuse(&self, conn: ConnId, room: RoomKey, error: ProtocolError) {
+        let outlet = {
+            let mut state = self.state();
+            let Some(entry) = state.conns.get_mut(&conn) else {
+                return;
+            };
+            if entry.membership == Membership::Joining(room) {
+                entry.membership = Membership::None;
+            }
+            entry.outlet.clone()
+        };
+        if outlet.push(Utf8Bytes::from(ServerMessage::Error(error).encode())) {
+            self.shared.metrics.error(error);
+        }
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        self.state().conns.len()
+    }
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Browser end-to-end test: unmodified palava-client 2.2.1 in headless Chromium against switchboard-edge.
+#
+#   edge/tests/browser/run.sh [extra `node --test` arguments]
+#
+# Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), CHROMIUM_BIN
+# (default /usr/bin/chromium).
+#
+# Network isolation: the test, the server and Chromium run in a fresh network namespace, so nothing they do
+# (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
+# Inside it:
+#   - `lo` is up: every address the test uses is 127.0.0.1.
+#   - a veth pair whose two ends both stay inside the namespace is up, with no IPv4 address and only the
+#     kernel's automatic IPv6 link-local addresses. Chromium reports navigator.onLine === false when no
+#     non-loopback interface has an address, and palava-client then refuses to connect
+#     (`signaling_not_reachable`). WebRTC ignores IPv6 link-local addresses, so ICE still only gathers
+#     127.0.0.1 candidates (the test asserts this). There is no route anywhere: the namespace has no other
+#     link.
+# It is also a fresh PID namespace: when the test process ends, however it ends, the kernel kills the
+# server and every Chromium process with it.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The veth pair created inside the namespace; the test accepts their link-local addresses and no others.
+NETNS_LINKS=(sbv0 sbv1)
+# Backstop above the test's own 60 s timeout, in case node itself hangs.
+OUTER_TIMEOUT=180
+
+die() { echo "run.sh: error: $*" >&2; exit 1; }
+
+if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
+  # ---- outside the namespace: prerequisites, dependencies, then re-enter this script isolated ----
+  CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
+  [[ -x "$CHROMIUM_BIN" ]] || die "chromium not found at $CHROMIUM_BIN (install it: apt-get install -y chromium)"
+  for tool in node npm unshare ip timeout; do
+    command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
+  done
+  node_major="$(node -p 'process.versions.node.split(".")[0]')"
+  (( node_major >= 20 )) || die "node >= 20 is required (found $(node --version))"
+
+  # npm records what it installed in node_modules/.package-lock.json; reinstall when that is missing or
+  # older than the lock file or the manifest. This is the only step that uses the network (the npm registry),
+  # and it runs before entering the namespace.
+  hidden_lock="$HERE/node_modules/.package-lock.json"
+  if [[ ! -f "$hidden_lock" || "$HERE/package-lock.json" -nt "$hidden_lock" || "$HERE/package.json" -nt "$hidden_lock" ]]; then
+    echo "run.sh: installing test dependencies (npm ci)" >&2
+    (cd "$HERE" && npm ci --no-audit --no-fund)
+  fi
+
+  # Everything temporary (the server's ready file, Chromium's throwaway profile) goes under one directory
+  # that is removed here even when the run is killed half-way.
+  scratch="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-browser-test.XXXXXX")"
+  trap 'rm -rf "$scratch"' EXIT
+
+  # Root can create a network namespace directly; anyone else needs a user namespace mapped to root in it.
+  unshare_args=(--net --pid --fork --kill-child)
+  (( EUID == 0 )) || unshare_args+=(--map-root-user)
+  status=0
+  _SWITCHBOARD_IN_NETNS=1 CHROMIUM_BIN="$CHROMIUM_BIN" TMPDIR="$scratch" \
+    timeout --kill-after=10s "$OUTER_TIMEOUT" unshare "${unshare_args[@]}" -- "$BASH" "${BASH_SOURCE[0]}" "$@" \
+    || status=$?
+  (( status != 124 )) || echo "run.sh: error: the test did not finish within ${OUTER_TIMEOUT}s" >&2
+  exit "$status"
+fi
+
+# ---- inside the fresh network + PID namespace (this shell is PID 1) ----
+ip link set lo up
+ip link add "${NETNS_LINKS[0]}" type veth peer name "${NETNS_LINKS[1]}" \
+  || die "cannot create a veth pair inside the test's network namespace"
+for link in "${NETNS_LINKS[@]}"; do
+  # No duplicate-address detection: the link-local address is usable at once, so no waiting for it.
+  sysctl -qw "net.ipv6.conf.$link.accept_dad=0"
+  ip link set "$link" up
+done
+export SWITCHBOARD_NETNS_LINKS
+SWITCHBOARD_NETNS_LINKS="$(IFS=,; echo "${NETNS_LINKS[*]}")"
+
+cd "$HERE"
+# Not exec: node must not become PID 1 (which ignores default signal actions); when this shell exits, the
+# kernel kills whatever is left in the namespace.
+status=0
+node --test --test-reporter=spec "$@" palava.test.mjs || status=$?
+exit "$status"

@@ -1,0 +1,282 @@
+//! Shared harness of the edge's integration tests: an edge started in-process with `run()` on port 0,
+//! and a small WebSocket client speaking the protocol as JSON.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchboard_edge::{Config, Listeners, Shutdown, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// How long a test waits for something it expects before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// An edge running in this process.
+pub struct TestEdge {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<Shutdown>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestEdge {
+    /// Starts an edge with the default configuration on loopback port 0.
+    pub async fn start() -> TestEdge {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts an edge after `adjust` changed the default configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestEdge {
+        let mut config = Config::default();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin_listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        config.validate().expect("test configuration is valid");
+        let listeners = Listeners::bind(&config).unwrap();
+        let addresses = listeners.addresses().unwrap();
+        let (stop, stopped) = oneshot::channel::<Shutdown>();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                stopped.await.unwrap_or(Shutdown {
+                    grace: Duration::ZERO,
+                })
+            };
+            run(config, listeners, shutdown).await.unwrap();
+        });
+        TestEdge {
+            addr: addresses.listen,
+            admin: addresses.admin_listen,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Starts the graceful shutdown with `grace`.
+    pub fn begin_shutdown(&mut self, grace: Duration) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(Shutdown { grace });
+        }
+    }
+
+    /// Waits until `run` has returned.
+    pub async fn stopped(&mut self) {
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE * 3, task)
+                .await
+                .expect("edge stops in time")
+                .unwrap();
+        }
+    }
+
+    /// One metric's value (the sum over series whose labels contain every `labels` pair).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, body) = http_get(self.admin, "/metrics").await;
+        parse_metric(&body, name, labels)
+    }
+
+    /// Waits until a metric reaches `want` (metrics are updated by other tasks a moment later).
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let got = self.metric(name, labels).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}{labels:?} = {got}, want {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for TestEdge {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Sums the samples of `name` whose label set contains all of `labels`.
+pub fn parse_metric(body: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// A plain HTTP/1.0 GET: (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("http response in time")
+        .unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A protocol client.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What ended a connection, as a client sees it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Close(Option<u16>, String),
+    Eof,
+}
+
+impl Client {
+    pub async fn connect(edge: &TestEdge) -> Client {
+        Self::connect_url(&edge.url()).await
+    }
+
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = connect_async(url).await.expect("websocket connects");
+        Client { ws }
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.ws
+            .send(Message::text(value.to_string()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.unwrap();
+    }
+
+    /// The next text message as JSON (pings and pongs are skipped); panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a message in time")
+                .expect("connection open")
+                .expect("no websocket error");
+            match frame {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next message, which must have event `event`.
+    pub async fn expect(&mut self, event: &str) -> Value {
+        let message = self.recv().await;
+        assert_eq!(message["event"], event, "unexpected message: {message}");
+        message
+    }
+
+    /// The next message, which must be an error with `text`.
+    pub async fn expect_error(&mut self, text: &str) {
+        let message = self.recv().await;
+        assert_eq!(
+            message,
+            json!({"event": "error", "message": text, "description": text})
+        );
+    }
+
+    /// Sends ping and waits for pong: everything sent before has been processed.
+    pub async fn sync(&mut self) {
+        self.send(json!({"event": "ping"})).await;
+        self.expect("pong").await;
+    }
+
+    /// Joins `room` and returns (own id, joined_room message).
+    pub async fn join(&mut self, room: &str, status: Value) -> (String, Value) {
+        self.send(json!({"event": "join_room", "room_id": room, "status": status}))
+            .await;
+        let joined = self.expect("joined_room").await;
+        (joined["own_id"].as_str().unwrap().to_string(), joined)
+    }
+
+    /// Reads until the connection ends; returns how.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("connection ends in time");
+            match frame {
+                None => return Ended::Eof,
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|CloseFrame { code, reason }| {
+                            (Some(u16::from(code)), reason.to_string())
+                        })
+                        .unwrap_or((None, String::new()));
+                    return Ended::Close(code, reason);
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) => return Ended::Eof,
+            }
+        }
+    }
+
+    /// Reads messages until the connection ends; returns them and how it ended.
+    pub async fn drain_until_closed(&mut self) -> (Vec<Value>, Ended) {
+        let mut seen = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("connection ends in time");
+            match frame {
+                None | Some(Err(_)) => return (seen, Ended::Eof),
+                Some(Ok(Message::Text(text))) => seen.push(serde_json::from_str(&text).unwrap()),
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|CloseFrame { code, reason }| {
+                            (Some(u16::from(code)), reason.to_string())
+                        })
+                        .unwrap_or((None, String::new()));
+                    return (seen, Ended::Close(code, reason));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}

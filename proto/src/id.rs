@@ -1,0 +1,112 @@
+//! Connection ids: random UUID v4 values, always written as lowercase hyphenated strings (palava clients
+//! compare them as strings, so the form must never vary).
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+/// The id of one client connection, unique across the cluster. Clients see it as `own_id`/`peer_id`/
+/// `sender_id`; the bus uses it as the connection's subject.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(Uuid);
+
+impl ConnId {
+    /// Builds a v4 id from 16 random bytes. The caller supplies the randomness because this crate has
+    /// no randomness source of its own (it must stay pure).
+    pub fn from_random_bytes(bytes: [u8; 16]) -> Self {
+        ConnId(uuid::Builder::from_random_bytes(bytes).into_uuid())
+    }
+
+    /// The raw 16 bytes, for compact encodings on the bus.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// Rebuilds an id from its 16 bytes as produced by [`ConnId::as_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        ConnId(Uuid::from_bytes(bytes))
+    }
+}
+
+/// Parsing accepts only the canonical lowercase hyphenated v4 form, the only one we ever hand out:
+/// a peer id in any other spelling cannot name a connection, so it is simply not a peer.
+impl FromStr for ConnId {
+    type Err = InvalidConnId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 36 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(InvalidConnId);
+        }
+        let uuid = Uuid::try_parse(s).map_err(|_| InvalidConnId)?;
+        if uuid.get_version_num() != 4 {
+            return Err(InvalidConnId);
+        }
+        Ok(ConnId(uuid))
+    }
+}
+
+/// A string that is not a connection id we could have issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a connection id")]
+pub struct InvalidConnId;
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({self})")
+    }
+}
+
+/// The id of one edge process. A cluster uses it to know which edge holds which connection, so that
+/// room events go to each edge once and a lost edge's members can be removed together.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeId(pub u64);
+
+impl fmt::Display for EdgeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for EdgeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EdgeId({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_lowercase_v4_and_round_trip() {
+        let id = ConnId::from_random_bytes([0xAB; 16]);
+        let text = id.to_string();
+        assert_eq!(text.len(), 36);
+        assert_eq!(text, text.to_lowercase());
+        assert_eq!(&text[14..15], "4", "version nibble");
+        assert_eq!(text.parse::<ConnId>(), Ok(id));
+        assert_eq!(ConnId::from_bytes(*id.as_bytes()), id);
+    }
+
+    #[test]
+    fn other_spellings_are_not_ids() {
+        let id = ConnId::from_random_bytes([0xAB; 16]).to_string();
+        assert!(id.to_uppercase().parse::<ConnId>().is_err());
+        assert!(id.replace('-', "").parse::<ConnId>().is_err());
+        assert!(format!("{{{id}}}").parse::<ConnId>().is_err());
+        assert!("".parse::<ConnId>().is_err());
+        // A valid UUID of another version is not one of ours.
+        assert!(
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+                .parse::<ConnId>()
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! The Switchboard signaling protocol (palava protocol "1.0.0" plus our documented extensions).
+//!
+//! This crate is pure: no tokio, no sockets, no clock, no randomness source. Everything here can be
+//! fuzzed and property-tested, and the edge, the router and the load generator share it. CI fails if
+//! tokio ever enters its dependency tree.
+//!
+//! # Layout
+//! - [`client`]: messages a client sends, and [`decode`] with palava's exact error order.
+//! - [`server`]: messages the server sends, encoded to JSON text.
+//! - [`status`]: peer status validation (`name`, `user_agent`, size) and the stored subset.
+//! - [`room`]: room ids and the keyed [`RoomKey`] that stands for a room everywhere after the edge.
+//! - [`id`]: connection ids ([`ConnId`], lowercase UUID v4) and edge ids ([`EdgeId`]).
+//! - [`error`]: [`ProtocolError`], whose `Display` is the exact text sent to clients.
+//! - [`limits`]: protocol constants and configurable defaults.
+//! - [`subject`]: names of bus subjects, which carry connection ids and room keys, never room ids.
+
+pub mod client;
+pub mod error;
+pub mod id;
+pub mod limits;
+pub mod room;
+pub mod server;
+pub mod status;
+pub mod subject;
+
+pub use client::{ClientMessage, ForwardEvent, decode};
+pub use error::ProtocolError;
+pub use id::{ConnId, EdgeId};
+pub use room::{RoomId, RoomKey, RoomKeyer};
+pub use server::{PeerEntry, ServerMessage};
+pub use status::{Status, StatusRules, StoredStatus};

@@ -1,0 +1,55 @@
+//! Protocol constants and the defaults of every configurable limit. The edge exposes each default as a
+//! flag; docs/operations.md lists them. Fixed protocol facts are not configurable.
+
+/// The protocol version answered to `info`; palava-client checks it.
+pub const PROTOCOL_VERSION: &str = "1.0.0";
+
+/// palava's port.
+pub const DEFAULT_PORT: u16 = 4233;
+
+/// Longest room id, in Unicode scalar values (palava counted characters, not bytes).
+pub const MAX_ROOM_ID_CHARS: usize = 50;
+
+/// Longest peer name, in Unicode scalar values.
+pub const MAX_NAME_CHARS: usize = 50;
+
+/// Default largest status, as serialized JSON bytes.
+pub const DEFAULT_MAX_STATUS_BYTES: usize = 4 * 1024;
+
+/// Default user agents a status may name.
+pub const DEFAULT_USER_AGENTS: &[&str] = &["firefox", "chrome", "safari", "edge", "unknown"];
+
+/// Default largest WebSocket frame/message a client may send.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// Default sustained client message rate (token bucket refill, messages per second).
+pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+
+/// Default token bucket size: how many messages a client may send in a burst.
+pub const DEFAULT_RATE_BURST: u32 = 200;
+
+/// Default room size limit; 0 means unlimited.
+pub const DEFAULT_MAX_ROOM_SIZE: usize = 0;
+
+/// Default seconds announced in `shutdown` and waited before closing on SIGTERM.
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
+
+/// Default seconds without any frame from a client (pongs included) before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+
+/// `send_to_peer` payload events a client may forward.
+pub const FORWARD_EVENTS: &[&str] = &["offer", "answer", "ice_candidate", "message"];
+
+/// WebSocket close codes the server uses.
+pub mod close_code {
+    /// Normal closure (the client asked to close, or it idled out).
+    pub const NORMAL: u16 = 1000;
+    /// The server process is going away for a reason other than a graceful shutdown.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Policy violation: sustained rate-limit abuse, or a client that does not read its messages.
+    pub const POLICY: u16 = 1008;
+    /// A frame or message larger than the configured limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The end of a graceful shutdown's grace period (announced earlier by a `shutdown` event).
+    pub const SHUTDOWN: u16 = 4200;
+}

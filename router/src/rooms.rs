@@ -1,0 +1,436 @@
+//! The room state machine.
+//!
+//! Guarantees (each has a test):
+//! - a joiner's first room message is `joined_room`, listing every other member in join order;
+//! - every other member then gets `new_peer`; a leaver's remaining members get `peer_left`;
+//! - a status update reaches every member, the sender included;
+//! - applying the effects in order gives every member a view equal to the true membership;
+//! - a refused command changes nothing.
+//!
+//! Messages for one edge are batched: one [`Effect::Deliver`] per (edge, message) lists every
+//! recipient that edge holds, so a cluster publishes a room event once per edge, not once per member.
+
+use std::collections::HashMap;
+
+use switchboard_proto::{
+    ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus,
+};
+
+use crate::UnixMillis;
+use crate::stats::HourlyStats;
+
+/// Limits of the state machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomsConfig {
+    /// Most members a room may have; 0 means unlimited.
+    pub max_room_size: usize,
+    /// How many UTC hours of statistics to keep.
+    pub stats_retention_hours: u64,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig {
+            max_room_size: switchboard_proto::limits::DEFAULT_MAX_ROOM_SIZE,
+            stats_retention_hours: 24 * 7,
+        }
+    }
+}
+
+/// A membership change, as the edge holding `conn` asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Add `conn` (held by `edge`) to `room` with a validated status.
+    Join {
+        /// The joining connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// The room.
+        room: RoomKey,
+        /// Its validated status.
+        status: Status,
+    },
+    /// Remove `conn` from `room` (an explicit `leave_room` or a closed socket). Ignored if `conn` is
+    /// not in `room`.
+    Leave {
+        /// The leaving connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// The room it leaves.
+        room: RoomKey,
+    },
+    /// Replace the status of `conn`, a member of `room`.
+    UpdateStatus {
+        /// The connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// Its room.
+        room: RoomKey,
+        /// The validated new status.
+        status: Status,
+    },
+    /// Every connection held by `edge` is gone (the edge died or lost the bus): remove them all.
+    EdgeLost {
+        /// The edge.
+        edge: EdgeId,
+    },
+}
+
+impl Command {
+    /// The room this command is about, if it names one (routing uses it to pick the owning router).
+    pub fn room(&self) -> Option<RoomKey> {
+        match self {
+            Command::Join { room, .. }
+            | Command::Leave { room, .. }
+            | Command::UpdateStatus { room, .. } => Some(*room),
+            Command::EdgeLost { .. } => None,
+        }
+    }
+}
+
+/// What the driver must do after a command, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send `message` to each of `to`, all held by `edge`, about `room`.
+    Deliver {
+        /// The edge holding the recipients.
+        edge: EdgeId,
+        /// The room the message is about.
+        room: RoomKey,
+        /// The recipients, in join order.
+        to: Vec<ConnId>,
+        /// The message.
+        message: ServerMessage,
+    },
+    /// The command was refused and changed nothing; tell `conn` why.
+    Refuse {
+        /// The edge holding the connection.
+        edge: EdgeId,
+        /// The connection whose command was refused.
+        conn: ConnId,
+        /// The room the command named.
+        room: RoomKey,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// A room closed (its last member left) with this peak member count. Already counted in
+    /// [`Rooms::stats`]; drivers use it for metrics.
+    RoomClosed {
+        /// Most members the room ever had at once.
+        peak: u64,
+    },
+    /// A member left after this many whole minutes. Already counted in [`Rooms::stats`].
+    MemberLeft {
+        /// Whole minutes between its join and its leave.
+        minutes: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Member {
+    edge: EdgeId,
+    status: StoredStatus,
+    joined_at: UnixMillis,
+    /// Join order within the room, for stable `peers` and recipient lists.
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashMap<ConnId, Member>,
+    peak: usize,
+}
+
+impl Room {
+    /// Members other than `except`, in join order.
+    fn others(&self, except: Option<ConnId>) -> Vec<(ConnId, &Member)> {
+        let mut others: Vec<_> = self
+            .members
+            .iter()
+            .filter(|(id, _)| Some(**id) != except)
+            .map(|(id, m)| (*id, m))
+            .collect();
+        others.sort_unstable_by_key(|(_, m)| m.seq);
+        others
+    }
+}
+
+/// All rooms of one router (or of a standalone edge), with their members and statistics.
+#[derive(Debug)]
+pub struct Rooms {
+    config: RoomsConfig,
+    rooms: HashMap<RoomKey, Room>,
+    /// Which room each connection is in.
+    members: HashMap<ConnId, RoomKey>,
+    stats: HourlyStats,
+    next_seq: u64,
+}
+
+impl Rooms {
+    /// No rooms yet.
+    pub fn new(config: RoomsConfig) -> Self {
+        Rooms {
+            stats: HourlyStats::new(config.stats_retention_hours),
+            config,
+            rooms: HashMap::new(),
+            members: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    /// Applies one command at `now` and returns what must happen, in order.
+    pub fn apply(&mut self, now: UnixMillis, command: Command) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match command {
+            Command::Join {
+                conn,
+                edge,
+                room,
+                status,
+            } => self.join(now, conn, edge, room, status, &mut effects),
+            Command::Leave { conn, room, .. } => {
+                if self.members.get(&conn) == Some(&room) {
+                    self.remove(now, conn, None, &mut effects);
+                }
+            }
+            Command::UpdateStatus {
+                conn,
+                edge,
+                room,
+                status,
+            } => self.update_status(conn, edge, room, status, &mut effects),
+            Command::EdgeLost { edge } => {
+                let mut lost: Vec<(RoomKey, u64, ConnId)> = Vec::new();
+                for (key, room) in &self.rooms {
+                    for (id, member) in &room.members {
+                        if member.edge == edge {
+                            lost.push((*key, member.seq, *id));
+                        }
+                    }
+                }
+                // Deterministic order (room, then join order) keeps replays and tests reproducible.
+                lost.sort_unstable();
+                for (_, _, conn) in lost {
+                    self.remove(now, conn, Some(edge), &mut effects);
+                }
+            }
+        }
+        effects
+    }
+
+    fn join(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        edge: EdgeId,
+        key: RoomKey,
+        status: Status,
+        effects: &mut Vec<Effect>,
+    ) {
+        let refuse = |error| Effect::Refuse {
+            edge,
+            conn,
+            room: key,
+            error,
+        };
+        if self.members.contains_key(&conn) {
+            effects.push(refuse(ProtocolError::AlreadyJoined));
+            return;
+        }
+        let max = self.config.max_room_size;
+        let size = self.rooms.get(&key).map_or(0, |r| r.members.len());
+        if max > 0 && size >= max {
+            effects.push(refuse(ProtocolError::RoomFull));
+            return;
+        }
+
+        let room = self.rooms.entry(key).or_default();
+        let others = room.others(None);
+        let peers = others
+            .iter()
+            .map(|(id, m)| PeerEntry {
+                peer_id: *id,
+                status: m.status.clone(),
+            })
+            .collect();
+        effects.push(Effect::Deliver {
+            edge,
+            room: key,
+            to: vec![conn],
+            message: ServerMessage::JoinedRoom {
+                own_id: conn,
+                peers,
+            },
+        });
+        push_grouped(
+            effects,
+            key,
+            &others,
+            ServerMessage::NewPeer {
+                peer_id: conn,
+                status: status.as_map().clone(),
+            },
+        );
+
+        room.members.insert(
+            conn,
+            Member {
+                edge,
+                status: status.stored(),
+                joined_at: now,
+                seq: self.next_seq,
+            },
+        );
+        self.next_seq += 1;
+        room.peak = room.peak.max(room.members.len());
+        self.members.insert(conn, key);
+    }
+
+    fn update_status(
+        &mut self,
+        conn: ConnId,
+        edge: EdgeId,
+        key: RoomKey,
+        status: Status,
+        effects: &mut Vec<Effect>,
+    ) {
+        let room = match self.rooms.get_mut(&key) {
+            Some(room) if self.members.get(&conn) == Some(&key) => room,
+            _ => {
+                effects.push(Effect::Refuse {
+                    edge,
+                    conn,
+                    room: key,
+                    error: ProtocolError::NotInRoom,
+                });
+                return;
+            }
+        };
+        if let Some(member) = room.members.get_mut(&conn) {
+            member.status.merge(status.stored());
+        }
+        let everyone = room.others(None);
+        push_grouped(
+            effects,
+            key,
+            &everyone,
+            ServerMessage::PeerUpdatedStatus {
+                sender_id: conn,
+                status: status.into_map(),
+            },
+        );
+    }
+
+    /// Removes `conn` from its room, telling the rest and recording statistics. Members held by
+    /// `gone_edge` are not told: that edge and all its connections are being removed, so messages to
+    /// them would go nowhere (and a big room on a dead edge would cost quadratically many of them).
+    fn remove(
+        &mut self,
+        now: UnixMillis,
+        conn: ConnId,
+        gone_edge: Option<EdgeId>,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(key) = self.members.remove(&conn) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let Some(member) = room.members.remove(&conn) else {
+            return;
+        };
+        let minutes = now.whole_minutes_since(member.joined_at);
+        self.stats.member_left(now.hour(), minutes);
+        effects.push(Effect::MemberLeft { minutes });
+
+        let mut rest = room.others(None);
+        rest.retain(|(_, m)| Some(m.edge) != gone_edge);
+        push_grouped(
+            effects,
+            key,
+            &rest,
+            ServerMessage::PeerLeft { sender_id: conn },
+        );
+        if room.members.is_empty() {
+            let peak = room.peak as u64;
+            self.rooms.remove(&key);
+            self.stats.room_closed(now.hour(), peak);
+            effects.push(Effect::RoomClosed { peak });
+        }
+    }
+
+    /// The room `conn` is in.
+    pub fn room_of(&self, conn: ConnId) -> Option<RoomKey> {
+        self.members.get(&conn).copied()
+    }
+
+    /// Whether `a` and `b` are members of the same room ("is X in my room").
+    pub fn same_room(&self, a: ConnId, b: ConnId) -> bool {
+        match (self.members.get(&a), self.members.get(&b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        }
+    }
+
+    /// The members of `room` in join order (empty if the room does not exist).
+    pub fn members(&self, room: RoomKey) -> Vec<ConnId> {
+        self.rooms
+            .get(&room)
+            .map(|r| r.others(None).into_iter().map(|(id, _)| id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Current and peak member count of `room`, if it exists.
+    pub fn room_size(&self, room: RoomKey) -> Option<(usize, usize)> {
+        self.rooms.get(&room).map(|r| (r.members.len(), r.peak))
+    }
+
+    /// Number of open rooms.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Number of connections in a room.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The hourly statistics.
+    pub fn stats(&self) -> &HourlyStats {
+        &self.stats
+    }
+
+    /// Mutable statistics, for restoring persisted ones.
+    pub fn stats_mut(&mut self) -> &mut HourlyStats {
+        &mut self.stats
+    }
+}
+
+/// Pushes one `Deliver` per edge holding any of `recipients` (kept in their given order), so each edge
+/// gets each message once with its own recipient list.
+fn push_grouped(
+    effects: &mut Vec<Effect>,
+    room: RoomKey,
+    recipients: &[(ConnId, &Member)],
+    message: ServerMessage,
+) {
+    let mut by_edge: Vec<(EdgeId, Vec<ConnId>)> = Vec::new();
+    for (id, member) in recipients {
+        match by_edge.iter_mut().find(|(edge, _)| *edge == member.edge) {
+            Some((_, to)) => to.push(*id),
+            None => by_edge.push((member.edge, vec![*id])),
+        }
+    }
+    for (edge, to) in by_edge {
+        effects.push(Effect::Deliver {
+            edge,
+            room,
+            to,
+            message: message.clone(),
+        });
+    }
+}
