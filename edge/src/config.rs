@@ -98,9 +98,15 @@ pub struct Config {
     )]
     pub user_agents: Vec<String>,
 
-    /// Messages queued for one client before it counts as not reading and is closed (1008).
+    /// Messages queued for one client. A room event that finds it full closes the client (1008, slow
+    /// consumer); a peer message waits up to --slow-client-timeout for room.
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
+
+    /// How long a peer message may wait for room in a full queue before its target is closed as a
+    /// slow consumer (1008). Meanwhile only the sender's own input waits.
+    #[arg(long, env = "SWITCHBOARD_SLOW_CLIENT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub slow_client_timeout: Duration,
 
     /// Per-connection WebSocket read buffer, in bytes (allocated up front for every connection).
     #[arg(long, env = "SWITCHBOARD_WS_READ_BUFFER", default_value_t = 4096)]
@@ -187,8 +193,13 @@ impl Config {
         if self.user_agents.iter().any(|a| a.trim().is_empty()) {
             return fail("--user-agents must not contain empty entries".into());
         }
-        if self.ping_interval.is_zero() || self.io_timeout.is_zero() {
-            return fail("--ping-interval and --io-timeout must be positive".into());
+        if self.ping_interval.is_zero()
+            || self.io_timeout.is_zero()
+            || self.slow_client_timeout.is_zero()
+        {
+            return fail(
+                "--ping-interval, --io-timeout and --slow-client-timeout must be positive".into(),
+            );
         }
         if self.idle_timeout <= self.ping_interval {
             return fail(format!(

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError as ProtocolViolation;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -29,7 +30,7 @@ use tracing::{debug, info};
 use crate::context::{Context, Slot};
 use crate::metrics::DisconnectReason;
 use crate::ratelimit::{RateLimiter, Verdict};
-use crate::registry::{Outlet, PeerRoute};
+use crate::registry::{Offer, Outlet, PeerRoute};
 
 /// Most queued messages written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
@@ -66,6 +67,7 @@ where
             now,
         ),
         ctx: ctx.clone(),
+        blocked: None,
         sink,
         announced: false,
         last_seen: now,
@@ -89,12 +91,36 @@ where
 
 struct Conn<S> {
     id: ConnId,
+    /// A relay waiting for room in its target's queue, set by `on_message`.
+    blocked: Option<Blocked>,
     ctx: Arc<Context>,
     sink: Sink<S>,
     limiter: RateLimiter,
     /// Whether this client has been sent the `shutdown` event.
     announced: bool,
     last_seen: Instant,
+}
+
+/// A peer message waiting for room in its target's queue. While one waits, the sender's input is not
+/// read (backpressure on the sender alone) but its own queue keeps draining, so two peers relaying to
+/// each other can never deadlock. A target that stays full past `--slow-client-timeout` is closed.
+struct Blocked {
+    outlet: Outlet,
+    text: Utf8Bytes,
+    event: &'static str,
+    received: Instant,
+    deadline: Instant,
+}
+
+async fn reserve(blocked: &Option<Blocked>) -> Option<mpsc::OwnedPermit<Utf8Bytes>> {
+    match blocked {
+        Some(blocked) => blocked.outlet.reserve().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn deadline(blocked: &Option<Blocked>) -> Instant {
+    blocked.as_ref().map_or_else(Instant::now, |b| b.deadline)
 }
 
 /// Why the write side failed.
@@ -129,6 +155,7 @@ where
             return DisconnectReason::IoError;
         }
 
+        let mut blocked: Option<Blocked> = None;
         loop {
             tokio::select! {
                 biased;
@@ -151,7 +178,27 @@ where
                         return DisconnectReason::IoError;
                     }
                 }
-                frame = stream.next() => {
+                // Outbound before inbound: a client that sends at full speed must not starve its own
+                // queue (and be cut as a slow consumer); reading less applies TCP backpressure to it.
+                Some(first) = rx.recv() => {
+                    match self.write_batch(first, &mut rx, &slow).await {
+                        Ok(()) => {}
+                        Err(WriteFailure::Io) => return DisconnectReason::IoError,
+                        Err(WriteFailure::SlowConsumer) => return DisconnectReason::SlowConsumer,
+                    }
+                }
+                permit = reserve(&blocked), if blocked.is_some() => {
+                    if let (Some(permit), Some(b)) = (permit, blocked.take()) {
+                        permit.send(b.text);
+                        self.relayed(b.event, b.received);
+                    }
+                }
+                () = sleep_until(deadline(&blocked)), if blocked.is_some() => {
+                    if let Some(b) = blocked.take() {
+                        b.outlet.mark_slow();
+                    }
+                }
+                frame = stream.next(), if blocked.is_none() => {
                     let Some(frame) = frame else {
                         return DisconnectReason::ClientClosed;
                     };
@@ -164,15 +211,9 @@ where
                                 }
                                 return reason;
                             }
+                            blocked = self.blocked.take();
                         }
                         Err(e) => return self.on_read_error(e, &mut stream).await,
-                    }
-                }
-                Some(first) = rx.recv() => {
-                    match self.write_batch(first, &mut rx, &slow).await {
-                        Ok(()) => {}
-                        Err(WriteFailure::Io) => return DisconnectReason::IoError,
-                        Err(WriteFailure::SlowConsumer) => return DisconnectReason::SlowConsumer,
                     }
                 }
                 _ = ping.tick() => {
@@ -303,16 +344,31 @@ where
                         data,
                     }
                     .encode();
-                    if outlet.push(Utf8Bytes::from(text)) {
-                        ctx.metrics.messages_out(event.name(), 1);
-                        ctx.metrics
-                            .relay_seconds
-                            .observe(received.elapsed().as_secs_f64());
+                    match outlet.offer(Utf8Bytes::from(text)) {
+                        Ok(()) => self.relayed(event.name(), received),
+                        Err(Offer::Full(text)) => {
+                            self.blocked = Some(Blocked {
+                                outlet,
+                                text,
+                                event: event.name(),
+                                received,
+                                deadline: Instant::now() + ctx.limits.slow_client_timeout,
+                            });
+                        }
+                        Err(Offer::Gone) => {}
                     }
                 }
                 Ok(())
             }
         }
+    }
+
+    fn relayed(&self, event: &'static str, received: Instant) {
+        self.ctx.metrics.messages_out(event, 1);
+        self.ctx
+            .metrics
+            .relay_seconds
+            .observe(received.elapsed().as_secs_f64());
     }
 
     async fn on_read_error(&mut self, error: WsError, stream: &mut Stream<S>) -> DisconnectReason {
@@ -326,6 +382,10 @@ where
             WsError::Utf8(_) => {
                 self.close(stream, 1007, "invalid utf-8").await;
                 DisconnectReason::ProtocolViolation
+            }
+            // A client that vanishes without a close frame (tab closed, network gone) just left.
+            WsError::Protocol(ProtocolViolation::ResetWithoutClosingHandshake) => {
+                DisconnectReason::ClientClosed
             }
             WsError::Protocol(e) => {
                 debug!(conn.id = %self.id, error = %e, "closing: websocket protocol violation");

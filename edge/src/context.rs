@@ -32,6 +32,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Bound on the HTTP request and on each write.
     pub io_timeout: Duration,
+    /// How long a relay waits for room in a full target queue before the target is closed.
+    pub slow_client_timeout: Duration,
     /// Most concurrent connections.
     pub max_connections: usize,
     /// tungstenite settings (frame size limit, buffers).
@@ -49,6 +51,7 @@ impl Limits {
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             io_timeout: config.io_timeout,
+            slow_client_timeout: config.slow_client_timeout,
             max_connections: config.max_connections,
             websocket: WebSocketConfig::default()
                 .max_frame_size(Some(config.max_frame_bytes))

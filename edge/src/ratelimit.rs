@@ -62,7 +62,7 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 
 impl RateLimiter {
     /// `rate` messages/s with bursts of `burst`; close after `close_after` dropped messages within
-    /// [`STRIKE_WINDOW`].
+    /// ten seconds.
     pub fn new(rate: u32, burst: u32, close_after: u32, now: Instant) -> Self {
         let close_after = f64::from(close_after);
         RateLimiter {

@@ -55,18 +55,48 @@ impl Outlet {
         Outlet { tx, slow }
     }
 
-    /// Queues `text` without waiting. A full queue means the client does not read: it is marked for
-    /// closing (slow consumer) instead of making the sender wait or growing memory.
+    /// Queues a room event without waiting. Room events come from the router, which serves every
+    /// connection and must never wait for one: a full queue means the client does not read, and it is
+    /// closed (slow consumer) rather than missing an event, which would corrupt its view of the room.
     pub fn push(&self, text: Utf8Bytes) -> bool {
         match self.tx.try_send(text) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.slow.cancel();
+                self.mark_slow();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
+
+    /// Queues a peer message if there is room; hands it back when the queue is full, so the sender
+    /// can wait for room without blocking anyone else (see `conn`).
+    pub fn offer(&self, text: Utf8Bytes) -> Result<(), Offer> {
+        match self.tx.try_send(text) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(text)) => Err(Offer::Full(text)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Offer::Gone),
+        }
+    }
+
+    /// Waits for one free place in the queue.
+    pub async fn reserve(&self) -> Option<mpsc::OwnedPermit<Utf8Bytes>> {
+        self.tx.clone().reserve_owned().await.ok()
+    }
+
+    /// Marks the connection as not reading; its task closes it.
+    pub fn mark_slow(&self) {
+        self.slow.cancel();
+    }
+}
+
+/// A peer message that could not be queued at once.
+#[derive(Debug)]
+pub enum Offer {
+    /// The queue is full; here is the message back.
+    Full(Utf8Bytes),
+    /// The connection is closing.
+    Gone,
 }
 
 #[derive(Debug)]

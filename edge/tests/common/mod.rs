@@ -35,9 +35,11 @@ impl TestEdge {
 
     /// Starts an edge after `adjust` changed the default configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestEdge {
-        let mut config = Config::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            ..Config::default()
+        };
         adjust(&mut config);
         config.validate().expect("test configuration is valid");
         let listeners = Listeners::bind(&config).unwrap();
@@ -279,4 +281,128 @@ impl Client {
             }
         }
     }
+}
+
+/// A hand-driven WebSocket client over raw TCP, for what a well-behaved library will not do: invalid
+/// UTF-8, unmasked frames, never answering pings.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl RawWs {
+    /// Connects and completes the upgrade handshake on `path`.
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawWs {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 1024];
+        let head_end = loop {
+            if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+                .await
+                .expect("handshake in time")
+                .unwrap();
+            assert!(n > 0, "connection closed during handshake");
+            buffer.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // The accept key for the RFC 6455 sample nonce.
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        buffer.drain(..head_end);
+        RawWs { stream, buffer }
+    }
+
+    /// Sends one frame with FIN set; `masked` as a client must (or not, to break the rules).
+    pub async fn send_frame(&mut self, opcode: u8, payload: &[u8], masked: bool) {
+        let mut frame = vec![0x80 | opcode];
+        let mask_bit = if masked { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => frame.push(mask_bit | n as u8),
+            n if n < 65536 => {
+                frame.push(mask_bit | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(mask_bit | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if masked {
+            let key = [0x12, 0x34, 0x56, 0x78];
+            frame.extend_from_slice(&key);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        } else {
+            frame.extend_from_slice(payload);
+        }
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads frames until a close frame or EOF; returns the close code and reason if one came, and
+    /// counts the pings seen on the way.
+    pub async fn read_until_close(&mut self) -> (Option<(u16, String)>, usize) {
+        let mut pings = 0;
+        loop {
+            match self.read_frame().await {
+                None => return (None, pings),
+                Some((0x8, payload)) => {
+                    let close = (payload.len() >= 2).then(|| {
+                        (
+                            u16::from_be_bytes([payload[0], payload[1]]),
+                            String::from_utf8_lossy(&payload[2..]).to_string(),
+                        )
+                    });
+                    return (close, pings);
+                }
+                Some((0x9, _)) => pings += 1,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Reads one server frame (servers never mask): (opcode, payload), or None at EOF.
+    pub async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if let Some((opcode, payload, used)) = parse_frame(&self.buffer) {
+                self.buffer.drain(..used);
+                return Some((opcode, payload));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(PATIENCE, self.stream.read(&mut chunk))
+                .await
+                .expect("a frame in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            self.buffer.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn parse_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, mut at) = match buf[1] & 0x7f {
+        126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
+        126 | 127 => return None,
+        n => (n as usize, 2),
+    };
+    if buf[1] & 0x80 != 0 {
+        at += 4;
+    }
+    (buf.len() >= at + len).then(|| (opcode, buf[at..at + len].to_vec(), at + len))
 }

@@ -1,0 +1,253 @@
+//! The `switchboard-edge` binary as an operator runs it: configuration errors, the ready file, logs,
+//! and signals.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{Client, Ended, PATIENCE, http_get};
+use serde_json::{Value, json};
+use switchboard_edge::BoundAddresses;
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard-edge");
+
+/// A running binary, killed on drop.
+struct Process {
+    child: Child,
+    addresses: BoundAddresses,
+    _dir: TempDir,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop (no extra crate for one use).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-test-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+fn command() -> Command {
+    let mut command = Command::new(BIN);
+    // The tests' environment must not configure the binary behind their back.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SWITCHBOARD_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Starts the binary on port 0 and waits for its ready file.
+async fn start(extra: &[&str]) -> Process {
+    let dir = TempDir::new();
+    let ready = dir.0.join("ready.json");
+    let child = command()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addresses = wait_for_ready_file(&ready).await;
+    Process {
+        child,
+        addresses,
+        _dir: dir,
+    }
+}
+
+/// The binary writes the file atomically once bound; poll for it (bounded), never sleep blindly.
+async fn wait_for_ready_file(path: &Path) -> BoundAddresses {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).expect("ready file is JSON");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no ready file");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "process did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_64_with_a_clear_message() {
+    for (args, needle) in [
+        (vec!["--listen", "not-an-address"], "--listen"),
+        (vec!["--rate-limit", "0"], "--rate-limit"),
+        (
+            vec!["--idle-timeout", "1s", "--ping-interval", "5s"],
+            "--idle-timeout",
+        ),
+        (vec!["--shutdown-grace", "soon"], "--shutdown-grace"),
+        (vec!["--log", "[[["], "--log"),
+        (vec!["--no-such-flag"], "--no-such-flag"),
+    ] {
+        let output = command().args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    // The environment is validated just the same.
+    let output = command()
+        .env("SWITCHBOARD_MAX_FRAME_BYTES", "12")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-frame-bytes"));
+}
+
+#[test]
+fn help_lists_every_setting_with_its_environment_variable() {
+    let output = command().arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "listen",
+        "admin-listen",
+        "ready-file",
+        "log-format",
+        "max-frame-bytes",
+        "rate-limit",
+        "rate-burst",
+        "max-room-size",
+        "max-connections",
+        "outbound-queue",
+        "ping-interval",
+        "idle-timeout",
+        "shutdown-grace",
+        "user-agents",
+        "slow-client-timeout",
+    ] {
+        assert!(help.contains(&format!("--{flag}")), "--{flag} missing");
+        let env = format!("SWITCHBOARD_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(help.contains(&env), "{env} missing");
+    }
+}
+
+#[tokio::test]
+async fn serves_with_no_other_process_and_drains_on_sigterm() {
+    let mut process = start(&["--shutdown-grace", "1s"]).await;
+    let BoundAddresses {
+        listen,
+        admin_listen,
+    } = process.addresses;
+    assert_eq!(http_get(admin_listen, "/healthz").await.0, 200);
+    assert_eq!(http_get(admin_listen, "/readyz").await.0, 200);
+
+    let mut a = Client::connect_url(&format!("ws://{listen}/")).await;
+    let mut b = Client::connect_url(&format!("ws://{listen}/")).await;
+    let (a_id, _) = a.join("bin", json!({})).await;
+    let (b_id, _) = b.join("bin", json!({})).await;
+    a.expect("new_peer").await;
+    a.send(json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "answer"}}))
+        .await;
+    assert_eq!(
+        b.recv().await,
+        json!({"event": "answer", "sender_id": a_id})
+    );
+
+    signal(&process.child, "TERM");
+    assert_eq!(a.recv().await, json!({"event": "shutdown", "seconds": 1}));
+    assert_eq!(b.recv().await, json!({"event": "shutdown", "seconds": 1}));
+    assert_eq!(
+        a.ended().await,
+        Ended::Close(Some(4200), "server shutting down".into())
+    );
+    let status = wait_exit(&mut process.child).await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn sigint_closes_at_once_and_logs_are_json_when_asked() {
+    let mut process = start(&["--shutdown-grace", "30s", "--log-format", "json"]).await;
+    let mut a = Client::connect_url(&format!("ws://{}/", process.addresses.listen)).await;
+    a.sync().await;
+    signal(&process.child, "INT");
+    let (seen, ended) = a.drain_until_closed().await;
+    assert_eq!(seen, [json!({"event": "shutdown", "seconds": 0})]);
+    assert_eq!(
+        ended,
+        Ended::Close(Some(4200), "server shutting down".into())
+    );
+    assert!(wait_exit(&mut process.child).await.success());
+
+    let mut stderr = String::new();
+    use std::io::Read;
+    process
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["message"] == "switchboard-edge serving")
+        .expect("a start-up line");
+    assert_eq!(serving["listen"], process.addresses.listen.to_string());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "switchboard-edge stopped")
+    );
+}

@@ -1,0 +1,219 @@
+//! The shutdown sequence (protocol.md, "Lifecycle"), readiness, and the HTTP endpoints.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Ended, TestEdge, http_get};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_announces_waits_then_closes_with_4200() {
+    let mut edge = TestEdge::start().await;
+    let mut stays = Client::connect(&edge).await;
+    let mut leaves = Client::connect(&edge).await;
+    stays.join("r", json!({})).await;
+    let (leaves_id, _) = leaves.join("r", json!({})).await;
+    stays.expect("new_peer").await;
+    assert_eq!(http_get(edge.admin, "/readyz").await.0, 200);
+
+    let began = tokio::time::Instant::now();
+    edge.begin_shutdown(Duration::from_secs(2));
+    assert_eq!(
+        stays.recv().await,
+        json!({"event": "shutdown", "seconds": 2})
+    );
+    assert_eq!(
+        leaves.recv().await,
+        json!({"event": "shutdown", "seconds": 2})
+    );
+
+    // Draining: not ready, new connections refused, but the rooms still work.
+    assert_eq!(http_get(edge.admin, "/readyz").await.0, 503);
+    assert_eq!(http_get(edge.admin, "/healthz").await.0, 200);
+    edge.wait_metric("switchboard_draining", &[], 1.0).await;
+    assert!(
+        tokio_tungstenite::connect_async(edge.url()).await.is_err(),
+        "a draining edge accepts no new clients"
+    );
+    drop(leaves);
+    assert_eq!(
+        stays.recv().await,
+        json!({"event": "peer_left", "sender_id": leaves_id})
+    );
+
+    // The one that stayed is closed with 4200 when the grace is over, not before.
+    assert_eq!(
+        stays.ended().await,
+        Ended::Close(Some(4200), "server shutting down".into())
+    );
+    assert!(began.elapsed() >= Duration::from_secs(2));
+    edge.stopped().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_early_when_every_client_has_left() {
+    let mut edge = TestEdge::start().await;
+    let mut a = Client::connect(&edge).await;
+    a.join("r", json!({})).await;
+    let began = tokio::time::Instant::now();
+    edge.begin_shutdown(Duration::from_secs(60));
+    a.expect("shutdown").await;
+    a.ws.close(None).await.unwrap();
+    drop(a);
+    edge.stopped().await;
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "stopped without waiting out the 60 s grace"
+    );
+}
+
+/// SIGINT's variant: no grace. The client still hears `shutdown` first, then the 4200 close.
+#[tokio::test]
+async fn zero_grace_still_announces_before_closing() {
+    let mut edge = TestEdge::start().await;
+    let mut a = Client::connect(&edge).await;
+    a.sync().await;
+    edge.begin_shutdown(Duration::ZERO);
+    let (seen, ended) = a.drain_until_closed().await;
+    assert_eq!(seen, [json!({"event": "shutdown", "seconds": 0})]);
+    assert_eq!(
+        ended,
+        Ended::Close(Some(4200), "server shutting down".into())
+    );
+    edge.stopped().await;
+}
+
+#[tokio::test]
+async fn http_endpoints() {
+    let edge = TestEdge::start().await;
+    for addr in [edge.addr, edge.admin] {
+        assert_eq!(http_get(addr, "/healthz").await, (200, "ok\n".into()));
+        assert_eq!(http_get(addr, "/readyz").await, (200, "ready\n".into()));
+    }
+    // Without an upgrade, the public root explains itself; other paths are not found.
+    let (status, body) = http_get(edge.addr, "/").await;
+    assert_eq!(status, 426);
+    assert!(body.contains("WebSocket"), "{body}");
+    assert_eq!(http_get(edge.addr, "/nothing-here").await.0, 404);
+    assert_eq!(http_get(edge.admin, "/nothing-here").await.0, 404);
+
+    // The upgrade works on any unreserved path.
+    let mut c = Client::connect_url(&format!("ws://{}/some/app/path?x=1", edge.addr)).await;
+    c.join("r", json!({"name": "n"})).await;
+
+    let (status, metrics) = http_get(edge.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "switchboard_connections",
+        "switchboard_rooms",
+        "switchboard_room_members",
+        "switchboard_joins_total",
+        "switchboard_messages_total",
+        "switchboard_errors_total",
+        "switchboard_disconnects_total",
+        "switchboard_relay_seconds",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    let (status, stats) = http_get(edge.admin, "/stats").await;
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(
+        (stats["rooms"].clone(), stats["members"].clone()),
+        (json!(1), json!(1))
+    );
+}
+
+/// Metrics follow what clients did: messages by event and direction, errors by reason, rooms,
+/// members, disconnects, and palava's statistics when rooms close.
+#[tokio::test]
+async fn metrics_reflect_traffic() {
+    let edge = TestEdge::start().await;
+    let mut a = Client::connect(&edge).await;
+    let mut b = Client::connect(&edge).await;
+    let (a_id, _) = a.join("m", json!({})).await;
+    let (b_id, _) = b.join("m", json!({})).await;
+    a.expect("new_peer").await;
+    for _ in 0..3 {
+        a.send(json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "offer"}}))
+            .await;
+        b.expect("offer").await;
+    }
+    b.send(json!({"event": "send_to_peer", "peer_id": a_id, "data": {"event": "bogus"}}))
+        .await;
+    b.expect_error("event not allowed").await;
+    b.send(json!({"event": "nope"})).await;
+    b.expect_error("unknown event").await;
+
+    edge.wait_metric("switchboard_rooms", &[], 1.0).await;
+    edge.wait_metric("switchboard_room_members", &[], 2.0).await;
+    edge.wait_metric("switchboard_connections", &[], 2.0).await;
+    edge.wait_metric(
+        "switchboard_messages_total",
+        &[("event", "send_to_peer"), ("direction", "in")],
+        4.0,
+    )
+    .await;
+    edge.wait_metric(
+        "switchboard_messages_total",
+        &[("event", "offer"), ("direction", "out")],
+        3.0,
+    )
+    .await;
+    edge.wait_metric(
+        "switchboard_messages_total",
+        &[("event", "invalid"), ("direction", "in")],
+        1.0,
+    )
+    .await;
+    edge.wait_metric(
+        "switchboard_messages_total",
+        &[("event", "joined_room"), ("direction", "out")],
+        2.0,
+    )
+    .await;
+    edge.wait_metric(
+        "switchboard_errors_total",
+        &[("reason", "event_not_allowed")],
+        1.0,
+    )
+    .await;
+    edge.wait_metric(
+        "switchboard_errors_total",
+        &[("reason", "unknown_event")],
+        1.0,
+    )
+    .await;
+    edge.wait_metric("switchboard_relay_seconds_count", &[], 3.0)
+        .await;
+
+    drop(a);
+    b.expect("peer_left").await;
+    b.send(json!({"event": "leave_room"})).await;
+    b.sync().await;
+    edge.wait_metric("switchboard_rooms", &[], 0.0).await;
+    edge.wait_metric("switchboard_room_members", &[], 0.0).await;
+    edge.wait_metric(
+        "switchboard_disconnects_total",
+        &[("reason", "client_closed")],
+        1.0,
+    )
+    .await;
+    // One room closed with a peak of 2; two members left after 0 whole minutes.
+    edge.wait_metric("switchboard_room_peak_members_count", &[], 1.0)
+        .await;
+    edge.wait_metric("switchboard_room_peak_members_sum", &[], 2.0)
+        .await;
+    edge.wait_metric("switchboard_connection_minutes_count", &[], 2.0)
+        .await;
+    let (_, stats) = http_get(edge.admin, "/stats").await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let hours = stats["hourly"]["hours"].as_object().unwrap();
+    assert_eq!(hours.len(), 1, "{stats}");
+    let hour = hours.values().next().unwrap();
+    assert_eq!(hour["room_peaks"], json!({"2": 1}));
+    assert_eq!(hour["connection_time"], json!({"0": 2}));
+}
