@@ -36,7 +36,7 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
     command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
   done
   node_major="$(node -p 'process.versions.node.split(".")[0]')"
-  (( node_major >= 20 )) || die "node >= 20 is required (found $(node --version))"
+  (( node_major >= 18 )) || die "node >= 18 is required (found $(node --version))"
 
   # npm records what it installed in node_modules/.package-lock.json; reinstall when that is missing or
   # older than the lock file or the manifest. This is the only step that uses the network (the npm registry),
