@@ -136,6 +136,11 @@ pub struct Config {
     /// Hours of room_peaks / connection_time statistics to keep.
     #[arg(long, env = "SWITCHBOARD_STATS_RETENTION_HOURS", default_value_t = 168)]
     pub stats_retention_hours: u64,
+
+    /// Keep the hourly statistics in this file across restarts (saved every few seconds while they
+    /// change, and at shutdown). Without it they live in memory only.
+    #[arg(long, env = "SWITCHBOARD_STATS_FILE")]
+    pub stats_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -213,6 +218,19 @@ impl Config {
         }
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
+        }
+        if let Some(path) = &self.stats_file {
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => std::path::Path::new("."),
+            };
+            if !dir.is_dir() {
+                return fail(format!(
+                    "--stats-file {}: directory {} does not exist",
+                    path.display(),
+                    dir.display()
+                ));
+            }
         }
         Ok(())
     }

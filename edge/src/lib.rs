@@ -116,6 +116,7 @@ pub async fn run(
         router_rx,
         registry.clone(),
         metrics.clone(),
+        config.stats_file.clone(),
     ));
     let keyer = match &config.room_key_secret {
         Some(secret) => RoomKeyer::new(secret.as_bytes()),

@@ -1,11 +1,17 @@
 //! The router, in process: the standalone edge's room service. One task owns the [`Rooms`] state
 //! machine, applies commands in arrival order and hands the effects to the registry. The cluster
 //! replaces this task with router processes over NATS; the edge code around it stays the same.
+//!
+//! With `--stats-file`, palava's hourly statistics survive restarts: they are loaded at start and saved
+//! (atomically) at most every [`SAVE_INTERVAL`] while they change, and once more when the task ends.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use switchboard_router::{Effect, Rooms, RoomsConfig, UnixMillis};
+use switchboard_router::{Effect, HourlyStats, Rooms, RoomsConfig, UnixMillis};
 use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use tracing::{info, warn};
 
 use crate::bus::{LocalRequest, StatsSnapshot};
 use crate::metrics::Metrics;
@@ -14,15 +20,38 @@ use crate::registry::Registry;
 /// Capacity of the router's command queue; senders wait when it is full.
 pub const QUEUE: usize = 4096;
 
+/// Longest time changed statistics stay unsaved.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runs the router until every sender is gone.
 pub async fn run(
     config: RoomsConfig,
     mut rx: mpsc::Receiver<LocalRequest>,
     registry: Registry,
     metrics: Metrics,
+    stats_file: Option<PathBuf>,
 ) {
     let mut rooms = Rooms::new(config);
-    while let Some(request) = rx.recv().await {
+    if let Some(path) = &stats_file {
+        load(path, rooms.stats_mut()).await;
+    }
+    let mut dirty = false;
+    let mut save = tokio::time::interval(SAVE_INTERVAL);
+    save.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let request = tokio::select! {
+            request = rx.recv() => match request {
+                Some(request) => request,
+                None => break,
+            },
+            _ = save.tick(), if dirty && stats_file.is_some() => {
+                if let Some(path) = &stats_file {
+                    store(path, rooms.stats()).await;
+                }
+                dirty = false;
+                continue;
+            }
+        };
         match request {
             LocalRequest::Command(command) => {
                 for effect in rooms.apply(now(), command) {
@@ -34,9 +63,11 @@ pub async fn run(
                             conn, room, error, ..
                         } => registry.refuse(conn, room, error),
                         Effect::RoomClosed { peak } => {
+                            dirty = true;
                             metrics.room_peak_members.observe(peak as f64)
                         }
                         Effect::MemberLeft { minutes } => {
+                            dirty = true;
                             metrics.connection_minutes.observe(minutes as f64)
                         }
                     }
@@ -52,6 +83,49 @@ pub async fn run(
                 });
             }
         }
+    }
+    if dirty && let Some(path) = &stats_file {
+        store(path, rooms.stats()).await;
+    }
+}
+
+/// Adds the statistics saved in `path` (if any) to `stats`. A file that cannot be read is set aside
+/// rather than overwritten, and the service starts with empty statistics: losing history must never
+/// stop signaling.
+async fn load(path: &Path, stats: &mut HourlyStats) {
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read the statistics file; starting empty");
+            return;
+        }
+    };
+    match serde_json::from_slice::<HourlyStats>(&bytes) {
+        Ok(saved) => {
+            stats.merge(&saved);
+            info!(path = %path.display(), hours = saved.hours().len(), "statistics restored");
+        }
+        Err(e) => {
+            let aside = path.with_extension("corrupt");
+            warn!(path = %path.display(), moved_to = %aside.display(), error = %e,
+                "statistics file is not valid; set aside, starting empty");
+            let _ = tokio::fs::rename(path, aside).await;
+        }
+    }
+}
+
+/// Saves `stats` to `path` atomically (write a temporary file, then rename over).
+async fn store(path: &Path, stats: &HourlyStats) {
+    let result = async {
+        let json = serde_json::to_vec(stats).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("tmp");
+        tokio::fs::write(&tmp, json).await?;
+        tokio::fs::rename(&tmp, path).await
+    }
+    .await;
+    if let Err(e) = result {
+        warn!(path = %path.display(), error = %e, "cannot save statistics");
     }
 }
 

@@ -251,3 +251,56 @@ async fn sigint_closes_at_once_and_logs_are_json_when_asked() {
             .any(|l| l["message"] == "switchboard-edge stopped")
     );
 }
+
+fn stderr_of(process: &mut Process) -> String {
+    use std::io::Read;
+    let mut stderr = String::new();
+    if let Some(mut pipe) = process.child.stderr.take() {
+        pipe.read_to_string(&mut stderr).unwrap();
+    }
+    stderr
+}
+
+/// With --stats-file, palava's hourly statistics outlive a restart. Room ids stay private all along:
+/// not in logs (even at debug level), metrics, statistics or the file.
+#[tokio::test]
+async fn statistics_survive_a_restart_and_room_ids_stay_private() {
+    const ROOM: &str = "secret-room-4711";
+    let dir = TempDir::new();
+    let stats_file = dir.0.join("stats.json");
+    let stats_arg = stats_file.to_str().unwrap();
+
+    let mut first = start(&["--stats-file", stats_arg, "--log", "debug"]).await;
+    let url = format!("ws://{}/", first.addresses.listen);
+    let mut a = Client::connect_url(&url).await;
+    let mut b = Client::connect_url(&url).await;
+    a.join(ROOM, json!({"name": "a"})).await;
+    b.join(ROOM, json!({})).await;
+    a.expect("new_peer").await;
+    b.send(json!({"event": "leave_room"})).await;
+    a.expect("peer_left").await;
+    a.send(json!({"event": "leave_room"})).await;
+    a.sync().await;
+    let (_, metrics) = http_get(first.addresses.admin_listen, "/metrics").await;
+    let (_, stats) = http_get(first.addresses.admin_listen, "/stats").await;
+    // With every client gone, SIGTERM need not wait out the grace.
+    drop((a, b));
+    signal(&first.child, "TERM");
+    assert!(wait_exit(&mut first.child).await.success());
+    let logs = stderr_of(&mut first);
+    assert!(logs.contains("connection opened"), "debug logs were on");
+    for (what, text) in [("logs", &logs), ("metrics", &metrics), ("stats", &stats)] {
+        assert!(!text.contains(ROOM), "the room id leaked into {what}");
+    }
+    let saved = std::fs::read_to_string(&stats_file).expect("statistics saved at shutdown");
+    assert!(!saved.contains(ROOM));
+
+    let second = start(&["--stats-file", stats_arg]).await;
+    let (_, stats) = http_get(second.addresses.admin_listen, "/stats").await;
+    let stats: Value = serde_json::from_str(&stats).unwrap();
+    let hours = stats["hourly"]["hours"].as_object().unwrap();
+    let restored: Vec<&Value> = hours.values().collect();
+    assert_eq!(restored.len(), 1, "{stats}");
+    assert_eq!(restored[0]["room_peaks"], json!({"2": 1}));
+    assert_eq!(restored[0]["connection_time"], json!({"0": 2}));
+}
