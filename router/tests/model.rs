@@ -4,8 +4,9 @@
 //! - `Rooms`' queries agree with the model;
 //! - the effects are exactly the model's messages, each recipient once, batched once per
 //!   (edge, message) with recipients of that edge in join order, the joiner's `joined_room` first;
-//! - a simulated client per connection, applying only the messages delivered to it, always sees its
-//!   room's true membership and statuses, and its first message in every membership is `joined_room`;
+//! - a simulated client per connection, applying only the messages delivered to it, always sees
+//!   its room's true membership and statuses, and its first message in each membership is
+//!   `joined_room`;
 //! - a refused command yields a single `Refuse` and changes nothing, an ignored one yields nothing;
 //! - the statistics effects and the hourly statistics match the model.
 
@@ -535,7 +536,7 @@ fn run(max_room_size: usize, steps: &[(u64, Op)]) -> TestCaseResult {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 4000,
+        cases: 3000,
         // The default ChaCha generator is a sizeable part of a debug run; this needs no crypto.
         rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
         ..ProptestConfig::default()

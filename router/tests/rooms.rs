@@ -533,8 +533,8 @@ fn a_lost_edge_takes_exactly_its_members_and_the_rest_hear_of_each() {
 
     let effects = s.edge_lost(E1);
 
-    // Each survivor of room 1 hears of a and c once; nothing goes to the lost edge itself, and room 2
-    // closes silently.
+    // Each survivor of room 1 hears of a and c once; nothing goes to the lost edge itself, and
+    // room 2 closes silently.
     let mut got = deliveries(&effects);
     got.sort_by_key(|(edge, to, m)| (*edge, to.clone(), format!("{m:?}")));
     let mut want = vec![
@@ -650,6 +650,13 @@ fn peaks_and_connection_times_are_counted_in_the_hour_they_end() {
     let effects = s.at(3 * MINUTE).leave(b, E1, room(1));
     assert_eq!(stat_effects(&effects), [Effect::MemberLeft { minutes: 2 }]);
 
+    // Growing again to a smaller size does not lower the peak.
+    let d = conn(4);
+    s.join(d, E2, room(1), json!({}));
+    assert_eq!(s.rooms.room_size(room(1)), Some((2, 3)));
+    let effects = s.at(4 * MINUTE).leave(d, E2, room(1));
+    assert_eq!(stat_effects(&effects), [Effect::MemberLeft { minutes: 1 }]);
+
     // The room closes in hour 2, though it opened in hour 0.
     let effects = s.at(2 * HOUR + 5 * MINUTE).leave(a, E1, room(1));
     assert_eq!(
@@ -664,7 +671,10 @@ fn peaks_and_connection_times_are_counted_in_the_hour_they_end() {
     let hours = s.rooms.stats().hours();
     assert_eq!(hours.keys().copied().collect::<Vec<_>>(), [0, 2]);
     assert!(hours[&0].room_peaks.is_empty());
-    assert_eq!(hours[&0].connection_time, BTreeMap::from([(0, 1), (2, 1)]));
+    assert_eq!(
+        hours[&0].connection_time,
+        BTreeMap::from([(0, 1), (1, 1), (2, 1)])
+    );
     assert_eq!(hours[&2].room_peaks, BTreeMap::from([(3, 1)]));
     assert_eq!(hours[&2].connection_time, BTreeMap::from([(125, 1)]));
 }
