@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::context::{Context, Slot};
-use crate::metrics::DisconnectReason;
+use crate::metrics::{self, DisconnectReason};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registry::{Offer, Outlet, PeerRoute};
 
@@ -248,16 +248,16 @@ where
         match self.limiter.check(Instant::now()) {
             Verdict::Allow => {}
             Verdict::Drop => {
-                self.ctx.metrics.message_in("invalid");
+                self.ctx.metrics.message_in(metrics::INVALID);
                 return self.reply_error(ProtocolError::RateLimited).await.err();
             }
             Verdict::Close => {
-                self.ctx.metrics.message_in("invalid");
+                self.ctx.metrics.message_in(metrics::INVALID);
                 return Some(DisconnectReason::RateLimitAbuse);
             }
         }
         let Some(text) = text else {
-            self.ctx.metrics.message_in("invalid");
+            self.ctx.metrics.message_in(metrics::INVALID);
             return self.reply_error(ProtocolError::InvalidMessage).await.err();
         };
         let received = Instant::now();
@@ -267,7 +267,7 @@ where
                 self.on_client_message(message, received).await
             }
             Err(error) => {
-                self.ctx.metrics.message_in("invalid");
+                self.ctx.metrics.message_in(metrics::INVALID);
                 Err(error)
             }
         };

@@ -1,5 +1,6 @@
 //! The `switchboard-edge` binary: parse and validate configuration, set up logging, bind, run.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,8 +40,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    // Colours only for a person at a terminal; files and log collectors get plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Text => logs.init(),

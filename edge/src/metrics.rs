@@ -59,16 +59,9 @@ impl DisconnectReason {
     }
 }
 
-/// Client events counted in `switchboard_messages_total{direction="in"}`.
-const IN_EVENTS: &[&str] = &[
-    "info",
-    "ping",
-    "join_room",
-    "leave_room",
-    "update_status",
-    "send_to_peer",
-    "invalid",
-];
+/// Label of incoming frames that are not a valid client message (counted `direction="in"` beside
+/// the client events).
+pub const INVALID: &str = "invalid";
 
 /// Server events counted in `switchboard_messages_total{direction="out"}`.
 const OUT_EVENTS: &[&str] = &[
@@ -206,7 +199,7 @@ impl Metrics {
         for error in ProtocolError::ALL {
             metrics.errors.with_label_values(&[error.reason()]);
         }
-        for event in IN_EVENTS {
+        for event in switchboard_proto::client::EVENTS.iter().chain([&INVALID]) {
             metrics.messages.with_label_values(&[event, "in"]);
         }
         for event in OUT_EVENTS {

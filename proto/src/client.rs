@@ -14,6 +14,16 @@ use serde_json::{Map, Value};
 use crate::limits::FORWARD_EVENTS;
 use crate::{ConnId, ProtocolError, RoomId};
 
+/// Every event a client may send.
+pub const EVENTS: &[&str] = &[
+    "info",
+    "ping",
+    "join_room",
+    "leave_room",
+    "update_status",
+    "send_to_peer",
+];
+
 /// One decoded client message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {

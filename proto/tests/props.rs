@@ -14,14 +14,7 @@ use switchboard_proto::{
     StatusRules, StoredStatus, decode,
 };
 
-const CLIENT_EVENTS: &[&str] = &[
-    "info",
-    "ping",
-    "join_room",
-    "leave_room",
-    "update_status",
-    "send_to_peer",
-];
+const CLIENT_EVENTS: &[&str] = switchboard_proto::client::EVENTS;
 
 /// Keys the decoder looks at, plus a few it must ignore.
 const KEYS: &[&str] = &[
