@@ -48,7 +48,7 @@ pub async fn serve<S>(ws: WebSocketStream<S>, ctx: Arc<Context>, _slot: Slot)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let id = ConnId::from_random_bytes(rand::random());
+    let id = ConnId::for_edge(ctx.edge, rand::random());
     let (tx, rx) = mpsc::channel(ctx.limits.outbound_queue);
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));

@@ -3,7 +3,9 @@
 
 /// Every error the server reports to a client. The first block is palava-machine's; the texts marked
 /// "extension" are ours (documented in docs/protocol.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum ProtocolError {
     /// The frame is not JSON (or is a binary frame).
     #[error("invalid message")]

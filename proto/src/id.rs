@@ -1,5 +1,10 @@
 //! Connection ids: random UUID v4 values, always written as lowercase hyphenated strings (palava clients
 //! compare them as strings, so the form must never vary).
+//!
+//! The first 32 bits of a connection id are the [`EdgeId`] of the edge that holds it; the remaining 90
+//! free bits are random. So any process can tell from an id alone where to send a message for that
+//! connection (`sb.conn.<edge>.<id>`), and an edge receives all of its connections' messages with one
+//! wildcard subscription instead of one subscription per connection.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +21,19 @@ impl ConnId {
     /// no randomness source of its own (it must stay pure).
     pub fn from_random_bytes(bytes: [u8; 16]) -> Self {
         ConnId(uuid::Builder::from_random_bytes(bytes).into_uuid())
+    }
+
+    /// Builds a v4 id for a connection held by `edge`, from 16 random bytes (of which the first four
+    /// are replaced by the edge id).
+    pub fn for_edge(edge: EdgeId, mut random: [u8; 16]) -> Self {
+        random[..4].copy_from_slice(&edge.0.to_be_bytes());
+        ConnId::from_random_bytes(random)
+    }
+
+    /// The edge holding this connection.
+    pub fn edge(&self) -> EdgeId {
+        let b = self.0.as_bytes();
+        EdgeId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// The raw 16 bytes, for compact encodings on the bus.
@@ -63,14 +81,43 @@ impl fmt::Debug for ConnId {
     }
 }
 
-/// The id of one edge process. A cluster uses it to know which edge holds which connection, so that
-/// room events go to each edge once and a lost edge's members can be removed together.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EdgeId(pub u64);
+/// The id of one edge process (random per start). A cluster uses it to know which edge holds which
+/// connection, so that room events go to each edge once and a lost edge's members can be removed
+/// together. It is also the first 32 bits of every connection id the edge hands out.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct EdgeId(pub u32);
 
 impl fmt::Display for EdgeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        write!(f, "{:08x}", self.0)
+    }
+}
+
+impl FromStr for EdgeId {
+    type Err = InvalidConnId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 8 {
+            return Err(InvalidConnId);
+        }
+        u32::from_str_radix(s, 16)
+            .map(EdgeId)
+            .map_err(|_| InvalidConnId)
+    }
+}
+
+impl serde::Serialize for ConnId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ConnId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -93,6 +140,22 @@ mod tests {
         assert_eq!(&text[14..15], "4", "version nibble");
         assert_eq!(text.parse::<ConnId>(), Ok(id));
         assert_eq!(ConnId::from_bytes(*id.as_bytes()), id);
+    }
+
+    #[test]
+    fn ids_carry_their_edge() {
+        let edge = EdgeId(0xdead_beef);
+        let id = ConnId::for_edge(edge, [0x5a; 16]);
+        assert_eq!(id.edge(), edge);
+        assert!(id.to_string().starts_with("deadbeef-"));
+        assert_eq!(
+            id.to_string().parse::<ConnId>(),
+            Ok(id),
+            "still a valid v4 id"
+        );
+        assert_eq!(edge.to_string().parse::<EdgeId>(), Ok(edge));
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(serde_json::from_str::<ConnId>(&json).unwrap(), id);
     }
 
     #[test]

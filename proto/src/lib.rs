@@ -12,8 +12,10 @@
 //! - [`id`]: connection ids ([`ConnId`], lowercase UUID v4) and edge ids ([`EdgeId`]).
 //! - [`error`]: [`ProtocolError`], whose `Display` is the exact text sent to clients.
 //! - [`limits`]: protocol constants and configurable defaults.
-//! - [`subject`]: names of bus subjects, which carry connection ids and room keys, never room ids.
+//! - [`bus`]: what travels between edges and routers: commands, room events, resync, heartbeats.
+//! - [`subject`]: names of bus subjects and storage, which carry ids and slots, never room ids.
 
+pub mod bus;
 pub mod client;
 pub mod error;
 pub mod id;

@@ -72,6 +72,37 @@ impl RoomKey {
     }
 }
 
+impl serde::Serialize for RoomKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RoomKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::str::FromStr for RoomKey {
+    type Err = &'static str;
+
+    /// Parses the 32 lowercase hex digits of [`RoomKey`]'s `Display`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // ASCII first: slicing by byte offsets below must not split a character.
+        if s.len() != 32 || !s.is_ascii() {
+            return Err("a room key is 32 hex digits");
+        }
+        let mut key = [0u8; 16];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
+                .map_err(|_| "a room key is 32 hex digits")?;
+        }
+        Ok(RoomKey(key))
+    }
+}
+
 impl fmt::Display for RoomKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in &self.0 {
@@ -171,6 +202,9 @@ mod tests {
         assert_ne!(a.key(&room), b.key(&room));
         assert_ne!(a.key(&room), a.key(&other));
         assert_eq!(a.key(&room).to_string().len(), 32);
+        let key = a.key(&room);
+        assert_eq!(key.to_string().parse::<RoomKey>(), Ok(key));
+        assert!("zz".repeat(16).parse::<RoomKey>().is_err());
         assert!(!format!("{room:?}").contains("standup"));
     }
 

@@ -10,7 +10,7 @@ use crate::limits::PROTOCOL_VERSION;
 use crate::{ConnId, ProtocolError, StoredStatus};
 
 /// One entry of `joined_room.peers`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerEntry {
     /// The member's connection id.
     pub peer_id: ConnId,
@@ -18,8 +18,9 @@ pub struct PeerEntry {
     pub status: StoredStatus,
 }
 
-/// A message to a client.
-#[derive(Debug, Clone, PartialEq)]
+/// A message to a client. Its serde form is the internal one used on the bus between routers and
+/// edges; clients only ever see [`ServerMessage::encode`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ServerMessage {
     /// To a joiner, always its first room message: its own id and the other members.
     JoinedRoom {

@@ -28,7 +28,8 @@ impl Default for StatusRules {
 }
 
 /// A validated status, exactly as the client sent it.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Status(Map<String, Value>);
 
 impl Status {
@@ -111,11 +112,13 @@ fn serialized_len(map: &Map<String, Value>) -> usize {
 }
 
 /// The stored subset of a status: what later joiners see in `joined_room.peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct StoredStatus {
     /// The peer's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The peer's browser family, from the allowed list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
 }
 

@@ -1,14 +1,75 @@
-//! Bus subject names. Subjects carry connection ids and room keys only, never room ids: anyone with
-//! access to the bus can see subject names.
+//! Bus subject names and storage names. Subjects carry edge ids, connection ids and slot numbers,
+//! never room ids: anyone with access to the bus can see subject names.
 
-use crate::ConnId;
+use crate::{ConnId, EdgeId};
 
 /// Prefix of every Switchboard subject.
 pub const PREFIX: &str = "sb";
 
-/// The subject on which the edge holding connection `id` receives everything for it.
+/// Peer messages for connection `id`, published by the sender's edge straight to the edge holding
+/// `id` (whose id is part of the connection id).
 pub fn conn(id: ConnId) -> String {
-    format!("{PREFIX}.conn.{id}")
+    format!("{PREFIX}.conn.{}.{id}", id.edge())
+}
+
+/// What an edge subscribes to for its connections' peer messages.
+pub fn edge_conns(edge: EdgeId) -> String {
+    format!("{PREFIX}.conn.{edge}.*")
+}
+
+/// Room events and refusals from routers for the connections of `edge`, one message per event and
+/// edge (recipients listed inside).
+pub fn edge_events(edge: EdgeId) -> String {
+    format!("{PREFIX}.edge.{edge}.events")
+}
+
+/// Membership commands (requests) for rooms in `slot`; only the slot's owning router subscribes.
+pub fn slot(slot: u32) -> String {
+    format!("{PREFIX}.slot.{slot}")
+}
+
+/// Heartbeats of edge `edge`.
+pub fn edge_heartbeat(edge: EdgeId) -> String {
+    format!("{PREFIX}.hb.edge.{edge}")
+}
+
+/// What routers subscribe to for every edge's heartbeats.
+pub const EDGE_HEARTBEATS: &str = "sb.hb.edge.*";
+
+/// Presence of router `router` (for balancing slots).
+pub fn router_heartbeat(router: &str) -> String {
+    format!("{PREFIX}.hb.router.{router}")
+}
+
+/// What routers subscribe to for each other's presence.
+pub const ROUTER_HEARTBEATS: &str = "sb.hb.router.*";
+
+/// Requests from a router taking over a slot; every edge answers with its members in that slot.
+pub const RESYNC: &str = "sb.resync";
+
+/// Statistics events published by router `router` into the statistics stream.
+pub fn stats(router: &str) -> String {
+    format!("{PREFIX}.stats.{router}")
+}
+
+/// Subjects of the statistics stream.
+pub const STATS_SUBJECTS: &str = "sb.stats.>";
+
+/// JetStream key-value bucket holding one lease per slot (`slot.<n>` -> owning router).
+pub const LEASES_BUCKET: &str = "sb-leases";
+
+/// JetStream key-value bucket holding the peak member count of each open room (room key -> peak).
+pub const PEAKS_BUCKET: &str = "sb-peaks";
+
+/// JetStream stream of statistics events (room closed with a peak, member left after some minutes).
+pub const STATS_STREAM: &str = "SB_STATS";
+
+/// NATS header of a peer message naming the room (key) it was sent in.
+pub const HEADER_ROOM: &str = "Sb-Room";
+
+/// The lease key of `slot` in [`LEASES_BUCKET`].
+pub fn lease_key(slot: u32) -> String {
+    format!("slot.{slot}")
 }
 
 #[cfg(test)]
@@ -16,8 +77,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn conn_subject_is_keyed_by_id() {
-        let id = ConnId::from_random_bytes([5; 16]);
-        assert_eq!(conn(id), format!("sb.conn.{id}"));
+    fn subjects_are_keyed_by_ids_and_wildcards_match() {
+        let edge = EdgeId(0x0102_0304);
+        let id = ConnId::for_edge(edge, [5; 16]);
+        assert_eq!(conn(id), format!("sb.conn.01020304.{id}"));
+        assert_eq!(edge_conns(edge), "sb.conn.01020304.*");
+        assert_eq!(edge_events(edge), "sb.edge.01020304.events");
+        assert_eq!(slot(7), "sb.slot.7");
+        assert!(edge_heartbeat(edge).starts_with(EDGE_HEARTBEATS.trim_end_matches('*')));
+        assert!(router_heartbeat("r1").starts_with(ROUTER_HEARTBEATS.trim_end_matches('*')));
+        assert!(stats("r1").starts_with(STATS_SUBJECTS.trim_end_matches('>')));
     }
 }

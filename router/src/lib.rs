@@ -14,6 +14,6 @@ pub mod rooms;
 pub mod stats;
 pub mod time;
 
-pub use rooms::{Command, Effect, Rooms, RoomsConfig};
+pub use rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig};
 pub use stats::{HourStats, HourlyStats};
 pub use time::UnixMillis;

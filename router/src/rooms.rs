@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+pub use switchboard_proto::bus::{Command, MemberRecord};
 use switchboard_proto::{
     ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus,
 };
@@ -33,60 +34,6 @@ impl Default for RoomsConfig {
         RoomsConfig {
             max_room_size: switchboard_proto::limits::DEFAULT_MAX_ROOM_SIZE,
             stats_retention_hours: 24 * 7,
-        }
-    }
-}
-
-/// A membership change, as the edge holding `conn` asks for it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Command {
-    /// Add `conn` (held by `edge`) to `room` with a validated status.
-    Join {
-        /// The joining connection.
-        conn: ConnId,
-        /// The edge holding it.
-        edge: EdgeId,
-        /// The room.
-        room: RoomKey,
-        /// Its validated status.
-        status: Status,
-    },
-    /// Remove `conn` from `room` (an explicit `leave_room` or a closed socket). Ignored if `conn` is
-    /// not in `room`.
-    Leave {
-        /// The leaving connection.
-        conn: ConnId,
-        /// The edge holding it.
-        edge: EdgeId,
-        /// The room it leaves.
-        room: RoomKey,
-    },
-    /// Replace the status of `conn`, a member of `room`.
-    UpdateStatus {
-        /// The connection.
-        conn: ConnId,
-        /// The edge holding it.
-        edge: EdgeId,
-        /// Its room.
-        room: RoomKey,
-        /// The validated new status.
-        status: Status,
-    },
-    /// Every connection held by `edge` is gone (the edge died or lost the bus): remove them all.
-    EdgeLost {
-        /// The edge.
-        edge: EdgeId,
-    },
-}
-
-impl Command {
-    /// The room this command is about, if it names one (routing uses it to pick the owning router).
-    pub fn room(&self) -> Option<RoomKey> {
-        match self {
-            Command::Join { room, .. }
-            | Command::Leave { room, .. }
-            | Command::UpdateStatus { room, .. } => Some(*room),
-            Command::EdgeLost { .. } => None,
         }
     }
 }
@@ -202,6 +149,7 @@ impl Rooms {
                 room,
                 status,
             } => self.update_status(conn, edge, room, status, &mut effects),
+            Command::Rejoin { member } => self.rejoin(now, member, &mut effects),
             Command::EdgeLost { edge } => {
                 let mut lost: Vec<(RoomKey, u64, ConnId)> = Vec::new();
                 for (key, room) in &self.rooms {
@@ -236,9 +184,14 @@ impl Rooms {
             room: key,
             error,
         };
-        if self.members.contains_key(&conn) {
-            effects.push(refuse(ProtocolError::AlreadyJoined));
-            return;
+        match self.members.get(&conn) {
+            // A retried join (its reply was lost on the bus): it was applied, so nothing to do.
+            Some(current) if *current == key => return,
+            Some(_) => {
+                effects.push(refuse(ProtocolError::AlreadyJoined));
+                return;
+            }
+            None => {}
         }
         let max = self.config.max_room_size;
         let size = self.rooms.get(&key).map_or(0, |r| r.members.len());
@@ -275,18 +228,93 @@ impl Rooms {
             },
         );
 
-        room.members.insert(
+        self.insert(MemberRecord {
             conn,
+            edge,
+            room: key,
+            status: status.stored(),
+            joined_at_ms: now.0,
+        });
+    }
+
+    /// Adds a member its edge knows but this router does not, telling the others (`new_peer`); the
+    /// member itself already had its `joined_room`. Moves it if the router had it in another room.
+    fn rejoin(&mut self, now: UnixMillis, member: MemberRecord, effects: &mut Vec<Effect>) {
+        match self.members.get(&member.conn) {
+            Some(current) if *current == member.room => return,
+            Some(_) => self.remove(now, member.conn, None, effects),
+            None => {}
+        }
+        let key = member.room;
+        let room = self.rooms.entry(key).or_default();
+        let others = room.others(None);
+        push_grouped(
+            effects,
+            key,
+            &others,
+            ServerMessage::NewPeer {
+                peer_id: member.conn,
+                status: status_map(&member.status),
+            },
+        );
+        self.insert(member);
+    }
+
+    /// Adds a member silently: used when a router takes over a slot and rebuilds its membership from
+    /// the edges, whose clients already know each other. Returns false if it was there already.
+    pub fn restore(&mut self, member: MemberRecord) -> bool {
+        if self.members.contains_key(&member.conn) {
+            return false;
+        }
+        self.insert(member);
+        true
+    }
+
+    /// Raises the recorded peak of `room` to at least `peak` (restored from storage after a takeover).
+    pub fn restore_peak(&mut self, room: RoomKey, peak: usize) {
+        if let Some(room) = self.rooms.get_mut(&room) {
+            room.peak = room.peak.max(peak);
+        }
+    }
+
+    fn insert(&mut self, member: MemberRecord) {
+        let room = self.rooms.entry(member.room).or_default();
+        room.members.insert(
+            member.conn,
             Member {
-                edge,
-                status: status.stored(),
-                joined_at: now,
+                edge: member.edge,
+                status: member.status,
+                joined_at: UnixMillis(member.joined_at_ms),
                 seq: self.next_seq,
             },
         );
         self.next_seq += 1;
         room.peak = room.peak.max(room.members.len());
-        self.members.insert(conn, key);
+        self.members.insert(member.conn, member.room);
+    }
+
+    /// Every member, as records (for handing a slot's state around and for tests).
+    pub fn records(&self) -> Vec<MemberRecord> {
+        let mut records: Vec<(u64, MemberRecord)> = self
+            .rooms
+            .iter()
+            .flat_map(|(key, room)| {
+                room.members.iter().map(|(conn, m)| {
+                    (
+                        m.seq,
+                        MemberRecord {
+                            conn: *conn,
+                            edge: m.edge,
+                            room: *key,
+                            status: m.status.clone(),
+                            joined_at_ms: m.joined_at.0,
+                        },
+                    )
+                })
+            })
+            .collect();
+        records.sort_unstable_by_key(|(seq, _)| *seq);
+        records.into_iter().map(|(_, r)| r).collect()
     }
 
     fn update_status(
@@ -407,6 +435,13 @@ impl Rooms {
     /// Mutable statistics, for restoring persisted ones.
     pub fn stats_mut(&mut self) -> &mut HourlyStats {
         &mut self.stats
+    }
+}
+
+fn status_map(status: &StoredStatus) -> serde_json::Map<String, serde_json::Value> {
+    match status.to_json() {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
     }
 }
 

@@ -10,7 +10,7 @@ use switchboard_proto::{
     ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StatusRules,
     StoredStatus,
 };
-use switchboard_router::{Command, Effect, Rooms, RoomsConfig, UnixMillis};
+use switchboard_router::{Command, Effect, MemberRecord, Rooms, RoomsConfig, UnixMillis};
 
 const E1: EdgeId = EdgeId(1);
 const E2: EdgeId = EdgeId(2);
@@ -419,17 +419,18 @@ fn joining_while_a_member_is_refused_and_changes_nothing() {
     s.join(a, E1, room(1), json!({"name": "Ann"}));
     s.join(b, E1, room(1), json!({}));
 
-    for target in [room(1), room(2)] {
-        assert_eq!(
-            s.join(a, E1, target, json!({"name": "Again"})),
-            [Effect::Refuse {
-                edge: E1,
-                conn: a,
-                room: target,
-                error: ProtocolError::AlreadyJoined,
-            }]
-        );
-    }
+    assert_eq!(
+        s.join(a, E1, room(2), json!({"name": "Again"})),
+        [Effect::Refuse {
+            edge: E1,
+            conn: a,
+            room: room(2),
+            error: ProtocolError::AlreadyJoined,
+        }]
+    );
+    // Joining the room it is in again is a retry of a join whose reply was lost on the bus: a
+    // no-op, neither refused nor announced twice (edges refuse it to clients before it gets here).
+    assert_eq!(s.join(a, E1, room(1), json!({"name": "Again"})), []);
     assert_eq!(s.rooms.members(room(1)), [a, b]);
     assert_eq!(s.rooms.room_of(a), Some(room(1)));
     assert_eq!(s.rooms.room_size(room(1)), Some((2, 2)));
@@ -509,7 +510,7 @@ fn max_room_size_zero_means_unlimited() {
         ..RoomsConfig::default()
     });
     for n in 0..200u8 {
-        let effects = s.join(conn(n), EdgeId(u64::from(n % 4)), room(1), json!({}));
+        let effects = s.join(conn(n), EdgeId(u32::from(n % 4)), room(1), json!({}));
         assert!(
             !effects.iter().any(|e| matches!(e, Effect::Refuse { .. })),
             "join {n} refused: {effects:?}"
@@ -827,4 +828,93 @@ fn a_closed_room_can_be_opened_again_and_a_leaver_can_rejoin() {
     );
     let hours = s.rooms.stats().hours();
     assert_eq!(hours[&0].room_peaks, BTreeMap::from([(1, 1), (2, 1)]));
+}
+
+fn record(c: ConnId, edge: EdgeId, r: RoomKey, name: &str, joined_at_ms: u64) -> MemberRecord {
+    MemberRecord {
+        conn: c,
+        edge,
+        room: r,
+        status: stored(Some(name), None),
+        joined_at_ms,
+    }
+}
+
+/// A router taking over a slot restores the members the edges report, silently (their clients
+/// already know each other), with their join times, so later joiners and statistics see them.
+#[test]
+fn restored_members_are_silent_and_complete() {
+    let mut s = Script::new();
+    let (a, b, c) = (conn(1), conn(2), conn(3));
+    assert!(s.rooms.restore(record(a, E1, room(1), "A", 0)));
+    assert!(s.rooms.restore(record(b, E2, room(1), "B", 0)));
+    assert!(
+        !s.rooms.restore(record(b, E2, room(1), "B", 0)),
+        "twice is once"
+    );
+    s.rooms.restore_peak(room(1), 5);
+    assert_eq!(s.rooms.members(room(1)), [a, b]);
+    assert_eq!(s.rooms.room_size(room(1)), Some((2, 5)));
+
+    s.at(3 * MINUTE);
+    let effects = s.join(c, E1, room(1), json!({}));
+    assert_eq!(
+        effects[0],
+        deliver(
+            E1,
+            room(1),
+            &[c],
+            joined(
+                c,
+                &[(a, stored(Some("A"), None)), (b, stored(Some("B"), None))]
+            )
+        )
+    );
+    let effects = s.leave(a, E1, room(1));
+    assert!(effects.contains(&Effect::MemberLeft { minutes: 3 }));
+    assert_eq!(s.rooms.records().len(), 2);
+}
+
+/// An edge that was cut off re-announces its members: those the router lost come back and the rest
+/// of the room hears `new_peer`; those it still has change nothing.
+#[test]
+fn rejoin_adds_only_what_was_lost() {
+    let mut s = Script::new();
+    let (a, b) = (conn(1), conn(2));
+    s.join(a, E1, room(1), json!({"name": "A"}));
+    s.join(b, E2, room(1), json!({"name": "B"}));
+    s.edge_lost(E2);
+    assert_eq!(s.rooms.members(room(1)), [a]);
+
+    let rejoin = Command::Rejoin {
+        member: record(b, E2, room(1), "B", 0),
+    };
+    let effects = s.rooms.apply(UnixMillis(0), rejoin.clone());
+    assert_eq!(
+        effects,
+        [deliver(
+            E1,
+            room(1),
+            &[a],
+            ServerMessage::NewPeer {
+                peer_id: b,
+                status: map(json!({"name": "B"}))
+            }
+        )]
+    );
+    assert_eq!(s.rooms.members(room(1)), [a, b]);
+    assert_eq!(s.rooms.apply(UnixMillis(0), rejoin), [], "already there");
+
+    // The edge is the ground truth: a member the router has in another room moves.
+    let moved = Command::Rejoin {
+        member: record(a, E1, room(2), "A", 0),
+    };
+    let effects = s.rooms.apply(UnixMillis(0), moved);
+    assert!(effects.contains(&deliver(
+        E2,
+        room(1),
+        &[b],
+        ServerMessage::PeerLeft { sender_id: a }
+    )));
+    assert_eq!(s.rooms.room_of(a), Some(room(2)));
 }

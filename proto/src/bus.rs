@@ -1,0 +1,229 @@
+//! What travels between edges and routers: membership [`Command`]s (edge to the router owning the
+//! room's slot), [`EdgeEvent`]s (router to edge), and the messages of resync, heartbeats and
+//! statistics. Standalone, commands and events pass in memory; in a cluster they are JSON on NATS
+//! (subjects in [`crate::subject`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConnId, EdgeId, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus};
+
+/// Default number of slots rooms hash into (`RoomKey::slot`). Every process of a cluster must use
+/// the same number: it decides which router owns a room.
+pub const DEFAULT_SLOTS: u32 = 64;
+
+/// A membership change, as the edge holding `conn` asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Add `conn` (held by `edge`) to `room` with a validated status.
+    Join {
+        /// The joining connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// The room.
+        room: RoomKey,
+        /// Its validated status.
+        status: Status,
+    },
+    /// Remove `conn` from `room` (an explicit `leave_room` or a closed socket). Ignored if `conn` is
+    /// not in `room`.
+    Leave {
+        /// The leaving connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// The room it leaves.
+        room: RoomKey,
+    },
+    /// Replace the status of `conn`, a member of `room`.
+    UpdateStatus {
+        /// The connection.
+        conn: ConnId,
+        /// The edge holding it.
+        edge: EdgeId,
+        /// Its room.
+        room: RoomKey,
+        /// The validated new status.
+        status: Status,
+    },
+    /// `conn` is a member of `room` as far as its edge knows (the edge is the ground truth): add it if
+    /// the router lost it, telling the other members with `new_peer`; nothing if it is there already.
+    /// Edges send this after their bus connection came back, or when a router asks them to.
+    Rejoin {
+        /// The member.
+        member: MemberRecord,
+    },
+    /// Every connection held by `edge` is gone (the edge died or lost the bus): remove them all.
+    EdgeLost {
+        /// The edge.
+        edge: EdgeId,
+    },
+}
+
+impl Command {
+    /// The room this command is about, if it names one (routing uses it to pick the owning router).
+    pub fn room(&self) -> Option<RoomKey> {
+        match self {
+            Command::Join { room, .. }
+            | Command::Leave { room, .. }
+            | Command::UpdateStatus { room, .. } => Some(*room),
+            Command::Rejoin { member } => Some(member.room),
+            Command::EdgeLost { .. } => None,
+        }
+    }
+}
+
+/// One member as its edge knows it: what a router needs to rebuild membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The connection.
+    pub conn: ConnId,
+    /// The edge holding it.
+    pub edge: EdgeId,
+    /// Its room.
+    pub room: RoomKey,
+    /// Its stored status.
+    pub status: StoredStatus,
+    /// When it joined, in milliseconds since the Unix epoch (for `connection_time`).
+    pub joined_at_ms: u64,
+}
+
+/// A router's answer to a [`Command`] request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandReply {
+    /// Applied (its effects are published before this reply).
+    Applied,
+    /// This router does not serve the slot (any more); ask again, the owner may be changing.
+    NotServing,
+}
+
+/// A message from a router to one edge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum EdgeEvent {
+    /// Deliver `message`, about `room`, to the edge's connections `to`.
+    Deliver {
+        /// The room.
+        room: RoomKey,
+        /// Recipients, all held by this edge, in join order.
+        to: Vec<ConnId>,
+        /// The message.
+        message: ServerMessage,
+    },
+    /// A command of `conn` was refused; tell it why.
+    Refuse {
+        /// The connection.
+        conn: ConnId,
+        /// The room the command named.
+        room: RoomKey,
+        /// Why.
+        error: ProtocolError,
+    },
+    /// The router does not know this edge's members in `slots` (it took them over while the edge was
+    /// unreachable): send a [`Command::Rejoin`] for each.
+    Resync {
+        /// Total number of slots (for `RoomKey::slot`).
+        slots: u32,
+        /// The slots concerned.
+        owned: Vec<u32>,
+    },
+}
+
+/// A router taking over `slot` asks every edge for its members there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    /// The slot being taken over.
+    pub slot: u32,
+    /// Total number of slots (for `RoomKey::slot`).
+    pub slots: u32,
+}
+
+/// An edge's answer to a [`ResyncRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResyncReply {
+    /// The answering edge.
+    pub edge: EdgeId,
+    /// Its members in the slot (joined, or still joining).
+    pub members: Vec<MemberRecord>,
+}
+
+/// An edge's periodic sign of life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The edge.
+    pub edge: EdgeId,
+    /// Its open client connections.
+    pub connections: u64,
+}
+
+/// A statistics event, as stored in the statistics stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatEvent {
+    /// A room closed during UTC hour `hour` (hours since the epoch) with `peak` members.
+    RoomClosed {
+        /// The hour.
+        hour: u64,
+        /// The room's peak member count.
+        peak: u64,
+    },
+    /// A member left during `hour` after `minutes` whole minutes in its room.
+    MemberLeft {
+        /// The hour.
+        hour: u64,
+        /// Whole minutes in the room.
+        minutes: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn envelopes_round_trip_as_json() {
+        let edge = EdgeId(9);
+        let conn = ConnId::for_edge(edge, [1; 16]);
+        let room = RoomKey::from_bytes([2; 16]);
+        let status =
+            Status::validate(Some(json!({"name": "x", "k": 1.5})), &Default::default()).unwrap();
+        let commands = [
+            Command::Join {
+                conn,
+                edge,
+                room,
+                status: status.clone(),
+            },
+            Command::Rejoin {
+                member: MemberRecord {
+                    conn,
+                    edge,
+                    room,
+                    status: status.stored(),
+                    joined_at_ms: 5,
+                },
+            },
+            Command::EdgeLost { edge },
+        ];
+        for command in commands {
+            let text = serde_json::to_string(&command).unwrap();
+            assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), command);
+        }
+        let event = EdgeEvent::Deliver {
+            room,
+            to: vec![conn],
+            message: ServerMessage::NewPeer {
+                peer_id: conn,
+                status: status.into_map(),
+            },
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<EdgeEvent>(&text).unwrap(), event);
+        let refuse = EdgeEvent::Refuse {
+            conn,
+            room,
+            error: ProtocolError::RoomFull,
+        };
+        let text = serde_json::to_string(&refuse).unwrap();
+        assert_eq!(serde_json::from_str::<EdgeEvent>(&text).unwrap(), refuse);
+    }
+}
