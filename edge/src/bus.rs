@@ -1,12 +1,24 @@
-//! The bus: how an edge reaches the router that owns a room.
+//! The bus: how an edge reaches the router that owns a room, and how peer messages reach other edges.
 //!
 //! Standalone (the default), the router runs in this process ([`crate::local_router`]) behind this
-//! same interface; the cluster adds a NATS variant. Connection code only ever talks to [`Bus`], so both
-//! modes run the same edge logic. Inbound traffic (room events for local connections) arrives at the
-//! [`crate::registry::Registry`] in both modes.
+//! interface; in a cluster ([`crate::cluster`]) commands are NATS requests to the slot's owner and
+//! peer messages are published to the target's subject. Connection code only talks to [`Bus`], so
+//! both modes run the same edge logic. Inbound traffic arrives at the [`crate::registry::Registry`]
+//! in both modes.
 
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use switchboard_proto::bus::CommandReply;
+use switchboard_proto::{ConnId, RoomKey, subject};
+use switchboard_router::nats::Link;
 use switchboard_router::{Command, HourlyStats};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::debug;
+
+use crate::metrics::Metrics;
 
 /// A request to the in-process router.
 #[derive(Debug)]
@@ -31,12 +43,15 @@ pub struct StatsSnapshot {
 /// The bus could not take a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
-    /// The router is gone (the process is stopping).
+    /// No router took the command within the retry window (or the process is stopping).
     #[error("router unavailable")]
     Unavailable,
+    /// This edge does not hold the statistics (in a cluster, the routers do).
+    #[error("statistics are served by the routers")]
+    NotHere,
 }
 
-/// The edge's way to the routers; cheap to clone.
+/// The edge's way to the routers and the other edges; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Bus {
     inner: Inner,
@@ -45,7 +60,29 @@ pub struct Bus {
 #[derive(Debug, Clone)]
 enum Inner {
     Local(mpsc::Sender<LocalRequest>),
+    Nats(NatsBus),
 }
+
+/// The cluster bus over NATS.
+#[derive(Debug, Clone)]
+pub struct NatsBus {
+    /// The connection.
+    pub client: async_nats::Client,
+    /// Link state.
+    pub link: watch::Receiver<Link>,
+    /// Number of slots rooms hash into.
+    pub slots: u32,
+    /// How long a command is retried while its slot has no serving router.
+    pub retry_window: Duration,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// First pause between command attempts; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(400);
+/// Longest wait for one command's reply before asking again.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Bus {
     /// A bus to an in-process router fed through `tx`.
@@ -55,18 +92,74 @@ impl Bus {
         }
     }
 
-    /// Hands a membership command to the router owning its room. Waits while the router's queue is
-    /// full (backpressure), so a join storm slows joiners down instead of growing memory.
+    /// A bus over NATS.
+    pub fn nats(bus: NatsBus) -> Self {
+        Bus {
+            inner: Inner::Nats(bus),
+        }
+    }
+
+    /// The NATS bus, in a cluster.
+    pub fn as_nats(&self) -> Option<&NatsBus> {
+        match &self.inner {
+            Inner::Local(_) => None,
+            Inner::Nats(bus) => Some(bus),
+        }
+    }
+
+    /// Whether the bus can carry traffic now (readiness).
+    pub fn is_up(&self) -> bool {
+        match &self.inner {
+            Inner::Local(tx) => !tx.is_closed(),
+            Inner::Nats(bus) => *bus.link.borrow() == Link::Up,
+        }
+    }
+
+    /// Hands a membership command to the router owning its room and waits until it was applied (its
+    /// effects are then on their way). Standalone, waits while the router's queue is full
+    /// (backpressure). In a cluster, retries while the slot has no serving router (failover,
+    /// handover) for up to the retry window; a retried command is harmless (joins and leaves are
+    /// idempotent at the router).
     pub async fn command(&self, command: Command) -> Result<(), BusError> {
         match &self.inner {
             Inner::Local(tx) => tx
                 .send(LocalRequest::Command(command))
                 .await
                 .map_err(|_| BusError::Unavailable),
+            Inner::Nats(bus) => bus.command(command).await,
         }
     }
 
-    /// Current statistics.
+    /// Publishes a peer message for `target`, held by another edge. Messages from one sender keep
+    /// their order (one NATS connection, one subject per target).
+    pub async fn relay(
+        &self,
+        target: ConnId,
+        room: RoomKey,
+        event: &'static str,
+        text: Utf8Bytes,
+    ) -> Result<(), BusError> {
+        match &self.inner {
+            // Standalone every connection is local; there is no other edge.
+            Inner::Local(_) => Err(BusError::Unavailable),
+            Inner::Nats(bus) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(subject::HEADER_ROOM, room.to_string().as_str());
+                headers.insert(subject::HEADER_EVENT, event);
+                let payload = bytes::Bytes::copy_from_slice(text.as_bytes());
+                bus.client
+                    .publish_with_headers(subject::conn(target), headers, payload)
+                    .await
+                    .map_err(|e| {
+                        bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
+                        debug!(error = %e, "cannot publish a peer message");
+                        BusError::Unavailable
+                    })
+            }
+        }
+    }
+
+    /// Current statistics (standalone only; in a cluster the routers serve them).
     pub async fn stats(&self) -> Result<StatsSnapshot, BusError> {
         match &self.inner {
             Inner::Local(tx) => {
@@ -76,6 +169,60 @@ impl Bus {
                     .map_err(|_| BusError::Unavailable)?;
                 rx.await.map_err(|_| BusError::Unavailable)
             }
+            Inner::Nats(_) => Err(BusError::NotHere),
+        }
+    }
+}
+
+impl NatsBus {
+    async fn command(&self, command: Command) -> Result<(), BusError> {
+        let Some(room) = command.room() else {
+            return Err(BusError::Unavailable);
+        };
+        let subject = subject::slot(room.slot(self.slots));
+        let payload: bytes::Bytes = serde_json::to_vec(&command)
+            .map_err(|_| BusError::Unavailable)?
+            .into();
+        let started = Instant::now();
+        let deadline = started + self.retry_window;
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let reply = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                self.client.request(subject.clone(), payload.clone()),
+            )
+            .await;
+            let applied = matches!(
+                &reply,
+                Ok(Ok(message))
+                    if serde_json::from_slice::<CommandReply>(&message.payload).ok()
+                        == Some(CommandReply::Applied)
+            );
+            if applied {
+                self.metrics
+                    .bus_command_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                if attempts > 1 {
+                    self.metrics
+                        .bus_command_retries
+                        .inc_by(u64::from(attempts - 1));
+                }
+                return Ok(());
+            }
+            // No responders, a timeout, or "not serving": the slot's owner is changing. Ask again.
+            let pause = backoff
+                + Duration::from_millis(rand::random_range(0..=backoff.as_millis() as u64 / 2));
+            if Instant::now() + pause >= deadline {
+                self.metrics
+                    .bus_errors
+                    .with_label_values(&["command"])
+                    .inc();
+                return Err(BusError::Unavailable);
+            }
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

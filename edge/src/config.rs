@@ -12,6 +12,7 @@ use switchboard_proto::limits::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
     DEFAULT_RATE_PER_SECOND,
 };
+use switchboard_router::nats::NatsArgs;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -28,6 +29,24 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "switchboard-edge", version, about, long_about = None)]
 pub struct Config {
+    /// NATS connection: with --nats the edge is a stateless node of a cluster.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// Number of slots rooms hash into (cluster). Every edge and router of a cluster must agree.
+    #[arg(long, env = "SWITCHBOARD_SLOTS", default_value_t = switchboard_proto::bus::DEFAULT_SLOTS)]
+    pub slots: u32,
+
+    /// How often the edge tells the routers it is alive (cluster). Keep it well under the routers'
+    /// --edge-timeout.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_INTERVAL", default_value = "500ms", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// How long a membership command is retried while its room's slot has no serving router
+    /// (cluster failover) before the client gets `service unavailable`.
+    #[arg(long, env = "SWITCHBOARD_FAILOVER_RETRY", default_value = "5s", value_parser = parse_duration)]
+    pub failover_retry: Duration,
+
     /// Address for client WebSockets (any path) and /healthz, /readyz.
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:4233")]
     pub listen: SocketAddr,
@@ -218,6 +237,28 @@ impl Config {
         }
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
+        }
+        if self.nats.enabled() {
+            self.nats.validate().map_err(ConfigError)?;
+            if self.room_key_secret.as_deref().is_none_or(str::is_empty) {
+                return fail(
+                    "--room-key-secret is required with --nats: every edge of a cluster must hash \
+                     room ids with the same secret"
+                        .into(),
+                );
+            }
+            if self.slots == 0 || self.slots > 4096 {
+                return fail(format!(
+                    "--slots must be between 1 and 4096 (got {})",
+                    self.slots
+                ));
+            }
+            if self.heartbeat_interval < Duration::from_millis(50) {
+                return fail("--heartbeat-interval must be at least 50ms".into());
+            }
+            if self.failover_retry.is_zero() {
+                return fail("--failover-retry must be positive".into());
+            }
         }
         if let Some(path) = &self.stats_file {
             let dir = match path.parent() {

@@ -293,7 +293,7 @@ where
                 }
                 let status = Status::validate(status, &ctx.status_rules)?;
                 let room = ctx.keyer.key(&room_id);
-                ctx.registry.begin_join(self.id, room)?;
+                ctx.registry.begin_join(self.id, room, status.stored())?;
                 let join = Command::Join {
                     conn: self.id,
                     edge: ctx.edge,
@@ -325,6 +325,7 @@ where
                     .room()
                     .ok_or(ProtocolError::NotInRoom)?;
                 let status = Status::validate(status, &ctx.status_rules)?;
+                let stored = status.stored();
                 let update = Command::UpdateStatus {
                     conn: self.id,
                     edge: ctx.edge,
@@ -334,17 +335,42 @@ where
                 ctx.bus
                     .command(update)
                     .await
-                    .map_err(|_| ProtocolError::Unavailable)
+                    .map_err(|_| ProtocolError::Unavailable)?;
+                ctx.registry.merge_status(self.id, stored);
+                Ok(())
             }
             ClientMessage::SendToPeer { peer_id, data } => {
                 let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
-                if let PeerRoute::Local(outlet) = route {
-                    let text = ServerMessage::Forward {
-                        sender_id: self.id,
-                        data,
+                let text = || {
+                    Utf8Bytes::from(
+                        ServerMessage::Forward {
+                            sender_id: self.id,
+                            data,
+                        }
+                        .encode(),
+                    )
+                };
+                if let PeerRoute::Remote(target) = route {
+                    let room = ctx
+                        .registry
+                        .membership(self.id)
+                        .room()
+                        .ok_or(ProtocolError::NotInRoom)?;
+                    // A failed publish means the bus is down: the message is lost like one sent
+                    // just before a crash; the client's ICE restart or a new offer recovers.
+                    // Counted as sent to a client by the edge that writes it to its socket.
+                    if ctx
+                        .bus
+                        .relay(target, room, event.name(), text())
+                        .await
+                        .is_ok()
+                    {
+                        ctx.metrics
+                            .relay_seconds
+                            .observe(received.elapsed().as_secs_f64());
                     }
-                    .encode();
-                    match outlet.offer(Utf8Bytes::from(text)) {
+                } else if let PeerRoute::Local(outlet) = route {
+                    match outlet.offer(text()) {
                         Ok(()) => self.relayed(event.name(), received),
                         Err(Offer::Full(text)) => {
                             self.blocked = Some(Blocked {

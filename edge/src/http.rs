@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{debug, warn};
 
+use crate::bus::BusError;
 use crate::context::Context;
 
 type Body = Full<Bytes>;
@@ -95,7 +96,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
     match (port, request.uri().path()) {
         (_, "/healthz") => text(StatusCode::OK, "ok\n"),
         (_, "/readyz") => {
-            if ctx.lifecycle.is_ready() {
+            if ctx.lifecycle.is_ready() && ctx.bus.is_up() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -111,7 +112,13 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
         }
         (Port::Admin, "/stats") => match ctx.bus.stats().await {
             Ok(stats) => json(&stats),
-            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "router unavailable\n"),
+            Err(BusError::NotHere) => text(
+                StatusCode::NOT_FOUND,
+                "statistics are served by the routers' admin ports (/stats)\n",
+            ),
+            Err(BusError::Unavailable) => {
+                text(StatusCode::SERVICE_UNAVAILABLE, "router unavailable\n")
+            }
         },
         (Port::Admin, _) => text(StatusCode::NOT_FOUND, "not found\n"),
         (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx),

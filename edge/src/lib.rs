@@ -9,12 +9,14 @@
 //! - [`http`]: both HTTP ports (health, readiness, metrics, stats, the WebSocket upgrade).
 //! - [`conn`]: one task per client connection: limits, pings, queue, shutdown.
 //! - [`registry`]: local connections and the edge's view of their rooms; peer relays.
-//! - [`bus`]: the way to the router; [`local_router`] is the in-process router.
+//! - [`bus`]: the way to the router; [`local_router`] is the in-process router, [`cluster`] the
+//!   edge's side of a cluster (NATS subscriptions, heartbeats, resync).
 //! - [`context`]: what connection tasks share, and the shutdown phases.
 //! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets.
 //! - [`shutdown`]: the signal handling of the binary.
 
 pub mod bus;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod context;
@@ -40,7 +42,7 @@ pub use config::Config;
 pub use metrics::Metrics;
 pub use shutdown::Shutdown;
 
-use crate::bus::Bus;
+use crate::bus::{Bus, NatsBus};
 use crate::context::Context;
 use crate::registry::Registry;
 
@@ -95,6 +97,9 @@ pub enum RunError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The NATS connection or its subscriptions could not be set up.
+    #[error("nats: {0}")]
+    Nats(anyhow::Error),
 }
 
 /// Serves until `shutdown` resolves, then runs the graceful stop: stop accepting, fail readiness,
@@ -106,30 +111,50 @@ pub async fn run(
     shutdown: impl Future<Output = Shutdown>,
 ) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
-    let registry = Registry::new(metrics.clone());
-    let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
-    let router = tokio::spawn(local_router::run(
-        RoomsConfig {
-            max_room_size: config.max_room_size,
-            stats_retention_hours: config.stats_retention_hours,
-        },
-        router_rx,
-        registry.clone(),
-        metrics.clone(),
-        config.stats_file.clone(),
-    ));
+    let edge = EdgeId(rand::random());
+    let registry = Registry::new(edge, metrics.clone());
     let keyer = match &config.room_key_secret {
         Some(secret) => RoomKeyer::new(secret.as_bytes()),
         None => RoomKeyer::new(&rand::random::<[u8; 32]>()),
     };
-    let ctx = Context::new(
-        &config,
-        EdgeId(rand::random()),
-        keyer,
-        registry,
-        Bus::local(router_tx),
-        metrics,
-    );
+    let clustered = config.nats.enabled();
+    let (bus, router) = if clustered {
+        let (client, link) = config
+            .nats
+            .connect(&format!("switchboard-edge-{edge}"))
+            .await
+            .map_err(RunError::Nats)?;
+        let bus = NatsBus {
+            client,
+            link,
+            slots: config.slots,
+            retry_window: config.failover_retry,
+            metrics: metrics.clone(),
+        };
+        (Bus::nats(bus), None)
+    } else {
+        let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
+        let router = tokio::spawn(local_router::run(
+            RoomsConfig {
+                max_room_size: config.max_room_size,
+                stats_retention_hours: config.stats_retention_hours,
+            },
+            router_rx,
+            registry.clone(),
+            metrics.clone(),
+            config.stats_file.clone(),
+        ));
+        metrics.bus_connected.set(1);
+        (Bus::local(router_tx), Some(router))
+    };
+    let nats_bus = bus.as_nats().cloned();
+    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics);
+    let cluster_tasks = match nats_bus {
+        Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval)
+            .await
+            .map_err(RunError::Nats)?,
+        None => Vec::new(),
+    };
 
     let public = TcpListener::from_std(listeners.public)?;
     let admin = TcpListener::from_std(listeners.admin)?;
@@ -137,7 +162,7 @@ pub async fn run(
         listen = %public.local_addr()?,
         admin_listen = %admin.local_addr()?,
         edge.id = %ctx.edge,
-        mode = "standalone",
+        mode = if clustered { "cluster" } else { "standalone" },
         "switchboard-edge serving"
     );
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));
@@ -150,9 +175,17 @@ pub async fn run(
     ctx.lifecycle.stopped.cancel();
     let _ = public_task.await;
     let _ = admin_task.await;
+    for task in cluster_tasks {
+        let _ = task.await;
+    }
+    if let Some(nats) = ctx.bus.as_nats() {
+        let _ = nats.client.flush().await;
+    }
     // Every holder of the bus is gone once the context is; the router then ends on its own.
     drop(ctx);
-    let _ = router.await;
+    if let Some(router) = router {
+        let _ = router.await;
+    }
     info!("switchboard-edge stopped");
     Ok(())
 }

@@ -109,6 +109,18 @@ pub struct Metrics {
     pub relay_seconds: Histogram,
     /// 1 while the edge is draining (after SIGTERM/SIGINT).
     pub draining: IntGauge,
+    /// Seconds from sending a membership command over the bus to its being applied (cluster).
+    pub bus_command_seconds: Histogram,
+    /// Command attempts repeated because the slot had no serving router (cluster failover).
+    pub bus_command_retries: IntCounter,
+    /// Bus operations that failed, by kind (`command`, `relay`, `heartbeat`, `resync`).
+    pub bus_errors: IntCounterVec,
+    /// Heartbeats published (cluster).
+    pub heartbeats: IntCounter,
+    /// 1 while connected to NATS (cluster), always 1 standalone.
+    pub bus_connected: IntGauge,
+    /// Members re-announced to routers (after a reconnect, or on a router's request).
+    pub rejoins: IntCounter,
 }
 
 impl Metrics {
@@ -191,6 +203,32 @@ impl Metrics {
                 "switchboard_draining",
                 "1 while the edge drains before stopping.",
             )?,
+            bus_command_seconds: histogram(
+                "switchboard_bus_command_seconds",
+                "From sending a membership command over the bus to its being applied.",
+                prometheus::exponential_buckets(0.000_05, 2.0, 18)?,
+            )?,
+            bus_command_retries: counter(
+                "switchboard_bus_command_retries_total",
+                "Command attempts repeated while a slot had no serving router.",
+            )?,
+            bus_errors: counter_vec(
+                "switchboard_bus_errors_total",
+                "Bus operations that failed, by kind.",
+                &["kind"],
+            )?,
+            heartbeats: counter(
+                "switchboard_edge_heartbeats_total",
+                "Heartbeats published to the routers.",
+            )?,
+            bus_connected: gauge(
+                "switchboard_bus_connected",
+                "1 while connected to the bus (always 1 standalone).",
+            )?,
+            rejoins: counter(
+                "switchboard_rejoins_total",
+                "Members re-announced to routers after a reconnect or on a router's request.",
+            )?,
             registry,
         };
         for reason in DisconnectReason::ALL {
@@ -204,6 +242,9 @@ impl Metrics {
         }
         for event in OUT_EVENTS {
             metrics.messages.with_label_values(&[event, "out"]);
+        }
+        for kind in ["command", "relay", "heartbeat", "resync"] {
+            metrics.bus_errors.with_label_values(&[kind]);
         }
         for reason in ["capacity", "draining"] {
             metrics.connections_refused.with_label_values(&[reason]);

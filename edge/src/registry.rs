@@ -14,7 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value};
-use switchboard_proto::{ConnId, ForwardEvent, ProtocolError, RoomKey, ServerMessage};
+use switchboard_proto::bus::MemberRecord;
+use switchboard_proto::{
+    ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -103,6 +106,10 @@ pub enum Offer {
 struct Entry {
     outlet: Outlet,
     membership: Membership,
+    /// The stored part of the connection's status, as the router has it (for resync).
+    status: StoredStatus,
+    /// When `joined_room` reached it, in milliseconds since the epoch (for resync).
+    joined_at_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -119,9 +126,10 @@ struct State {
 }
 
 impl State {
-    fn leave_view(&mut self, conn: ConnId, room: RoomKey) {
+    /// A local member left `room`. It stays in the view until the router's `peer_left` for it, which
+    /// the other local members still need (the view drops `peer_left` for unknown members).
+    fn leave_view(&mut self, room: RoomKey) {
         if let Some(view) = self.rooms.get_mut(&room) {
-            view.members.remove(&conn);
             view.local = view.local.saturating_sub(1);
             if view.local == 0 {
                 self.rooms.remove(&room);
@@ -135,6 +143,8 @@ impl State {
 pub enum PeerRoute {
     /// To a connection on this edge.
     Local(Outlet),
+    /// To a connection on another edge (cluster).
+    Remote(ConnId),
     /// The target is leaving or gone; the message is dropped silently (it was a member a moment ago,
     /// and its `peer_left` is on the way).
     Gone,
@@ -149,15 +159,17 @@ pub struct Registry {
 struct Shared {
     state: Mutex<State>,
     metrics: Metrics,
+    edge: EdgeId,
 }
 
 impl Registry {
-    /// An empty registry.
-    pub fn new(metrics: Metrics) -> Self {
+    /// An empty registry of edge `edge`.
+    pub fn new(edge: EdgeId, metrics: Metrics) -> Self {
         Registry {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 metrics,
+                edge,
             }),
         }
     }
@@ -178,6 +190,8 @@ impl Registry {
             Entry {
                 outlet,
                 membership: Membership::None,
+                status: StoredStatus::default(),
+                joined_at_ms: 0,
             },
         );
     }
@@ -189,7 +203,7 @@ impl Registry {
             return Membership::None;
         };
         if let Membership::Joined(room) = entry.membership {
-            state.leave_view(conn, room);
+            state.leave_view(room);
         }
         entry.membership
     }
@@ -203,7 +217,12 @@ impl Registry {
     }
 
     /// Starts a join: fails with `already joined another room` if in or joining a room.
-    pub fn begin_join(&self, conn: ConnId, room: RoomKey) -> Result<(), ProtocolError> {
+    pub fn begin_join(
+        &self,
+        conn: ConnId,
+        room: RoomKey,
+        status: StoredStatus,
+    ) -> Result<(), ProtocolError> {
         let mut state = self.state();
         let entry = state
             .conns
@@ -213,7 +232,39 @@ impl Registry {
             return Err(ProtocolError::AlreadyJoined);
         }
         entry.membership = Membership::Joining(room);
+        entry.status = status;
         Ok(())
+    }
+
+    /// Mirrors a status update the router applied (fields present replace the stored ones).
+    pub fn merge_status(&self, conn: ConnId, update: StoredStatus) {
+        if let Some(entry) = self.state().conns.get_mut(&conn) {
+            entry.status.merge(update);
+        }
+    }
+
+    /// The members this edge holds, joined to a room whose slot (of `slots`) is in `owned`; all of
+    /// them when `owned` is `None`. The edge is the ground truth a router rebuilds from.
+    pub fn members(&self, slots: u32, owned: Option<&[u32]>) -> Vec<MemberRecord> {
+        let state = self.state();
+        state
+            .conns
+            .iter()
+            .filter_map(|(conn, entry)| match entry.membership {
+                Membership::Joined(room)
+                    if owned.is_none_or(|owned| owned.contains(&room.slot(slots))) =>
+                {
+                    Some(MemberRecord {
+                        conn: *conn,
+                        edge: self.shared.edge,
+                        room,
+                        status: entry.status.clone(),
+                        joined_at_ms: entry.joined_at_ms,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Leaves the current room (or abandons a join); returns the room, if there was one.
@@ -222,7 +273,7 @@ impl Registry {
         let entry = state.conns.get_mut(&conn)?;
         let previous = std::mem::replace(&mut entry.membership, Membership::None);
         if let Membership::Joined(room) = previous {
-            state.leave_view(conn, room);
+            state.leave_view(room);
         }
         previous.room()
     }
@@ -243,10 +294,12 @@ impl Registry {
             .and_then(|e| e.membership.room())
             .ok_or(ProtocolError::NotInRoom)?;
         let target = target.ok_or(ProtocolError::UnknownPeer)?;
-        let known = state
-            .rooms
-            .get(&room)
-            .is_some_and(|view| view.members.contains(&target));
+        // Sending to yourself is allowed.
+        let known = target == sender
+            || state
+                .rooms
+                .get(&room)
+                .is_some_and(|view| view.members.contains(&target));
         if !known {
             return Err(ProtocolError::UnknownPeer);
         }
@@ -255,9 +308,27 @@ impl Registry {
             Some(entry) if entry.membership == Membership::Joined(room) => {
                 PeerRoute::Local(entry.outlet.clone())
             }
-            _ => PeerRoute::Gone,
+            Some(_) => PeerRoute::Gone,
+            None if target.edge() != self.shared.edge => PeerRoute::Remote(target),
+            None => PeerRoute::Gone,
         };
         Ok((route, event))
+    }
+
+    /// Delivers a peer message that came over the bus from another edge, if its target is still a
+    /// member of the room it was sent in. Like a room event it cannot wait: a full queue closes the
+    /// target as a slow consumer.
+    pub fn deliver_relay(&self, target: ConnId, room: RoomKey, event: &str, text: Utf8Bytes) {
+        let outlet = {
+            let state = self.state();
+            match state.conns.get(&target) {
+                Some(entry) if entry.membership == Membership::Joined(room) => entry.outlet.clone(),
+                _ => return,
+            }
+        };
+        if outlet.push(text) {
+            self.shared.metrics.messages_out(event, 1);
+        }
     }
 
     /// Delivers a room event from the router to the local connections `to`, updating the room view.
@@ -275,20 +346,29 @@ impl Registry {
                     return;
                 }
                 entry.membership = Membership::Joined(room);
+                entry.joined_at_ms = unix_millis();
                 joined_now = Some(*own_id);
+                // The view holds the members announced to local clients: the joiner's peers now,
+                // the joiner itself once the router's `new_peer` for it passes here.
                 let view = state.rooms.entry(room).or_default();
                 view.members = peers.iter().map(|p| p.peer_id).collect();
-                view.members.insert(*own_id);
                 view.local += 1;
             }
+            // Membership events are idempotent at the edge: a `new_peer` for a known member or a
+            // `peer_left` for an unknown one (possible around a router failover) reaches nobody, so
+            // clients never see a peer twice.
             ServerMessage::NewPeer { peer_id, .. } => {
-                if let Some(view) = state.rooms.get_mut(&room) {
-                    view.members.insert(*peer_id);
+                if let Some(view) = state.rooms.get_mut(&room)
+                    && !view.members.insert(*peer_id)
+                {
+                    return;
                 }
             }
             ServerMessage::PeerLeft { sender_id } => {
-                if let Some(view) = state.rooms.get_mut(&room) {
-                    view.members.remove(sender_id);
+                if let Some(view) = state.rooms.get_mut(&room)
+                    && !view.members.remove(sender_id)
+                {
+                    return;
                 }
             }
             _ => {}
@@ -334,4 +414,10 @@ impl Registry {
     pub fn connection_count(&self) -> usize {
         self.state().conns.len()
     }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -67,6 +67,9 @@ pub const STATS_STREAM: &str = "SB_STATS";
 /// NATS header of a peer message naming the room (key) it was sent in.
 pub const HEADER_ROOM: &str = "Sb-Room";
 
+/// NATS header of a peer message naming its event (`offer`, …), for the receiving edge's metrics.
+pub const HEADER_EVENT: &str = "Sb-Event";
+
 /// The lease key of `slot` in [`LEASES_BUCKET`].
 pub fn lease_key(slot: u32) -> String {
     format!("slot.{slot}")

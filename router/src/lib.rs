@@ -9,8 +9,12 @@
 //! - [`rooms`]: [`Rooms`], its [`Command`]s and [`Effect`]s.
 //! - [`stats`]: per-hour `room_peaks` and `connection_time` statistics.
 //! - [`time`]: [`UnixMillis`], the only notion of time the state machine has.
+//! - [`service`]: the `switchboard-router` service around it (NATS, leases, slots, admin port).
+//! - [`nats`]: NATS connection options shared by the router and the edge.
 
+pub mod nats;
 pub mod rooms;
+pub mod service;
 pub mod stats;
 pub mod time;
 

@@ -45,6 +45,11 @@ impl HourlyStats {
             .or_default() += 1;
     }
 
+    /// How many hours are kept.
+    pub fn retention_hours(&self) -> u64 {
+        self.retention_hours
+    }
+
     /// The statistics by hour, oldest first.
     pub fn hours(&self) -> &BTreeMap<u64, HourStats> {
         &self.hours

@@ -2,6 +2,8 @@
 //! and a small WebSocket client speaking the protocol as JSON.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

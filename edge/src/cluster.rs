@@ -1,0 +1,200 @@
+//! The edge as a node of a cluster: what it receives over NATS and what it keeps telling the routers.
+//!
+//! - Peer messages for its connections (`sb.conn.<edge>.*`, one wildcard subscription) go to their
+//!   targets if these are still in the room the message was sent in.
+//! - Room events and refusals from routers (`sb.edge.<edge>.events`) go through the registry exactly
+//!   as the in-process router's do.
+//! - Resync requests (`sb.resync`) from a router taking over a slot are answered with this edge's
+//!   members there: the edges are the ground truth of who is connected.
+//! - Heartbeats tell the routers this edge is alive; when they stop, its members are removed.
+//! - After the NATS connection comes back, or when a router asks, every member is re-announced
+//!   (`Rejoin`, idempotent at the router), so memberships are re-established without duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, Message};
+use futures_util::StreamExt;
+use switchboard_proto::bus::{
+    Command, EdgeEvent, Heartbeat, MemberRecord, ResyncReply, ResyncRequest,
+};
+use switchboard_proto::{ConnId, RoomKey, subject};
+use switchboard_router::nats::Link;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tracing::{debug, info, warn};
+
+use crate::bus::NatsBus;
+use crate::context::Context;
+use crate::registry::Membership;
+
+/// Subscribes and starts the edge's cluster tasks; they end when the edge has stopped.
+pub async fn start(
+    ctx: Arc<Context>,
+    bus: NatsBus,
+    heartbeat_interval: Duration,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let client = bus.client.clone();
+    let relays = client.subscribe(subject::edge_conns(ctx.edge)).await?;
+    let events = client.subscribe(subject::edge_events(ctx.edge)).await?;
+    let resyncs = client.subscribe(subject::RESYNC).await?;
+    // Subscriptions must be in place before the first heartbeat makes routers talk to this edge.
+    client.flush().await?;
+    Ok(vec![
+        tokio::spawn(relay_loop(ctx.clone(), relays)),
+        tokio::spawn(event_loop(ctx.clone(), bus.clone(), events)),
+        tokio::spawn(resync_loop(ctx.clone(), client.clone(), resyncs)),
+        tokio::spawn(heartbeat_loop(ctx, bus, heartbeat_interval)),
+    ])
+}
+
+async fn relay_loop(ctx: Arc<Context>, mut relays: async_nats::Subscriber) {
+    let stopped = ctx.lifecycle.stopped.clone();
+    loop {
+        let message = tokio::select! {
+            () = stopped.cancelled() => return,
+            message = relays.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let Some((target, room, event, text)) = parse_relay(&message) else {
+            debug!(subject = %message.subject, "malformed peer message from the bus");
+            continue;
+        };
+        ctx.registry.deliver_relay(target, room, &event, text);
+    }
+}
+
+fn parse_relay(message: &Message) -> Option<(ConnId, RoomKey, String, Utf8Bytes)> {
+    let target: ConnId = message.subject.as_str().rsplit('.').next()?.parse().ok()?;
+    let headers = message.headers.as_ref()?;
+    let room: RoomKey = headers.get(subject::HEADER_ROOM)?.as_str().parse().ok()?;
+    let event = headers.get(subject::HEADER_EVENT)?.as_str().to_string();
+    let text = Utf8Bytes::try_from(message.payload.clone()).ok()?;
+    Some((target, room, event, text))
+}
+
+async fn event_loop(ctx: Arc<Context>, bus: NatsBus, mut events: async_nats::Subscriber) {
+    let stopped = ctx.lifecycle.stopped.clone();
+    loop {
+        let message = tokio::select! {
+            () = stopped.cancelled() => return,
+            message = events.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        match serde_json::from_slice::<EdgeEvent>(&message.payload) {
+            Ok(EdgeEvent::Deliver { room, to, message }) => {
+                ctx.registry.deliver(room, &to, message)
+            }
+            Ok(EdgeEvent::Refuse { conn, room, error }) => ctx.registry.refuse(conn, room, error),
+            Ok(EdgeEvent::Resync { slots, owned }) => {
+                let members = ctx.registry.members(slots, Some(&owned));
+                if !members.is_empty() {
+                    info!(
+                        members = members.len(),
+                        "a router asked for our members: rejoining"
+                    );
+                    tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
+                }
+            }
+            Err(e) => debug!(error = %e, "malformed event from a router"),
+        }
+    }
+}
+
+async fn resync_loop(ctx: Arc<Context>, client: Client, mut requests: async_nats::Subscriber) {
+    let stopped = ctx.lifecycle.stopped.clone();
+    loop {
+        let message = tokio::select! {
+            () = stopped.cancelled() => return,
+            message = requests.next() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        let (Ok(request), Some(reply_to)) = (
+            serde_json::from_slice::<ResyncRequest>(&message.payload),
+            message.reply.clone(),
+        ) else {
+            continue;
+        };
+        let reply = ResyncReply {
+            edge: ctx.edge,
+            members: ctx.registry.members(request.slots, Some(&[request.slot])),
+        };
+        let Ok(payload) = serde_json::to_vec(&reply) else {
+            continue;
+        };
+        if let Err(e) = client.publish(reply_to, payload.into()).await {
+            ctx.metrics.bus_errors.with_label_values(&["resync"]).inc();
+            warn!(error = %e, "cannot answer a resync request");
+        }
+    }
+}
+
+/// Publishes heartbeats, and re-announces every member when the NATS link comes back.
+async fn heartbeat_loop(ctx: Arc<Context>, bus: NatsBus, interval: Duration) {
+    let stopped = ctx.lifecycle.stopped.clone();
+    let subject = subject::edge_heartbeat(ctx.edge);
+    let mut link = bus.link.clone();
+    let mut ticks = tokio::time::interval(interval);
+    let mut was_up = *link.borrow_and_update() == Link::Up;
+    ctx.metrics.bus_connected.set(i64::from(was_up));
+    loop {
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            changed = link.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let up = *link.borrow_and_update() == Link::Up;
+                ctx.metrics.bus_connected.set(i64::from(up));
+                if up && !was_up {
+                    let members = ctx.registry.members(bus.slots, None);
+                    info!(members = members.len(), "NATS connection back: re-establishing memberships");
+                    tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
+                }
+                was_up = up;
+            }
+            _ = ticks.tick() => {
+                let beat = Heartbeat {
+                    edge: ctx.edge,
+                    connections: ctx.registry.connection_count() as u64,
+                };
+                let Ok(payload) = serde_json::to_vec(&beat) else { continue };
+                match bus.client.publish(subject.clone(), payload.into()).await {
+                    Ok(()) => ctx.metrics.heartbeats.inc(),
+                    Err(_) => ctx.metrics.bus_errors.with_label_values(&["heartbeat"]).inc(),
+                }
+            }
+        }
+    }
+}
+
+/// Re-announces members to their rooms' routers (a no-op for those the routers still have).
+async fn rejoin(ctx: Arc<Context>, bus: NatsBus, members: Vec<MemberRecord>) {
+    let bus = crate::bus::Bus::nats(bus);
+    for member in members {
+        let (conn, room) = (member.conn, member.room);
+        if ctx.registry.membership(conn) != Membership::Joined(room) {
+            continue;
+        }
+        if bus.command(Command::Rejoin { member }).await.is_ok() {
+            ctx.metrics.rejoins.inc();
+        }
+        // The member may have left while its rejoin was on the way, and the two commands may have
+        // crossed: leaving again is harmless, and leaves no ghost behind.
+        if ctx.registry.membership(conn) != Membership::Joined(room) {
+            let _ = bus
+                .command(Command::Leave {
+                    conn,
+                    edge: ctx.edge,
+                    room,
+                })
+                .await;
+        }
+    }
+}

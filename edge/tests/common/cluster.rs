@@ -1,0 +1,177 @@
+//! A whole cluster of real processes for tests: a 3-node nats-server cluster with JetStream, routers
+//! and edges (the workspace's binaries), all on loopback, killed on drop.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use switchboard_proto::{RoomId, RoomKeyer};
+use switchboard_testkit::{NatsCluster, Process, binary_path, http_get, wait_until};
+
+/// The room-id secret every process of a test cluster shares.
+pub const SECRET: &str = "cluster-test-secret";
+
+/// Room size limit the test routers enforce (large enough for the 50-joiner check).
+pub const MAX_ROOM_SIZE: usize = 60;
+
+/// How long a cluster may take to settle after a start or a failure.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
+pub struct Cluster {
+    pub nats: NatsCluster,
+    pub routers: Vec<Option<Process>>,
+    pub edges: Vec<Option<Process>>,
+}
+
+impl Cluster {
+    /// NATS (3 nodes), then `routers` routers and `edges` edges; returns once every router is
+    /// ready, every slot is served and every edge is ready.
+    pub async fn start(routers: usize, edges: usize) -> Cluster {
+        let nats = NatsCluster::start(3).await.expect("nats cluster starts");
+        let mut cluster = Cluster {
+            nats,
+            routers: Vec::new(),
+            edges: Vec::new(),
+        };
+        for _ in 0..routers {
+            cluster.add_router().await;
+        }
+        for _ in 0..edges {
+            cluster.add_edge().await;
+        }
+        cluster.settled().await;
+        cluster
+    }
+
+    pub async fn add_router(&mut self) -> usize {
+        let process = Process::spawn(
+            binary_path("switchboard-router").unwrap(),
+            [
+                "--nats",
+                &self.nats.url_list(),
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--max-room-size",
+                &MAX_ROOM_SIZE.to_string(),
+                "--log-format",
+                "json",
+            ],
+        )
+        .await
+        .expect("router starts");
+        self.routers.push(Some(process));
+        self.routers.len() - 1
+    }
+
+    pub async fn add_edge(&mut self) -> usize {
+        let process = Process::spawn(
+            binary_path("switchboard-edge").unwrap(),
+            [
+                "--nats",
+                &self.nats.url_list(),
+                "--room-key-secret",
+                SECRET,
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--heartbeat-interval",
+                "200ms",
+                "--shutdown-grace",
+                "1s",
+                "--log-format",
+                "json",
+            ],
+        )
+        .await
+        .expect("edge starts");
+        self.edges.push(Some(process));
+        self.edges.len() - 1
+    }
+
+    pub fn edge(&self, i: usize) -> &Process {
+        self.edges[i].as_ref().expect("edge is running")
+    }
+
+    pub fn router(&self, i: usize) -> &Process {
+        self.routers[i].as_ref().expect("router is running")
+    }
+
+    pub fn edge_url(&self, i: usize) -> String {
+        format!("ws://{}/", self.edge(i).addr("listen").unwrap())
+    }
+
+    /// Slots each running router serves (`None` for a stopped one).
+    pub async fn slots(&self) -> Vec<Option<Vec<u32>>> {
+        let mut all = Vec::new();
+        for router in &self.routers {
+            match router {
+                Some(router) => {
+                    let addr = router.addr("admin_listen").unwrap();
+                    let slots = match http_get(addr, "/slots").await {
+                        Ok((200, body)) => {
+                            let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+                            serde_json::from_value(value["slots"].clone()).ok()
+                        }
+                        _ => None,
+                    };
+                    all.push(slots);
+                }
+                None => all.push(None),
+            }
+        }
+        all
+    }
+
+    /// Waits until every slot is served exactly once and every running process is ready.
+    pub async fn settled(&self) {
+        let slots = switchboard_proto::bus::DEFAULT_SLOTS as usize;
+        wait_until(SETTLE, || async {
+            let served: Vec<u32> = self.slots().await.into_iter().flatten().flatten().collect();
+            let mut unique = served.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if served.len() != slots || unique.len() != slots {
+                return false;
+            }
+            for edge in self.edges.iter().flatten() {
+                let addr = edge.addr("admin_listen").unwrap();
+                if !matches!(http_get(addr, "/readyz").await, Ok((200, _))) {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .unwrap_or_else(|e| panic!("cluster did not settle: {e}\n{}", self.logs()));
+    }
+
+    /// The router (index) serving `room`'s slot.
+    pub async fn owner_of(&self, room: &str) -> Option<usize> {
+        let key = RoomKeyer::new(SECRET.as_bytes())
+            .key(&RoomId::parse(Some(&serde_json::json!(room))).unwrap());
+        let slot = key.slot(switchboard_proto::bus::DEFAULT_SLOTS);
+        self.slots()
+            .await
+            .iter()
+            .position(|slots| slots.as_ref().is_some_and(|s| s.contains(&slot)))
+    }
+
+    /// Every process's log tail, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for (kind, list) in [("router", &self.routers), ("edge", &self.edges)] {
+            for (i, process) in list.iter().enumerate() {
+                if let Some(process) = process {
+                    let log = process.log();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    out.push_str(&format!("--- {kind} {i} ---\n"));
+                    for line in tail.into_iter().rev() {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,155 @@
+//! The router's configuration: flags and `SWITCHBOARD_*` variables, validated before anything is
+//! bound or connected (exit code 64 on invalid configuration).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::nats::NatsArgs;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(s)
+}
+
+/// Switchboard router: owns room slots in a cluster (leases in NATS JetStream), orders each room's
+/// membership events and fans them out to the edges.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchboard-router", version, about, long_about = None)]
+pub struct Config {
+    /// NATS connection.
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// Address for /metrics, /healthz, /readyz, /stats and /slots.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9234"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Write the bound admin address as JSON to this file once listening (written atomically).
+    #[arg(long, env = "SWITCHBOARD_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+
+    /// This router's name in leases and logs (letters, digits, '-' and '_'); random when unset.
+    #[arg(long, env = "SWITCHBOARD_ROUTER_ID")]
+    pub router_id: Option<String>,
+
+    /// Number of slots rooms hash into. Every edge and router of a cluster must agree.
+    #[arg(long, env = "SWITCHBOARD_SLOTS", default_value_t = switchboard_proto::bus::DEFAULT_SLOTS)]
+    pub slots: u32,
+
+    /// Lifetime of a slot lease. A router that cannot renew stops serving the slot before this runs
+    /// out; another takes it over after. Bounds failover time. (Fixed when the lease bucket is first
+    /// created; later routers use the bucket's.)
+    #[arg(long, env = "SWITCHBOARD_LEASE_TTL", default_value = "2s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// An edge silent for this long is considered dead: its members are removed (peer_left).
+    #[arg(long, env = "SWITCHBOARD_EDGE_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub edge_timeout: Duration,
+
+    /// How long a router taking over a slot waits for the edges' membership reports.
+    #[arg(long, env = "SWITCHBOARD_RESYNC_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub resync_timeout: Duration,
+
+    /// Most members per room; 0 means unlimited. (Edges do not need it: routers enforce it.)
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = 0)]
+    pub max_room_size: usize,
+
+    /// Hours of room_peaks / connection_time statistics to keep (also the statistics stream's age).
+    #[arg(long, env = "SWITCHBOARD_STATS_RETENTION_HOURS", default_value_t = 168)]
+    pub stats_retention_hours: u64,
+
+    /// Replicas of the JetStream lease bucket, peak bucket and statistics stream. Default: as many
+    /// as the NATS cluster has servers, at most 3.
+    #[arg(long, env = "SWITCHBOARD_NATS_REPLICAS")]
+    pub replicas: Option<usize>,
+
+    /// Grace for handing slots over on SIGTERM before exiting anyway.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Checks settings against each other; run before connecting or binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if !self.nats.enabled() {
+            return fail("--nats is required (comma-separated NATS URLs)".into());
+        }
+        self.nats.validate().map_err(ConfigError)?;
+        if let Some(id) = &self.router_id
+            && (id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return fail(format!(
+                "--router-id {id:?}: use 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        if self.slots == 0 || self.slots > 4096 {
+            return fail(format!(
+                "--slots must be between 1 and 4096 (got {})",
+                self.slots
+            ));
+        }
+        if self.lease_ttl < Duration::from_millis(500) {
+            return fail("--lease-ttl must be at least 500ms".into());
+        }
+        if self.edge_timeout < Duration::from_millis(300) {
+            return fail("--edge-timeout must be at least 300ms".into());
+        }
+        if self.resync_timeout.is_zero() {
+            return fail("--resync-timeout must be positive".into());
+        }
+        if self.stats_retention_hours == 0 {
+            return fail("--stats-retention-hours must be at least 1".into());
+        }
+        if let Some(r) = self.replicas
+            && !(1..=5).contains(&r)
+        {
+            return fail("--nats-replicas must be between 1 and 5".into());
+        }
+        Ok(())
+    }
+
+    /// The router id: the configured one, or a random one.
+    pub fn router_id(&self) -> String {
+        self.router_id
+            .clone()
+            .unwrap_or_else(|| format!("router-{:08x}", rand::random::<u32>()))
+    }
+}

@@ -1,0 +1,158 @@
+//! The router's Prometheus metrics (its own registry, exported at `/metrics`).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Metrics of one router process.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    registry: Registry,
+    /// Slots this router serves.
+    pub slots_owned: IntGauge,
+    /// Lease renewals by result (`ok`, `error`).
+    pub lease_renewals: IntCounterVec,
+    /// Slots lost because the lease could not be renewed in time (fenced).
+    pub lease_losses: IntCounter,
+    /// Slots taken over (acquired and served), including at start-up.
+    pub slot_takeovers: IntCounter,
+    /// Slots handed over on purpose (rebalancing, shutdown).
+    pub slot_releases: IntCounter,
+    /// Seconds from acquiring a slot's lease to serving it (resync from the edges).
+    pub resync_seconds: Histogram,
+    /// Commands handled, by command.
+    pub commands: IntCounterVec,
+    /// Seconds to apply a command and publish its effects.
+    pub command_seconds: Histogram,
+    /// Messages that could not be published on the bus, by kind.
+    pub bus_errors: IntCounterVec,
+    /// Edges currently sending heartbeats.
+    pub edges_alive: IntGauge,
+    /// Edges declared dead (heartbeats stopped); their members were removed.
+    pub edges_lost: IntCounter,
+    /// Routers currently present (this one included).
+    pub routers_alive: IntGauge,
+    /// Open rooms in the slots this router serves.
+    pub rooms: IntGauge,
+    /// Members of those rooms.
+    pub members: IntGauge,
+    /// Peak member counts of rooms when they closed.
+    pub room_peak_members: Histogram,
+    /// Minutes spent in a room, observed at each leave.
+    pub connection_minutes: Histogram,
+}
+
+impl RouterMetrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric;
+                registry.register(Box::new(metric.clone()))?;
+                metric
+            }};
+        }
+        let metrics = RouterMetrics {
+            slots_owned: register!(IntGauge::new(
+                "switchboard_router_slots_owned",
+                "Slots this router serves."
+            )?),
+            lease_renewals: register!(IntCounterVec::new(
+                Opts::new("switchboard_router_lease_renewals_total", "Lease renewals by result."),
+                &["result"]
+            )?),
+            lease_losses: register!(IntCounter::new(
+                "switchboard_router_lease_losses_total",
+                "Slots given up because their lease could not be renewed in time."
+            )?),
+            slot_takeovers: register!(IntCounter::new(
+                "switchboard_router_slot_takeovers_total",
+                "Slots acquired and served (failovers, rebalancing, start-up)."
+            )?),
+            slot_releases: register!(IntCounter::new(
+                "switchboard_router_slot_releases_total",
+                "Slots handed over on purpose (rebalancing, shutdown)."
+            )?),
+            resync_seconds: register!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_router_resync_seconds",
+                    "From acquiring a slot to serving it: rebuilding membership from the edges."
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14)?)
+            )?),
+            commands: register!(IntCounterVec::new(
+                Opts::new("switchboard_router_commands_total", "Membership commands handled."),
+                &["command"]
+            )?),
+            command_seconds: register!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_router_command_seconds",
+                    "Time to apply a command and publish its effects."
+                )
+                .buckets(prometheus::exponential_buckets(0.000_01, 2.0, 16)?)
+            )?),
+            bus_errors: register!(IntCounterVec::new(
+                Opts::new(
+                    "switchboard_bus_publish_errors_total",
+                    "Bus messages that could not be published, by kind."
+                ),
+                &["kind"]
+            )?),
+            edges_alive: register!(IntGauge::new(
+                "switchboard_router_edges_alive",
+                "Edges currently sending heartbeats."
+            )?),
+            edges_lost: register!(IntCounter::new(
+                "switchboard_router_edges_lost_total",
+                "Edges declared dead after their heartbeats stopped."
+            )?),
+            routers_alive: register!(IntGauge::new(
+                "switchboard_router_routers_alive",
+                "Routers currently present, this one included."
+            )?),
+            rooms: register!(IntGauge::new(
+                "switchboard_rooms",
+                "Open rooms in the slots this router serves."
+            )?),
+            members: register!(IntGauge::new(
+                "switchboard_room_members",
+                "Members of the rooms this router serves."
+            )?),
+            room_peak_members: register!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_room_peak_members",
+                    "Peak member count of each room, observed when it closes (palava's room_peaks)."
+                )
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0])
+            )?),
+            connection_minutes: register!(Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_connection_minutes",
+                    "Whole minutes spent in a room, observed at each leave (palava's connection_time)."
+                )
+                .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0])
+            )?),
+            registry,
+        };
+        for result in ["ok", "error"] {
+            metrics.lease_renewals.with_label_values(&[result]);
+        }
+        for kind in ["event", "reply", "stats", "peak"] {
+            metrics.bus_errors.with_label_values(&[kind]);
+        }
+        #[cfg(target_os = "linux")]
+        metrics.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        Ok(metrics)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
