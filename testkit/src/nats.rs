@@ -3,11 +3,13 @@
 //!
 //! The nodes start one after another: node 0 first, then each next one with routes to the cluster
 //! ports of the nodes already running (read from their ports files), so no port is ever guessed.
-//! Gossip completes the full mesh. A restarted node keeps its server name and JetStream store, asks
+//! Gossip completes the full mesh. (nats-server 2.9 refuses to start clustered JetStream without a
+//! configured route, so node 0 gets a placeholder route to port 0, which nothing can listen on.)
+//! A restarted node keeps its server name and JetStream store, asks
 //! for its old ports again (so URLs handed out before stay valid; it falls back to fresh ports if
 //! one was taken meanwhile) and routes to every running node.
 //!
-//! Each node's files are under [`NatsCluster::dir`]`/n<i>/` (see [`node`] for the layout); logs are
+//! Each node's files are under [`NatsCluster::dir`]`/n<i>/` (`nats.conf`, `nats-server.log`, `ports/`, `store/`); logs are
 //! kept across restarts and their ends are quoted whenever a start or a wait fails.
 
 mod health;
@@ -25,8 +27,8 @@ use self::node::{Clustering, Ports, Running};
 use crate::tempdir::TempDir;
 use crate::wait::POLL_INTERVAL;
 
-/// Bound on the wait for a healthy cluster. A fresh cluster is healthy about 1.5 s after its first
-/// node starts; a restarted node may first have to catch up with its streams.
+/// Bound on the wait for a healthy cluster. Measured on 2.9.10: a fresh 3-node cluster is healthy
+/// 0.2 to 0.7 s after its first node starts; a restarted node takes 2.5 to 7.5 s to catch up.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// N clustered nats-server processes with JetStream, on 127.0.0.1, killed on drop.
@@ -212,7 +214,6 @@ impl NatsCluster {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
-            eprintln!("TMPDBG {:?} {why_not:#}", deadline - Instant::now());
             if Instant::now() >= deadline {
                 bail!(
                     "the NATS cluster in {} is not healthy after {HEALTHY_TIMEOUT:?}: {why_not:#}\n{}",

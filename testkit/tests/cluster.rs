@@ -77,24 +77,13 @@ async fn replicated_kv_stays_writable_without_a_node_and_the_node_rejoins() {
         .unwrap();
     kv.put("before", "1".into()).await.unwrap();
 
-    {
-        let (_, b) = http_get(nats.monitoring_addr(0), "/jsz?accounts=true&streams=true")
-            .await
-            .unwrap();
-        let v: Value = serde_json::from_str(&b).unwrap();
-        eprintln!(
-            "TMPLEADER meta={} stream={}",
-            v["meta_cluster"]["leader"],
-            v.pointer("/account_details/0/stream_detail/0/cluster/leader")
-                .unwrap()
-        );
-    }
     let killed = Instant::now();
     nats.kill(1).unwrap();
     assert!(!nats.node_alive(1));
     assert!(nats.node_alive(0) && nats.node_alive(2));
     // Writes fail while the client reconnects and, if node 1 led the stream or the meta group,
-    // while the survivors elect a new leader (measured: 0.5 s to 7 s); then they must succeed.
+    // while the survivors elect a new leader (measured on 2.9.10: 0.5 s, or 4 to 8 s when node 1
+    // led the stream); then they must succeed.
     wait_until(Duration::from_secs(15), || async {
         kv.put("during", "2".into()).await.is_ok()
     })

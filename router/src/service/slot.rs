@@ -61,10 +61,14 @@ pub async fn serve(shared: Arc<Shared>, mut lease: Lease, stop: CancellationToke
         .resync_seconds
         .observe(started.elapsed().as_secs_f64());
 
+    // Logged before subscribing and after unsubscribing, so that the logged interval contains the
+    // whole time this router serves the slot (tests check that such intervals never overlap).
+    info!(slot, "slot serving starts");
     let mut commands = match shared.client.subscribe(subject::slot(slot)).await {
         Ok(subscriber) => subscriber,
         Err(e) => {
             warn!(slot, error = %e, "cannot subscribe to the slot; giving it up");
+            info!(slot, "slot serving ended");
             let _ = shared.leases.release(lease).await;
             return SlotEnd::Lost;
         }
@@ -115,6 +119,9 @@ pub async fn serve(shared: Arc<Shared>, mut lease: Lease, stop: CancellationToke
         }
     };
 
+    // No command is applied after this point (what is still queued is dropped unanswered, and the
+    // edges ask again), so this is where serving ends.
+    info!(slot, ?end, "slot serving ended");
     let _ = commands.unsubscribe().await;
     task.forget();
     shared.metrics.slots_owned.dec();
@@ -158,6 +165,7 @@ impl SlotTask {
         client.flush().await?;
         let deadline = Instant::now() + self.shared.config.resync_timeout;
         let mut answered = HashSet::new();
+        let mut members = Vec::new();
         while !expected.is_subset(&answered) {
             tokio::select! {
                 () = sleep_until(deadline) => {
@@ -172,15 +180,18 @@ impl SlotTask {
                         continue;
                     };
                     answered.insert(reply.edge);
-                    for member in reply.members {
-                        if member.room.slot(self.shared.config.slots) == self.slot {
-                            self.rooms.restore(member);
-                        }
-                    }
+                    members.extend(reply.members);
                 }
             }
         }
         let _ = replies.unsubscribe().await;
+        // Restore in join order, so `joined_room.peers` keeps listing members oldest first.
+        members.sort_by_key(|m| (m.joined_at_ms, m.conn));
+        for member in members {
+            if member.room.slot(self.shared.config.slots) == self.slot {
+                self.rooms.restore(member);
+            }
+        }
         let rooms: HashSet<RoomKey> = self.rooms.records().iter().map(|m| m.room).collect();
         for room in rooms {
             if let Some(peak) = self.shared.store.stored_peak(room).await {
