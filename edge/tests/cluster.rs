@@ -177,3 +177,263 @@ async fn edge_crash_gives_peer_left_within_5s() {
         lost.len()
     );
 }
+
+/// Guarantee 4: loss of one NATS node of three. Clients on both edges can join and relay again
+/// within 5 s, and every member's view agrees with the room's membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_node_loss_recovers_within_5s() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "nats-loss";
+    let mut a = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut b = Client::connect_url(&cluster.edge_url(1)).await;
+    let (a_id, _) = a.join(room, json!({})).await;
+    let (b_id, _) = b.join(room, json!({})).await;
+    a.expect("new_peer").await;
+
+    // Kill the node most of our processes are connected to, so that they must fail over.
+    let victim = cluster.busiest_nats_node().await;
+    cluster.nats.kill(victim).unwrap();
+    let killed = tokio::time::Instant::now();
+
+    // Relays across edges, until one gets through (messages sent while an edge reconnects may be
+    // lost, as with any crash: the client's next offer or ICE restart recovers).
+    let mut n = 0;
+    loop {
+        a.send(
+            json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "message", "n": n}}),
+        )
+        .await;
+        let got = tokio::time::timeout(Duration::from_millis(200), b.recv()).await;
+        if let Ok(m) = got {
+            assert_eq!(m["event"], "message", "{m}");
+            break;
+        }
+        n += 1;
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no relay within 5 s\n{}",
+            cluster.logs()
+        );
+    }
+    // Joins on both edges.
+    let mut c = Client::connect_url(&cluster.edge_url(0)).await;
+    let (c_id, joined) = c.join(room, json!({})).await;
+    let mut d = Client::connect_url(&cluster.edge_url(1)).await;
+    let (d_id, joined_d) = d.join(room, json!({})).await;
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(5),
+        "joins took {took:?}\n{}",
+        cluster.logs()
+    );
+    assert_eq!(peer_ids(&joined), [a_id.clone(), b_id.clone()]);
+    assert_eq!(peer_ids(&joined_d), [a_id, b_id, c_id.clone()]);
+    // Everyone's view converges: A and B hear C and D once each.
+    for member in [&mut a, &mut b] {
+        let first = until(member, |m| m["event"] == "new_peer").await;
+        let second = until(member, |m| m["event"] == "new_peer").await;
+        assert_eq!(
+            (first["peer_id"].clone(), second["peer_id"].clone()),
+            (json!(c_id), json!(d_id))
+        );
+        member.sync().await;
+    }
+    eprintln!("nats node loss: relays and joins back after {took:?}");
+}
+
+/// Guarantee 5: SIGTERM of a router, then of an edge (a rolling upgrade). No client sees an error;
+/// the clients of the stopped edge get `shutdown`, then the 4200 close; the others see them leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_shows_no_errors() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "rolling";
+    let mut a = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut b = Client::connect_url(&cluster.edge_url(1)).await;
+    let (a_id, _) = a.join(room, json!({})).await;
+    let (b_id, _) = b.join(room, json!({})).await;
+    a.expect("new_peer").await;
+    let owner = cluster.owner_of(room).await.unwrap();
+
+    cluster.routers[owner]
+        .as_mut()
+        .unwrap()
+        .terminate()
+        .unwrap();
+    // While the router hands its slots over, clients keep joining, leaving and relaying.
+    let churn_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut round = 0;
+    while tokio::time::Instant::now() < churn_until {
+        let mut c = Client::connect_url(&cluster.edge_url(round % 2)).await;
+        let (c_id, _) = c.join(room, json!({"name": format!("c{round}")})).await;
+        until(&mut a, |m| {
+            m["event"] == "new_peer" && m["peer_id"] == c_id.as_str()
+        })
+        .await;
+        until(&mut b, |m| {
+            m["event"] == "new_peer" && m["peer_id"] == c_id.as_str()
+        })
+        .await;
+        a.send(json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "message", "r": round}}))
+            .await;
+        until(&mut b, |m| m["event"] == "message" && m["r"] == round).await;
+        c.send(json!({"event": "leave_room"})).await;
+        until(&mut a, |m| {
+            m["event"] == "peer_left" && m["sender_id"] == c_id.as_str()
+        })
+        .await;
+        until(&mut b, |m| {
+            m["event"] == "peer_left" && m["sender_id"] == c_id.as_str()
+        })
+        .await;
+        round += 1;
+    }
+    let status = cluster.routers[owner]
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(status.success(), "router exit {status:?}");
+    assert!(round >= 3, "only {round} rounds of churn");
+
+    // Now the edge of B: B is told, then closed with 4200; A sees B leave, and no error.
+    cluster.edges[1].as_mut().unwrap().terminate().unwrap();
+    assert_eq!(b.recv().await, json!({"event": "shutdown", "seconds": 1}));
+    assert_eq!(
+        b.ended().await,
+        common::Ended::Close(Some(4200), "server shutting down".into())
+    );
+    until(&mut a, |m| {
+        m["event"] == "peer_left" && m["sender_id"] == b_id.as_str()
+    })
+    .await;
+    a.sync().await;
+    let _ = a_id;
+    eprintln!("rolling restart: {round} join/relay/leave rounds during the router handover");
+}
+
+/// Microseconds since the epoch of an RFC 3339 UTC timestamp as tracing writes it
+/// (`2026-11-22T01:42:52.375599Z`).
+fn micros(timestamp: &str) -> i64 {
+    let (date, time) = timestamp.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    let frac_micros: i64 = format!("{frac:0<6}")[..6].parse().unwrap();
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1_000_000) + frac_micros
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// Serving intervals (slot, start, end) from a router's JSON log; an interval still open ends at
+/// `open_end`.
+fn serving_intervals(log: &str, open_end: i64) -> Vec<(u64, i64, i64)> {
+    let mut open = std::collections::HashMap::new();
+    let mut intervals = Vec::new();
+    for line in log.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(message), Some(slot)) = (entry["message"].as_str(), entry["slot"].as_u64())
+        else {
+            continue;
+        };
+        let at = micros(entry["timestamp"].as_str().unwrap());
+        match message {
+            "slot serving starts" => {
+                open.insert(slot, at);
+            }
+            "slot serving ended" => {
+                let start = open.remove(&slot).expect("an end follows a start");
+                intervals.push((slot, start, at));
+            }
+            _ => {}
+        }
+    }
+    intervals.extend(
+        open.into_iter()
+            .map(|(slot, start)| (slot, start, open_end)),
+    );
+    intervals
+}
+
+/// Guarantee 6: two routers never serve the same slot at once, through a rebalance (a router
+/// joins), a crash (kill -9) and a restart. Each router logs when it starts serving a slot (before
+/// subscribing) and when it stops (before the last command could be applied), so the logged
+/// intervals contain the real ones: if those never overlap, neither did the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_never_serve_a_slot_at_once() {
+    let mut cluster = Cluster::start(1, 1).await;
+    cluster.add_router().await;
+    cluster.settled().await;
+    wait_balanced(&cluster).await;
+    cluster.routers[0].as_mut().unwrap().kill9().unwrap();
+    let killed_at = now_micros();
+    let dead_log = cluster.routers[0].as_ref().unwrap().log();
+    cluster.routers[0] = None;
+    cluster.settled().await;
+    cluster.add_router().await;
+    cluster.settled().await;
+    wait_balanced(&cluster).await;
+
+    let mut by_router = vec![serving_intervals(&dead_log, killed_at)];
+    for router in cluster.routers.iter().flatten() {
+        by_router.push(serving_intervals(&router.log(), now_micros()));
+    }
+    let total: usize = by_router.iter().map(Vec::len).sum();
+    // 64 at start, about 32 handed over, 32 taken over after the crash, about 32 rebalanced again.
+    assert!(
+        total >= 64 + 3 * 16,
+        "only {total} serving intervals: the test exercised too little"
+    );
+    for (i, mine) in by_router.iter().enumerate() {
+        for theirs in by_router.iter().skip(i + 1) {
+            for &(slot, start, end) in mine {
+                for &(other_slot, other_start, other_end) in theirs {
+                    if slot == other_slot {
+                        assert!(
+                            end <= other_start || other_end <= start,
+                            "slot {slot} served twice: [{start}, {end}] and [{other_start}, {other_end}]"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("no overlap among {total} serving intervals of 3 routers");
+}
+
+/// Waits until the running routers serve equal shares (±1) of the slots.
+async fn wait_balanced(cluster: &Cluster) {
+    switchboard_testkit::wait_until(Duration::from_secs(30), || async {
+        let counts: Vec<usize> = cluster
+            .slots()
+            .await
+            .into_iter()
+            .flatten()
+            .map(|s| s.len())
+            .collect();
+        let (min, max) = (counts.iter().min(), counts.iter().max());
+        counts.len() > 1
+            && counts.iter().sum::<usize>() == 64
+            && max.zip(min).is_some_and(|(a, b)| a - b <= 1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("routers did not balance: {e}"));
+}

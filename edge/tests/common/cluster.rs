@@ -156,6 +156,35 @@ impl Cluster {
             .position(|slots| slots.as_ref().is_some_and(|s| s.contains(&slot)))
     }
 
+    /// The NATS node (index) holding the most connections of our edges and routers.
+    pub async fn busiest_nats_node(&self) -> usize {
+        let mut best = (0, 0);
+        for i in 0..self.nats.len() {
+            let Ok((200, body)) = http_get(self.nats.monitoring_addr(i), "/connz?limit=1024").await
+            else {
+                continue;
+            };
+            let connz: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let ours = connz["connections"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter(|c| {
+                            c["name"].as_str().is_some_and(|n| {
+                                n.starts_with("switchboard-edge-") || n.starts_with("router-")
+                            })
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            if ours > best.1 {
+                best = (i, ours);
+            }
+        }
+        assert!(best.1 > 0, "no node holds any of our connections");
+        best.0
+    }
+
     /// Every process's log tail, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
