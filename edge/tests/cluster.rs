@@ -2,6 +2,7 @@
 //! JetStream, two routers and two edges, all on loopback. Clients are spread over both edges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod checks;
 mod common;
 
 use std::time::Duration;
@@ -436,4 +437,27 @@ async fn wait_balanced(cluster: &Cluster) {
     })
     .await
     .unwrap_or_else(|e| panic!("routers did not balance: {e}"));
+}
+
+/// The standalone protocol checks, again, with every room spanning two edges of a cluster (clients
+/// alternate between the edges). One cluster serves every check; each uses rooms of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_checks_pass_across_two_edges() {
+    // The thousand-message check must not be rate-limited (it is about order).
+    let cluster =
+        Cluster::start_with(2, 2, &["--rate-limit", "100000", "--rate-burst", "100000"]).await;
+    let edges = || common::Edges::new(vec![cluster.edge_url(0), cluster.edge_url(1)]);
+    checks::info_and_ping(&edges()).await;
+    checks::parse_errors_have_palavas_texts(&edges()).await;
+    checks::join_room_validation(&edges()).await;
+    checks::joining_tells_everyone_with_the_right_shapes(&edges()).await;
+    checks::already_joined_another_room(&edges()).await;
+    checks::status_rules_and_a_failed_join_adds_nobody(&edges()).await;
+    checks::update_status(&edges()).await;
+    checks::send_to_peer_checks_in_order_and_forwards(&edges()).await;
+    checks::leaving_and_closing(&edges()).await;
+    checks::full_rooms_refuse_joins(&edges(), common::cluster::MAX_ROOM_SIZE).await;
+    let joined = checks::fifty_concurrent_joiners_converge(&edges()).await;
+    drop(joined);
+    checks::a_thousand_messages_each_way_keep_their_order(&edges()).await;
 }

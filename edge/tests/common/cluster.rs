@@ -20,17 +20,25 @@ pub struct Cluster {
     pub nats: NatsCluster,
     pub routers: Vec<Option<Process>>,
     pub edges: Vec<Option<Process>>,
+    /// Extra arguments for every edge started.
+    pub edge_args: Vec<String>,
 }
 
 impl Cluster {
     /// NATS (3 nodes), then `routers` routers and `edges` edges; returns once every router is
     /// ready, every slot is served and every edge is ready.
     pub async fn start(routers: usize, edges: usize) -> Cluster {
+        Self::start_with(routers, edges, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra arguments for the edges.
+    pub async fn start_with(routers: usize, edges: usize, edge_args: &[&str]) -> Cluster {
         let nats = NatsCluster::start(3).await.expect("nats cluster starts");
         let mut cluster = Cluster {
             nats,
             routers: Vec::new(),
             edges: Vec::new(),
+            edge_args: edge_args.iter().map(|s| s.to_string()).collect(),
         };
         for _ in 0..routers {
             cluster.add_router().await;
@@ -63,27 +71,29 @@ impl Cluster {
     }
 
     pub async fn add_edge(&mut self) -> usize {
-        let process = Process::spawn(
-            binary_path("switchboard-edge").unwrap(),
-            [
-                "--nats",
-                &self.nats.url_list(),
-                "--room-key-secret",
-                SECRET,
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--heartbeat-interval",
-                "200ms",
-                "--shutdown-grace",
-                "1s",
-                "--log-format",
-                "json",
-            ],
-        )
-        .await
-        .expect("edge starts");
+        let mut args: Vec<String> = [
+            "--nats",
+            &self.nats.url_list(),
+            "--room-key-secret",
+            SECRET,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--heartbeat-interval",
+            "200ms",
+            "--shutdown-grace",
+            "1s",
+            "--log-format",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.edge_args.iter().cloned());
+        let process = Process::spawn(binary_path("switchboard-edge").unwrap(), args)
+            .await
+            .expect("edge starts");
         self.edges.push(Some(process));
         self.edges.len() - 1
     }

@@ -67,6 +67,11 @@ impl TestEdge {
         format!("ws://{}/", self.addr)
     }
 
+    /// This edge alone, for the shared protocol checks.
+    pub fn edges(&self) -> Edges {
+        Edges::new(vec![self.url()])
+    }
+
     /// Starts the graceful shutdown with `grace`.
     pub fn begin_shutdown(&mut self, grace: Duration) {
         if let Some(stop) = self.stop.take() {
@@ -112,6 +117,38 @@ impl Drop for TestEdge {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// The edges a check talks to: clients connect to them in turn, so with two edges every room a check
+/// makes spans both.
+pub struct Edges {
+    urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+    tag: String,
+}
+
+impl Edges {
+    /// Edges at these WebSocket URLs.
+    pub fn new(urls: Vec<String>) -> Edges {
+        use std::hash::{BuildHasher, RandomState};
+        let tag = RandomState::new().hash_one(std::time::SystemTime::now()) as u32;
+        Edges {
+            urls,
+            next: Default::default(),
+            tag: format!("{tag:08x}"),
+        }
+    }
+
+    /// A client on the next edge.
+    pub async fn client(&self) -> Client {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Client::connect_url(&self.urls[i % self.urls.len()]).await
+    }
+
+    /// A room name unique to this run (checks sharing a cluster never meet).
+    pub fn room(&self, name: &str) -> String {
+        format!("{name}-{}", self.tag)
     }
 }
 
