@@ -461,3 +461,112 @@ async fn protocol_checks_pass_across_two_edges() {
     drop(joined);
     checks::a_thousand_messages_each_way_keep_their_order(&edges()).await;
 }
+
+/// An edge cut off from the routers for longer than the edge timeout (here: frozen with SIGSTOP) is
+/// declared lost, so the rest of its rooms see its members leave. When it comes back, its members
+/// are re-established: the others see them again, once, and joins see exact membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_comes_back_re_establishes_its_members() {
+    let cluster = Cluster::start(2, 2).await;
+    let room = "comeback";
+    let mut a = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut b = Client::connect_url(&cluster.edge_url(1)).await;
+    let (a_id, _) = a.join(room, json!({"name": "A"})).await;
+    let (b_id, _) = b.join(room, json!({"name": "B"})).await;
+    a.expect("new_peer").await;
+
+    let pid = cluster.edge(1).pid().to_string();
+    let signal = |name: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([name, pid.as_str()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    };
+    signal("-STOP");
+    let left = until(&mut a, |m| m["event"] == "peer_left").await;
+    signal("-CONT");
+    assert_eq!(left["sender_id"], b_id.as_str(), "{}", cluster.logs());
+    // B is back, announced once with its stored status.
+    let back = until(&mut a, |m| m["event"] == "new_peer").await;
+    assert_eq!(
+        back,
+        json!({"event": "new_peer", "peer_id": b_id, "status": {"name": "B"}})
+    );
+    a.sync().await;
+    // B never noticed, and still reaches A.
+    b.send(json!({"event": "send_to_peer", "peer_id": a_id, "data": {"event": "message", "x": 1}}))
+        .await;
+    assert_eq!(
+        until(&mut a, |m| m["event"] == "message").await,
+        json!({"event": "message", "x": 1, "sender_id": b_id})
+    );
+    let mut c = Client::connect_url(&cluster.edge_url(0)).await;
+    let (_, joined) = c.join(room, json!({})).await;
+    assert_eq!(peer_ids(&joined), [a_id, b_id]);
+}
+
+/// Peak members and hourly statistics survive the loss of the router that recorded them: a room
+/// whose router crashes closes later with its full peak, and rooms closed before the crash still
+/// count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_survive_a_router_crash() {
+    let mut cluster = Cluster::start(2, 2).await;
+    // A room that closes before the crash, with a peak of 2.
+    {
+        let mut x = Client::connect_url(&cluster.edge_url(0)).await;
+        let mut y = Client::connect_url(&cluster.edge_url(1)).await;
+        x.join("stats-early", json!({})).await;
+        y.join("stats-early", json!({})).await;
+        x.expect("new_peer").await;
+        y.send(json!({"event": "leave_room"})).await;
+        x.expect("peer_left").await;
+        x.send(json!({"event": "leave_room"})).await;
+        x.sync().await;
+    }
+    // A room with a peak of 3 whose router then crashes; it closes afterwards.
+    let room = "stats-late";
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let mut m = Client::connect_url(&cluster.edge_url(i % 2)).await;
+        m.join(room, json!({})).await;
+        members.push(m);
+    }
+    until(&mut members[0], |m| m["event"] == "new_peer").await;
+    until(&mut members[0], |m| m["event"] == "new_peer").await;
+    // Down to one member before the crash: only the stored peak remembers 3.
+    for m in members.iter_mut().skip(1) {
+        m.send(json!({"event": "leave_room"})).await;
+    }
+    until(&mut members[0], |m| m["event"] == "peer_left").await;
+    until(&mut members[0], |m| m["event"] == "peer_left").await;
+    let owner = cluster.owner_of(room).await.unwrap();
+    cluster.routers[owner].as_mut().unwrap().kill9().unwrap();
+    cluster.routers[owner] = None;
+    cluster.settled().await;
+    members[0].send(json!({"event": "leave_room"})).await;
+    members[0].sync().await;
+
+    let survivor = cluster.routers.iter().flatten().next().unwrap();
+    let admin = survivor.addr("admin_listen").unwrap();
+    switchboard_testkit::wait_until(Duration::from_secs(10), || async {
+        let Ok((200, body)) = switchboard_testkit::http_get(admin, "/stats").await else {
+            return false;
+        };
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut peaks = std::collections::BTreeMap::new();
+        for hour in stats["hourly"]["hours"]
+            .as_object()
+            .into_iter()
+            .flat_map(|h| h.values())
+        {
+            for (peak, n) in hour["room_peaks"].as_object().unwrap() {
+                *peaks.entry(peak.clone()).or_insert(0) += n.as_u64().unwrap();
+            }
+        }
+        peaks.get("2") == Some(&1) && peaks.get("3") == Some(&1)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("statistics lost: {e}\n{}", cluster.logs()));
+}

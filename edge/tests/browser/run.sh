@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Browser end-to-end test: unmodified palava-client 2.2.1 in headless Chromium against switchboard-edge.
+# Browser end-to-end tests: unmodified palava-client 2.2.1 in headless Chromium against Switchboard, once
+# against a standalone switchboard-edge and once against a cluster (3 nats-server nodes with JetStream,
+# 2 switchboard-routers, 2 switchboard-edges). palava.test.mjs holds both; node runs them one after the other.
 #
-#   edge/tests/browser/run.sh [extra `node --test` arguments]
+#   edge/tests/browser/run.sh [extra `node --test` arguments, e.g. --test-name-pattern=cluster]
 #
-# Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), CHROMIUM_BIN
-# (default /usr/bin/chromium).
+# Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), SWITCHBOARD_ROUTER_BIN
+# (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default
+# /usr/bin/nats-server), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with
+# `cargo build --bins`.
 #
 # Network isolation: the test, the server and Chromium run in a fresh network namespace, so nothing they do
 # (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
@@ -16,15 +20,16 @@
 #     (`signaling_not_reachable`). WebRTC ignores IPv6 link-local addresses, so ICE still only gathers
 #     127.0.0.1 candidates (the test asserts this). There is no route anywhere: the namespace has no other
 #     link.
-# It is also a fresh PID namespace: when the test process ends, however it ends, the kernel kills the
-# server and every Chromium process with it.
+# It is also a fresh PID namespace: when the test process ends, however it ends, the kernel kills every
+# server (edges, routers, nats-server nodes) and every Chromium process with it.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The veth pair created inside the namespace; the test accepts their link-local addresses and no others.
 NETNS_LINKS=(sbv0 sbv1)
-# Backstop above the test's own 60 s timeout, in case node itself hangs.
-OUTER_TIMEOUT=180
+# Backstop above the tests' own timeouts (2 tests, 90 s each, run one after the other), in case node
+# itself hangs.
+OUTER_TIMEOUT=240
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 
@@ -35,6 +40,8 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   for tool in node npm unshare ip timeout; do
     command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
   done
+  nats_bin="${SWITCHBOARD_NATS_SERVER_BIN:-/usr/bin/nats-server}"
+  [[ -x "$nats_bin" ]] || die "nats-server not found at $nats_bin (install it: apt-get install -y nats-server)"
   node_major="$(node -p 'process.versions.node.split(".")[0]')"
   (( node_major >= 18 )) || die "node >= 18 is required (found $(node --version))"
 
@@ -47,8 +54,8 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
     (cd "$HERE" && npm ci --no-audit --no-fund)
   fi
 
-  # Everything temporary (the server's ready file, Chromium's throwaway profile) goes under one directory
-  # that is removed here even when the run is killed half-way.
+  # Everything temporary (ready files, NATS configurations and JetStream stores, Chromium's throwaway
+  # profile) goes under one directory that is removed here even when the run is killed half-way.
   scratch="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-browser-test.XXXXXX")"
   trap 'rm -rf "$scratch"' EXIT
 
@@ -59,7 +66,7 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   _SWITCHBOARD_IN_NETNS=1 CHROMIUM_BIN="$CHROMIUM_BIN" TMPDIR="$scratch" \
     timeout --kill-after=10s "$OUTER_TIMEOUT" unshare "${unshare_args[@]}" -- "$BASH" "${BASH_SOURCE[0]}" "$@" \
     || status=$?
-  (( status != 124 )) || echo "run.sh: error: the test did not finish within ${OUTER_TIMEOUT}s" >&2
+  (( status != 124 )) || echo "run.sh: error: the tests did not finish within ${OUTER_TIMEOUT}s" >&2
   exit "$status"
 fi
 
