@@ -60,7 +60,8 @@ pub struct Bus {
 #[derive(Debug, Clone)]
 enum Inner {
     Local(mpsc::Sender<LocalRequest>),
-    Nats(NatsBus),
+    // Boxed: the NATS bus is large and the bus is cloned into every connection's context.
+    Nats(Box<NatsBus>),
 }
 
 /// The cluster bus over NATS.
@@ -95,7 +96,7 @@ impl Bus {
     /// A bus over NATS.
     pub fn nats(bus: NatsBus) -> Self {
         Bus {
-            inner: Inner::Nats(bus),
+            inner: Inner::Nats(Box::new(bus)),
         }
     }
 

@@ -1,9 +1,9 @@
 //! The edge as a node of a cluster: what it receives over NATS and what it keeps telling the routers.
 //!
-//! - Peer messages for its connections (`sb.conn.<edge>.*`, one wildcard subscription) go to their
-//!   targets if these are still in the room the message was sent in.
-//! - Room events and refusals from routers (`sb.edge.<edge>.events`) go through the registry exactly
-//!   as the in-process router's do.
+//! - Everything addressed to the edge arrives on one subscription (`sb.edge.<edge>.>`) and is handled
+//!   by one task, in arrival order: peer messages for its connections (`….conn.<id>`) go to their
+//!   targets if these are still in the room the message was sent in; room events and refusals from
+//!   routers (`….events`) go through the registry exactly as the in-process router's do.
 //! - Resync requests (`sb.resync`) from a router taking over a slot are answered with this edge's
 //!   members there: the edges are the ground truth of who is connected.
 //! - Heartbeats tell the routers this edge is alive; when they stop, its members are removed.
@@ -35,34 +35,35 @@ pub async fn start(
     heartbeat_interval: Duration,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let client = bus.client.clone();
-    let relays = client.subscribe(subject::edge_conns(ctx.edge)).await?;
-    let events = client.subscribe(subject::edge_events(ctx.edge)).await?;
+    let inbox = client.subscribe(subject::edge_inbox(ctx.edge)).await?;
     let resyncs = client.subscribe(subject::RESYNC).await?;
     // Subscriptions must be in place before the first heartbeat makes routers talk to this edge.
     client.flush().await?;
     Ok(vec![
-        tokio::spawn(relay_loop(ctx.clone(), relays)),
-        tokio::spawn(event_loop(ctx.clone(), bus.clone(), events)),
+        tokio::spawn(inbox_loop(ctx.clone(), bus.clone(), inbox)),
         tokio::spawn(resync_loop(ctx.clone(), client.clone(), resyncs)),
         tokio::spawn(heartbeat_loop(ctx, bus, heartbeat_interval)),
     ])
 }
 
-async fn relay_loop(ctx: Arc<Context>, mut relays: async_nats::Subscriber) {
+async fn inbox_loop(ctx: Arc<Context>, bus: NatsBus, mut inbox: async_nats::Subscriber) {
     let stopped = ctx.lifecycle.stopped.clone();
+    let events_subject = subject::edge_events(ctx.edge);
     loop {
         let message = tokio::select! {
             () = stopped.cancelled() => return,
-            message = relays.next() => match message {
+            message = inbox.next() => match message {
                 Some(message) => message,
                 None => return,
             },
         };
-        let Some((target, room, event, text)) = parse_relay(&message) else {
-            debug!(subject = %message.subject, "malformed peer message from the bus");
-            continue;
-        };
-        ctx.registry.deliver_relay(target, room, &event, text);
+        if message.subject.as_str() == events_subject {
+            on_event(&ctx, &bus, &message);
+        } else if let Some((target, room, event, text)) = parse_relay(&message) {
+            ctx.registry.deliver_relay(target, room, &event, text);
+        } else {
+            debug!(subject = %message.subject, "malformed message for this edge");
+        }
     }
 }
 
@@ -75,33 +76,21 @@ fn parse_relay(message: &Message) -> Option<(ConnId, RoomKey, String, Utf8Bytes)
     Some((target, room, event, text))
 }
 
-async fn event_loop(ctx: Arc<Context>, bus: NatsBus, mut events: async_nats::Subscriber) {
-    let stopped = ctx.lifecycle.stopped.clone();
-    loop {
-        let message = tokio::select! {
-            () = stopped.cancelled() => return,
-            message = events.next() => match message {
-                Some(message) => message,
-                None => return,
-            },
-        };
-        match serde_json::from_slice::<EdgeEvent>(&message.payload) {
-            Ok(EdgeEvent::Deliver { room, to, message }) => {
-                ctx.registry.deliver(room, &to, message)
+fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
+    match serde_json::from_slice::<EdgeEvent>(&message.payload) {
+        Ok(EdgeEvent::Deliver { room, to, message }) => ctx.registry.deliver(room, &to, message),
+        Ok(EdgeEvent::Refuse { conn, room, error }) => ctx.registry.refuse(conn, room, error),
+        Ok(EdgeEvent::Resync { slots, owned }) => {
+            let members = ctx.registry.members(slots, Some(&owned));
+            if !members.is_empty() {
+                info!(
+                    members = members.len(),
+                    "a router asked for our members: rejoining"
+                );
+                tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
             }
-            Ok(EdgeEvent::Refuse { conn, room, error }) => ctx.registry.refuse(conn, room, error),
-            Ok(EdgeEvent::Resync { slots, owned }) => {
-                let members = ctx.registry.members(slots, Some(&owned));
-                if !members.is_empty() {
-                    info!(
-                        members = members.len(),
-                        "a router asked for our members: rejoining"
-                    );
-                    tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
-                }
-            }
-            Err(e) => debug!(error = %e, "malformed event from a router"),
         }
+        Err(e) => debug!(error = %e, "malformed event from a router"),
     }
 }
 

@@ -126,7 +126,25 @@ fn deadline(blocked: &Option<Blocked>) -> Instant {
 /// Why the write side failed.
 enum WriteFailure {
     Io,
+    Closed(DisconnectReason),
     SlowConsumer,
+}
+
+/// A write that fails because the client already went away is the client closing, not an I/O
+/// problem of ours.
+fn write_error_reason(error: &WsError) -> DisconnectReason {
+    match error {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => DisconnectReason::ClientClosed,
+        WsError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            DisconnectReason::ClientClosed
+        }
+        _ => DisconnectReason::IoError,
+    }
 }
 
 impl<S> Conn<S>
@@ -184,6 +202,7 @@ where
                     match self.write_batch(first, &mut rx, &slow).await {
                         Ok(()) => {}
                         Err(WriteFailure::Io) => return DisconnectReason::IoError,
+                        Err(WriteFailure::Closed(reason)) => return reason,
                         Err(WriteFailure::SlowConsumer) => return DisconnectReason::SlowConsumer,
                     }
                 }
@@ -454,10 +473,18 @@ where
             }
             self.sink.flush().await
         };
+        let id = self.id;
         tokio::select! {
             result = timeout(io_timeout, write) => match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) | Err(_) => Err(WriteFailure::Io),
+                Ok(Err(e)) => {
+                    debug!(conn.id = %id, error = %e, "write failed");
+                    Err(WriteFailure::Closed(write_error_reason(&e)))
+                }
+                Err(_) => {
+                    debug!(conn.id = %id, "write timed out");
+                    Err(WriteFailure::Io)
+                }
             },
             // A client stuck while its queue overflows is dropped at once, not after the timeout.
             () = slow.cancelled() => Err(WriteFailure::SlowConsumer),
@@ -467,7 +494,14 @@ where
     async fn write_timed(&mut self, message: Message) -> Result<(), DisconnectReason> {
         match timeout(self.ctx.limits.io_timeout, self.sink.send(message)).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(DisconnectReason::IoError),
+            Ok(Err(e)) => {
+                debug!(conn.id = %self.id, error = %e, "write failed");
+                Err(write_error_reason(&e))
+            }
+            Err(_) => {
+                debug!(conn.id = %self.id, "write timed out");
+                Err(DisconnectReason::IoError)
+            }
         }
     }
 

@@ -443,9 +443,22 @@ async fn wait_balanced(cluster: &Cluster) {
 /// alternate between the edges). One cluster serves every check; each uses rooms of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_checks_pass_across_two_edges() {
-    // The thousand-message check must not be rate-limited (it is about order).
-    let cluster =
-        Cluster::start_with(2, 2, &["--rate-limit", "100000", "--rate-burst", "100000"]).await;
+    // The thousand-message check must not be rate-limited (it is about order). Across edges nothing
+    // slows a sender down but its rate limit, so the receiving queue must hold what a sender may send
+    // in one burst: here, all 1,000 (with the defaults, a 200 burst against a 256 queue).
+    let cluster = Cluster::start_with(
+        2,
+        2,
+        &[
+            "--rate-limit",
+            "100000",
+            "--rate-burst",
+            "100000",
+            "--outbound-queue",
+            "2048",
+        ],
+    )
+    .await;
     let edges = || common::Edges::new(vec![cluster.edge_url(0), cluster.edge_url(1)]);
     checks::info_and_ping(&edges()).await;
     checks::parse_errors_have_palavas_texts(&edges()).await;

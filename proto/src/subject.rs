@@ -9,18 +9,20 @@ pub const PREFIX: &str = "sb";
 /// Peer messages for connection `id`, published by the sender's edge straight to the edge holding
 /// `id` (whose id is part of the connection id).
 pub fn conn(id: ConnId) -> String {
-    format!("{PREFIX}.conn.{}.{id}", id.edge())
-}
-
-/// What an edge subscribes to for its connections' peer messages.
-pub fn edge_conns(edge: EdgeId) -> String {
-    format!("{PREFIX}.conn.{edge}.*")
+    format!("{PREFIX}.edge.{}.conn.{id}", id.edge())
 }
 
 /// Room events and refusals from routers for the connections of `edge`, one message per event and
 /// edge (recipients listed inside).
 pub fn edge_events(edge: EdgeId) -> String {
     format!("{PREFIX}.edge.{edge}.events")
+}
+
+/// Everything for `edge` (its connections' peer messages and its room events), as one subscription:
+/// one subscription delivers in one order, so a peer message published before a room event on the
+/// same server is not overtaken by it inside the edge.
+pub fn edge_inbox(edge: EdgeId) -> String {
+    format!("{PREFIX}.edge.{edge}.>")
 }
 
 /// Membership commands (requests) for rooms in `slot`; only the slot's owning router subscribes.
@@ -83,9 +85,9 @@ mod tests {
     fn subjects_are_keyed_by_ids_and_wildcards_match() {
         let edge = EdgeId(0x0102_0304);
         let id = ConnId::for_edge(edge, [5; 16]);
-        assert_eq!(conn(id), format!("sb.conn.01020304.{id}"));
-        assert_eq!(edge_conns(edge), "sb.conn.01020304.*");
+        assert_eq!(conn(id), format!("sb.edge.01020304.conn.{id}"));
         assert_eq!(edge_events(edge), "sb.edge.01020304.events");
+        assert_eq!(edge_inbox(edge), "sb.edge.01020304.>");
         assert_eq!(slot(7), "sb.slot.7");
         assert!(edge_heartbeat(edge).starts_with(EDGE_HEARTBEATS.trim_end_matches('*')));
         assert!(router_heartbeat("r1").starts_with(ROUTER_HEARTBEATS.trim_end_matches('*')));

@@ -87,7 +87,7 @@ impl Process {
         let name = path
             .file_name()
             .map_or_else(|| "process".into(), |n| n.to_string_lossy().into_owned());
-        let dir = TempDir::new(&name)?;
+        let dir = TempDir::new(name.strip_prefix("switchboard-").unwrap_or(&name))?;
         let ready_path = dir.path().join("ready.json");
         let log_path = dir.path().join(format!("{name}.log"));
         let log = File::create(&log_path)

@@ -24,8 +24,12 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '../../..');
 const EDGE_BIN = process.env.SWITCHBOARD_EDGE_BIN || path.join(REPO, 'target/debug/switchboard-edge');
 const ROUTER_BIN = process.env.SWITCHBOARD_ROUTER_BIN || path.join(REPO, 'target/debug/switchboard-router');
-// Same override the Rust testkit honours; Debian's package installs /usr/bin/nats-server.
-const NATS_BIN = process.env.SWITCHBOARD_NATS_SERVER_BIN || '/usr/bin/nats-server';
+// Same override the Rust testkit honours (run.sh sets it); otherwise PATH, then where Debian's package puts
+// it (/usr/sbin is not on every user's PATH).
+const NATS_BIN = process.env.SWITCHBOARD_NATS_SERVER_BIN
+  || [...(process.env.PATH || '').split(path.delimiter).filter(Boolean), '/usr/sbin', '/usr/bin']
+    .map((dir) => path.join(dir, 'nats-server')).find((file) => fs.existsSync(file))
+  || 'nats-server';
 const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const BUNDLE = path.join(HERE, 'node_modules/palava-client/palava.bundle.js');
 const PAGE = path.join(HERE, 'palava.html');
@@ -34,7 +38,8 @@ const PAGE = path.join(HERE, 'palava.html');
 // timeout must stay above the sum over all tests.
 const TEST_TIMEOUT_MS = 90_000;
 // Kept out of the scenario's budget so that a failing step still leaves time to print diagnostics and stop
-// every process (stops run tier by tier, in parallel within a tier, each bounded by PROCESS_STOP_TIMEOUT_MS).
+// every process: stops run tier by tier (edges, routers, NATS), in parallel within a tier, each bounded by
+// PROCESS_STOP_TIMEOUT_MS, so 3 tiers take at most 24 s.
 const CLEANUP_RESERVE_MS = 25_000;
 // One process writing its ready file (the edge's and router's take milliseconds once started).
 const READY_TIMEOUT_MS = 15_000;
@@ -42,8 +47,9 @@ const READY_TIMEOUT_MS = 15_000;
 // fresh nodes), then the routers' KV buckets and slot leases, then the edges' NATS connections.
 const CLUSTER_READY_TIMEOUT_MS = 30_000;
 // SIGTERM, then SIGKILL if the process is still there after this. Routers and edges use SIGTERM to hand
-// slots over and to tell clients, which takes at most their --shutdown-grace (5 s by default).
-const PROCESS_STOP_TIMEOUT_MS = 10_000;
+// slots over and to tell clients, which takes at most their --shutdown-grace (5 s by default; the routers
+// currently always use all of it, see stopTier); nats-server exits within milliseconds.
+const PROCESS_STOP_TIMEOUT_MS = 8_000;
 // Any single wait (a join, ICE, the first video frames) fails after this, so a broken step is named quickly.
 const STEP_TIMEOUT_MS = 20_000;
 // How often start-up conditions (ready files, HTTP endpoints) are polled.
@@ -82,6 +88,14 @@ const CHROMIUM_ARGS = [
   // --disable-features switches, so Playwright's own list still applies.
   '--disable-features=WebRtcHideLocalIpsWithMdns',
 ];
+
+// palava fails a join (room_join_error) when joined_room has not arrived this long after getUserMedia
+// resolved, and by default that is 1 s. On a busy machine (measured: 2 CPUs, load average 6) opening the
+// WebSocket alone took 800 ms of that, which is the browser's and the machine's time, not the server's; so
+// the page gets a longer timeout, and the server's part of the join, which palava's timer also counts, is
+// measured and held to palava's default instead (see joinLatency).
+const JOIN_TIMEOUT_MS = 10_000;
+const PALAVA_DEFAULT_JOIN_TIMEOUT_MS = 1_000;
 
 // palava-client insists on a STUN URL. Nothing listens on this loopback port, so gathering a server-reflexive
 // candidate simply fails, quickly and locally.
@@ -140,11 +154,16 @@ function assertIsolatedNetwork() {
     `fresh network namespace (found non-loopback addresses: ${offending.join(', ')})`);
 }
 
-// A bounded ring of log lines, for diagnostics on failure without flooding a passing run.
-function ringLog(limit = 400) {
+// A bounded ring of log lines, for diagnostics on failure without flooding a passing run. With `timed`, each
+// line starts with the milliseconds since the ring was made (for logs that carry no timestamps of their own).
+function ringLog(limit = 400, { timed = false } = {}) {
   const lines = [];
+  const t0 = performance.now();
   return {
-    push(line) { lines.push(line); if (lines.length > limit) lines.shift(); },
+    push(line) {
+      lines.push(timed ? `${String(Math.round(performance.now() - t0)).padStart(6)} ${line}` : line);
+      if (lines.length > limit) lines.shift();
+    },
     dump(last = limit) { return lines.slice(-last).join('\n'); },
   };
 }
@@ -193,7 +212,9 @@ function spawnService(name, bin, args) {
 
 // A group of processes stopped together, in parallel, when the scope closes. Tiers are registered in start
 // order, so they stop in reverse: clients of a tier (edges, routers) go before what they depend on (NATS),
-// and can shut down cleanly instead of waiting on a server that is already gone.
+// and can shut down cleanly instead of waiting on a server that is already gone. In parallel because each
+// switchboard-router takes its whole --shutdown-grace (5 s) to exit on SIGTERM, as of this writing: its
+// slots never report released, so it waits the grace out; one at a time, that would be 5 s per router.
 function stopTier(scope) {
   const tier = [];
   scope.defer(() => Promise.all(tier.map((s) => s.stop())));
@@ -471,6 +492,16 @@ async function waitForEvent(p, description, predicate, timeout) {
 
 const isLoopback = (address) => /^127\./.test(address) || address === '::1';
 
+// How long the server took to answer a participant's join, from the page's own event times. palava calls
+// join() when getUserMedia resolves (local_stream_ready) and the channel sends join_room at once, or, if the
+// WebSocket is still connecting, as soon as it opens (just before signaling_open); room_joined fires when
+// joined_room arrives.
+function joinLatency(events) {
+  const at = (name) => events.find((e) => e.event === name)?.t;
+  const sent = Math.max(at('local_stream_ready'), at('signaling_open'));
+  return at('room_joined') - sent;
+}
+
 // The scenario both tests share: alice (on `urls.alice`) and bob (on `urls.bob`) join one room, see each
 // other, connect, see each other's video; bob leaves and alice is told.
 async function palavaScenario({ scope, remaining, consoleLog, participants }, urls) {
@@ -492,7 +523,8 @@ async function palavaScenario({ scope, remaining, consoleLog, participants }, ur
   participants.push(alice, bob);
   const roomId = `e2e-${crypto.randomBytes(8).toString('hex')}`;
   const start = (p) => p.page.evaluate(
-    (o) => window.startPalava(o), { webSocketAddress: urls[p.label], roomId, stun: STUN_URL, name: p.label });
+    (o) => window.startPalava(o),
+    { webSocketAddress: urls[p.label], roomId, stun: STUN_URL, name: p.label, joinTimeout: JOIN_TIMEOUT_MS });
 
   // Alice joins first, alone; then Bob joins and must see her. Sequencing the joins makes the roles
   // deterministic (palava decides who sends the offer from join order and the peer's user_agent).
@@ -536,7 +568,8 @@ async function palavaScenario({ scope, remaining, consoleLog, participants }, ur
   // checked: the socket opening and getUserMedia race each other, both precede the join. `peer_stream_ready`
   // also fires for the local stream, so the remote one is marked `r:` here.
   for (const p of participants) {
-    const names = (await p.page.evaluate(() => window.palavaEvents))
+    const events = await p.page.evaluate(() => window.palavaEvents);
+    const names = events
       .map((e) => (e.local === false && e.event === 'peer_stream_ready' ? `r:${e.event}` : e.event));
     console.log(`${p.label} events: ${names.join(' ')}`);
     const chains = p === alice
@@ -549,6 +582,11 @@ async function palavaScenario({ scope, remaining, consoleLog, participants }, ur
       assert.ok(positions.every((pos, i) => pos >= 0 && (i === 0 || pos > positions[i - 1])),
         `${p.label}: expected events in this order: ${chain.join(' ')}`);
     }
+    // A server this slow would fail joins in palava applications that keep the default timeout.
+    const joinMs = joinLatency(events);
+    console.log(`${p.label}: join answered in ${joinMs} ms`);
+    assert.ok(joinMs < PALAVA_DEFAULT_JOIN_TIMEOUT_MS,
+      `${p.label}: the join took ${joinMs} ms, over palava's default join timeout`);
   }
 
   // Every ICE candidate, local and remote, and the selected pair are loopback.
@@ -606,7 +644,7 @@ function e2eTest(name, startServers) {
       scope,
       tmpDir,
       remaining: deadlineFrom(TEST_TIMEOUT_MS - CLEANUP_RESERVE_MS),
-      consoleLog: ringLog(1000),
+      consoleLog: ringLog(1000, { timed: true }),
       participants: [],
       services: [],
     };

@@ -6,8 +6,8 @@
 #   edge/tests/browser/run.sh [extra `node --test` arguments, e.g. --test-name-pattern=cluster]
 #
 # Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), SWITCHBOARD_ROUTER_BIN
-# (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default
-# /usr/bin/nats-server), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with
+# (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default: nats-server on
+# PATH, else in /usr/sbin or /usr/bin), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with
 # `cargo build --bins`.
 #
 # Network isolation: the test, the server and Chromium run in a fresh network namespace, so nothing they do
@@ -40,8 +40,10 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   for tool in node npm unshare ip timeout; do
     command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
   done
-  nats_bin="${SWITCHBOARD_NATS_SERVER_BIN:-/usr/bin/nats-server}"
-  [[ -x "$nats_bin" ]] || die "nats-server not found at $nats_bin (install it: apt-get install -y nats-server)"
+  # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
+  SWITCHBOARD_NATS_SERVER_BIN="${SWITCHBOARD_NATS_SERVER_BIN:-$(PATH="$PATH:/usr/sbin:/usr/bin" command -v nats-server || true)}"
+  [[ -x "$SWITCHBOARD_NATS_SERVER_BIN" ]] \
+    || die "nats-server not found (install it: apt-get install -y nats-server, or set SWITCHBOARD_NATS_SERVER_BIN)"
   node_major="$(node -p 'process.versions.node.split(".")[0]')"
   (( node_major >= 18 )) || die "node >= 18 is required (found $(node --version))"
 
@@ -63,7 +65,8 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   unshare_args=(--net --pid --fork --kill-child)
   (( EUID == 0 )) || unshare_args+=(--map-root-user)
   status=0
-  _SWITCHBOARD_IN_NETNS=1 CHROMIUM_BIN="$CHROMIUM_BIN" TMPDIR="$scratch" \
+  _SWITCHBOARD_IN_NETNS=1 CHROMIUM_BIN="$CHROMIUM_BIN" SWITCHBOARD_NATS_SERVER_BIN="$SWITCHBOARD_NATS_SERVER_BIN" \
+    TMPDIR="$scratch" \
     timeout --kill-after=10s "$OUTER_TIMEOUT" unshare "${unshare_args[@]}" -- "$BASH" "${BASH_SOURCE[0]}" "$@" \
     || status=$?
   (( status != 124 )) || echo "run.sh: error: the tests did not finish within ${OUTER_TIMEOUT}s" >&2

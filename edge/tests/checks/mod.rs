@@ -442,8 +442,11 @@ pub async fn a_thousand_messages_each_way_keep_their_order(at: &Edges) {
             }
         };
         tokio::join!(send, receive);
+        // Hand the socket back: closing it here would make this client leave while the other may
+        // still be receiving, and its peer_left may overtake relays still on their way.
+        (sink, stream)
     };
-    tokio::join!(
+    let _open = tokio::join!(
         run(a, b_id.clone(), a_id.clone()),
         run(b, a_id.clone(), b_id.clone())
     );

@@ -214,3 +214,12 @@ impl Cluster {
         out
     }
 }
+
+impl Drop for Cluster {
+    /// A failing test shows what every process said last.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}

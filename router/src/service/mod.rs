@@ -141,30 +141,26 @@ pub async fn run(
         liveness_stop.clone(),
     ));
 
+    // `manage` runs as its own task: on shutdown it must go on to release every slot, which it does
+    // once `stop` fires (dropping it instead would leave its slot tasks serving and renewing).
+    let mut manager = tokio::spawn(manage(shared.clone(), stop.clone()));
     tokio::select! {
-        result = manage(shared.clone(), stop.clone()) => result?,
+        result = &mut manager => return result?.and_then(|()| Err(anyhow::anyhow!("slot manager ended"))),
         () = shutdown => info!("shutting down: handing slots over"),
     }
     stop.cancel();
-    // Slots are released by `manage` when `stop` fires; wait for that (bounded).
-    let _ = tokio::time::timeout(shared.config.shutdown_grace, manage_done(&shared)).await;
+    if tokio::time::timeout(shared.config.shutdown_grace, manager)
+        .await
+        .is_err()
+    {
+        warn!("slots not handed over within the shutdown grace; their leases will expire");
+    }
     liveness_stop.cancel();
     let _ = liveness_task.await;
     let _ = admin_task.await;
     let _ = client.flush().await;
     info!("switchboard-router stopped");
     Ok(())
-}
-
-async fn manage_done(shared: &Shared) {
-    while !shared
-        .owned
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .is_empty()
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn key_value(

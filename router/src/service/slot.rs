@@ -243,6 +243,7 @@ impl SlotTask {
             .commands
             .with_label_values(&[kind])
             .inc();
+        debug!(slot = self.slot, ?command, "applying");
         let touched = command.room();
         let now = now();
         for effect in self.rooms.apply(now, command) {
