@@ -6,22 +6,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use switchboard_proto::StatusRules;
 use switchboard_proto::limits::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
     DEFAULT_RATE_PER_SECOND,
 };
+pub use switchboard_router::cli::LogFormat;
 use switchboard_router::nats::NatsArgs;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines, for a terminal.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
 
 /// Switchboard edge: a palava-compatible WebRTC signaling server.
 ///

@@ -261,9 +261,11 @@ async fn rolling_restart_shows_no_errors() {
         .terminate()
         .unwrap();
     // While the router hands its slots over, clients keep joining, leaving and relaying.
+    // At most 150 rounds: A sends one message a round, and must stay within its own rate limit
+    // (a burst of 200, then 50/s) or it would rightly get `rate limit exceeded`.
     let churn_until = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut round = 0;
-    while tokio::time::Instant::now() < churn_until {
+    while tokio::time::Instant::now() < churn_until && round < 150 {
         let mut c = Client::connect_url(&cluster.edge_url(round % 2)).await;
         let (c_id, _) = c.join(room, json!({"name": format!("c{round}")})).await;
         until(&mut a, |m| {
@@ -582,4 +584,66 @@ async fn statistics_survive_a_router_crash() {
     })
     .await
     .unwrap_or_else(|e| panic!("statistics lost: {e}\n{}", cluster.logs()));
+}
+
+/// The whole NATS cluster goes away and comes back. Meanwhile the edges report not ready; afterwards
+/// memberships are re-established from the edges without duplicates: relays work, a joiner sees
+/// exactly the members, and the members hear of the joiner once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_outage_ends_with_memberships_intact() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "outage";
+    let mut a = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut b = Client::connect_url(&cluster.edge_url(1)).await;
+    let (a_id, _) = a.join(room, json!({"name": "A"})).await;
+    let (b_id, _) = b.join(room, json!({"name": "B"})).await;
+    a.expect("new_peer").await;
+
+    for node in 0..3 {
+        cluster.nats.kill(node).unwrap();
+    }
+    let admin = cluster.edge(0).addr("admin_listen").unwrap();
+    switchboard_testkit::wait_until(Duration::from_secs(10), || async {
+        matches!(
+            switchboard_testkit::http_get(admin, "/readyz").await,
+            Ok((503, _))
+        )
+    })
+    .await
+    .expect("an edge without NATS is not ready");
+    cluster.nats.restart_all().await.unwrap();
+    cluster.settled().await;
+
+    // Relays cross the edges again (the first may still be racing the reconnection).
+    let mut n = 0;
+    loop {
+        a.send(
+            json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "message", "n": n}}),
+        )
+        .await;
+        if let Ok(m) = tokio::time::timeout(Duration::from_millis(500), b.recv()).await {
+            assert_eq!(m["event"], "message", "{m}");
+            break;
+        }
+        n += 1;
+        assert!(n < 40, "no relay after the outage\n{}", cluster.logs());
+    }
+    let mut c = Client::connect_url(&cluster.edge_url(1)).await;
+    let (c_id, joined) = c.join(room, json!({})).await;
+    assert_eq!(peer_ids(&joined), [a_id, b_id]);
+    // Neither A nor B was announced again to the other: each hears only of C, then its own pong.
+    for member in [&mut a, &mut b] {
+        loop {
+            let m = member.recv().await;
+            if m["event"] == "message" {
+                continue;
+            }
+            assert_eq!(
+                m,
+                json!({"event": "new_peer", "peer_id": c_id, "status": {}})
+            );
+            break;
+        }
+        member.sync().await;
+    }
 }

@@ -11,7 +11,9 @@
 //! - [`time`]: [`UnixMillis`], the only notion of time the state machine has.
 //! - [`service`]: the `switchboard-router` service around it (NATS, leases, slots, admin port).
 //! - [`nats`]: NATS connection options shared by the router and the edge.
+//! - [`cli`]: command-line plumbing shared by both binaries (exit codes, logging, ready file).
 
+pub mod cli;
 pub mod nats;
 pub mod rooms;
 pub mod service;

@@ -157,6 +157,24 @@ impl NatsCluster {
     /// Starts node `i` again after [`NatsCluster::kill`] (same server name and JetStream store,
     /// routes to every running node) and waits until the cluster is healthy with it again.
     pub async fn restart(&mut self, i: usize) -> Result<()> {
+        self.relaunch(i).await?;
+        self.wait_healthy().await
+    }
+
+    /// Restarts every stopped node, then waits once until the cluster is healthy again. Unlike one
+    /// [`NatsCluster::restart`] after another, this works after the whole cluster was down: a single
+    /// node cannot become healthy without a JetStream quorum.
+    pub async fn restart_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            if !self.node_alive(i) {
+                self.relaunch(i).await?;
+            }
+        }
+        self.wait_healthy().await
+    }
+
+    /// Starts a stopped node again (same name and store), without waiting for the cluster.
+    async fn relaunch(&mut self, i: usize) -> Result<()> {
         if self.node_alive(i) {
             bail!("{} is running; kill it first", self.nodes[i].name);
         }
@@ -179,7 +197,7 @@ impl NatsCluster {
         let node = &mut self.nodes[i];
         node.running = Some(running);
         node.ports = ports;
-        self.wait_healthy().await
+        Ok(())
     }
 
     /// Waits (at most 30 s) until every running node is healthy and they agree on a running

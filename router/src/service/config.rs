@@ -5,18 +5,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
+pub use crate::cli::LogFormat;
 use crate::nats::NatsArgs;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines, for a terminal.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -88,7 +80,7 @@ pub struct Config {
 
     /// Replicas of the JetStream lease bucket, peak bucket and statistics stream. Default: as many
     /// as the NATS cluster has servers, at most 3.
-    #[arg(long, env = "SWITCHBOARD_NATS_REPLICAS")]
+    #[arg(long = "nats-replicas", env = "SWITCHBOARD_NATS_REPLICAS")]
     pub replicas: Option<usize>,
 
     /// Grace for handing slots over on SIGTERM before exiting anyway.
