@@ -37,8 +37,9 @@ pub async fn start(
     let client = bus.client.clone();
     let inbox = client.subscribe(subject::edge_inbox(ctx.edge)).await?;
     let resyncs = client.subscribe(subject::RESYNC).await?;
-    // Subscriptions must be in place before the first heartbeat makes routers talk to this edge.
-    client.flush().await?;
+    // No flush here: the subscriptions are queued on the same connection ahead of the first
+    // heartbeat (which is what makes routers talk to this edge), so they reach the server first. Not
+    // waiting lets the edge serve /healthz and report /readyz 503 while NATS is unreachable.
     Ok(vec![
         tokio::spawn(inbox_loop(ctx.clone(), bus.clone(), inbox)),
         tokio::spawn(resync_loop(ctx.clone(), client.clone(), resyncs)),

@@ -647,3 +647,52 @@ async fn a_nats_outage_ends_with_memberships_intact() {
         member.sync().await;
     }
 }
+
+/// NATS credentials reach the servers: with a token-protected NATS cluster, routers and edges given
+/// `--nats-token` serve across edges; an edge with a wrong token is refused by NATS and stays not
+/// ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_credentials_are_used() {
+    let cluster = Cluster::start_with_token(1, 2, "correct-horse").await;
+    let mut a = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut b = Client::connect_url(&cluster.edge_url(1)).await;
+    let (a_id, _) = a.join("secured", json!({})).await;
+    let (b_id, _) = b.join("secured", json!({})).await;
+    a.expect("new_peer").await;
+    a.send(json!({"event": "send_to_peer", "peer_id": b_id, "data": {"event": "offer"}}))
+        .await;
+    assert_eq!(b.recv().await, json!({"event": "offer", "sender_id": a_id}));
+
+    let mut wrong = switchboard_testkit::Process::spawn(
+        switchboard_testkit::binary_path("switchboard-edge").unwrap(),
+        [
+            "--nats",
+            &cluster.nats.url_list(),
+            "--nats-token",
+            "wrong",
+            "--room-key-secret",
+            common::cluster::SECRET,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await
+    .expect("the edge starts and binds");
+    switchboard_testkit::wait_until(Duration::from_secs(10), || {
+        let log = wrong.log().to_lowercase();
+        async move { log.contains("authorization violation") }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no authorization error: {e}\n{}", wrong.log()));
+    let admin = wrong.addr("admin_listen").unwrap();
+    assert_eq!(
+        switchboard_testkit::http_get(admin, "/readyz")
+            .await
+            .unwrap()
+            .0,
+        503
+    );
+    wrong.kill9().unwrap();
+}

@@ -41,6 +41,8 @@ pub struct NatsCluster {
     binary: PathBuf,
     cluster_name: String,
     nodes: Vec<Node>,
+    /// The token clients must present, if any.
+    token: Option<String>,
     // Declared after `nodes`, so that it is removed only once every node has been killed.
     dir: TempDir,
 }
@@ -60,6 +62,11 @@ impl NatsCluster {
     /// full route mesh, a JetStream meta leader, every peer current. `n = 1` runs a single node with
     /// standalone JetStream.
     pub async fn start(n: usize) -> Result<NatsCluster> {
+        Self::start_with_token(n, None).await
+    }
+
+    /// Like [`NatsCluster::start`], with clients required to authenticate with `token`.
+    pub async fn start_with_token(n: usize, token: Option<&str>) -> Result<NatsCluster> {
         if n == 0 {
             bail!("a NATS cluster needs at least one node");
         }
@@ -72,6 +79,7 @@ impl NatsCluster {
             binary: node::binary()?,
             cluster_name,
             nodes: Vec::with_capacity(n),
+            token: token.map(str::to_string),
             dir,
         };
         for i in 0..n {
@@ -261,7 +269,13 @@ impl NatsCluster {
             name: &self.cluster_name,
             routes: &routes,
         };
-        let config = node::write_config(name, dir, ports, clustered.then_some(&clustering))?;
+        let config = node::write_config(
+            name,
+            dir,
+            ports,
+            clustered.then_some(&clustering),
+            self.token.as_deref(),
+        )?;
         node::spawn(&self.binary, name, dir, &config).await
     }
 

@@ -22,6 +22,8 @@ pub struct Cluster {
     pub edges: Vec<Option<Process>>,
     /// Extra arguments for every edge started.
     pub edge_args: Vec<String>,
+    /// Extra arguments for every router and edge started (NATS credentials).
+    pub nats_args: Vec<String>,
 }
 
 impl Cluster {
@@ -33,12 +35,32 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra arguments for the edges.
     pub async fn start_with(routers: usize, edges: usize, edge_args: &[&str]) -> Cluster {
-        let nats = NatsCluster::start(3).await.expect("nats cluster starts");
+        Self::start_full(routers, edges, edge_args, None).await
+    }
+
+    /// Like [`Cluster::start`], with NATS requiring `token` from clients; routers and edges are
+    /// given it with `--nats-token`.
+    pub async fn start_with_token(routers: usize, edges: usize, token: &str) -> Cluster {
+        Self::start_full(routers, edges, &[], Some(token)).await
+    }
+
+    async fn start_full(
+        routers: usize,
+        edges: usize,
+        edge_args: &[&str],
+        token: Option<&str>,
+    ) -> Cluster {
+        let nats = NatsCluster::start_with_token(3, token)
+            .await
+            .expect("nats cluster starts");
         let mut cluster = Cluster {
             nats,
             routers: Vec::new(),
             edges: Vec::new(),
             edge_args: edge_args.iter().map(|s| s.to_string()).collect(),
+            nats_args: token
+                .map(|t| vec!["--nats-token".to_string(), t.to_string()])
+                .unwrap_or_default(),
         };
         for _ in 0..routers {
             cluster.add_router().await;
@@ -51,21 +73,23 @@ impl Cluster {
     }
 
     pub async fn add_router(&mut self) -> usize {
-        let process = Process::spawn(
-            binary_path("switchboard-router").unwrap(),
-            [
-                "--nats",
-                &self.nats.url_list(),
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--max-room-size",
-                &MAX_ROOM_SIZE.to_string(),
-                "--log-format",
-                "json",
-            ],
-        )
-        .await
-        .expect("router starts");
+        let mut args: Vec<String> = [
+            "--nats",
+            &self.nats.url_list(),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--max-room-size",
+            &MAX_ROOM_SIZE.to_string(),
+            "--log-format",
+            "json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(self.nats_args.iter().cloned());
+        let process = Process::spawn(binary_path("switchboard-router").unwrap(), args)
+            .await
+            .expect("router starts");
         self.routers.push(Some(process));
         self.routers.len() - 1
     }
@@ -91,6 +115,7 @@ impl Cluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.edge_args.iter().cloned());
+        args.extend(self.nats_args.iter().cloned());
         let process = Process::spawn(binary_path("switchboard-edge").unwrap(), args)
             .await
             .expect("edge starts");

@@ -64,6 +64,7 @@ pub(super) fn write_config(
     dir: &Path,
     ports: Option<Ports>,
     clustering: Option<&Clustering<'_>>,
+    token: Option<&str>,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir.join("ports"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -83,6 +84,14 @@ pub(super) fn write_config(
         "jetstream {{\n  store_dir: {}\n  max_memory_store: 268435456\n  max_file_store: 1073741824\n}}",
         quoted(dir.join("store"))
     );
+    if let Some(token) = token {
+        // Clients must present the token; routes between the nodes are not affected.
+        let _ = writeln!(
+            config,
+            "authorization {{\n  token: {}\n}}",
+            Value::from(token)
+        );
+    }
     if let Some(clustering) = clustering {
         let _ = writeln!(config, "cluster {{");
         let _ = writeln!(config, "  name: {}", Value::from(clustering.name));
