@@ -76,3 +76,55 @@ fn help_lists_every_setting_with_its_environment_variable() {
         assert!(help.contains(env), "{env} missing");
     }
 }
+
+fn http_get(addr: &str, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A router that cannot reach NATS still answers its probes: alive, not ready.
+#[test]
+fn without_nats_the_router_is_alive_but_not_ready() {
+    let dir = std::env::temp_dir().join(format!("switchboard-router-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ready = dir.join("ready.json");
+    // Nothing listens on port 1: the router keeps trying to connect.
+    let mut child = command()
+        .args([
+            "--nats",
+            "nats://127.0.0.1:1",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let admin = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            break value["admin_listen"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ready file");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let (health, readiness) = (http_get(&admin, "/healthz"), http_get(&admin, "/readyz"));
+    let stats = http_get(&admin, "/stats");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((health, readiness, stats), (200, 503, 503));
+}

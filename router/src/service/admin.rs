@@ -15,13 +15,34 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use tokio::sync::watch;
+
+use super::metrics::RouterMetrics;
+use super::store::Store;
 use crate::nats::Link;
+
+/// What the admin port shows; available before the router has reached JetStream.
+pub struct Admin {
+    /// This router's id.
+    pub router_id: String,
+    /// Metrics.
+    pub metrics: RouterMetrics,
+    /// NATS link state.
+    pub link: watch::Receiver<Link>,
+    /// Whether start-up is over.
+    pub started: watch::Receiver<bool>,
+    /// Slots currently served.
+    pub owned: Arc<Mutex<Vec<u32>>>,
+    /// Storage, once JetStream was reached.
+    pub store: Arc<OnceLock<Store>>,
+}
 
 type Body = Full<Bytes>;
 
 /// Serves the admin port until `stop`.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, shared: Arc<Admin>, stop: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
@@ -47,7 +68,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Cancellatio
     }
 }
 
-fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Body> {
+fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -66,17 +87,23 @@ fn route(request: &Request<Incoming>, shared: &Shared) -> Response<Body> {
             );
             response
         }
-        "/stats" => json(&serde_json::json!({
-            "router": shared.router_id,
-            "rooms": shared.metrics.rooms.get(),
-            "members": shared.metrics.members.get(),
-            "hourly": shared.store.hourly(),
-        })),
+        "/stats" => match shared.store.get() {
+            Some(store) => json(&serde_json::json!({
+                "router": shared.router_id,
+                "rooms": shared.metrics.rooms.get(),
+                "members": shared.metrics.members.get(),
+                "hourly": store.hourly(),
+            })),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "starting: JetStream not reached yet\n",
+            ),
+        },
         "/slots" => {
             let owned = shared
                 .owned
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             json(&serde_json::json!({"router": shared.router_id, "slots": owned}))
         }

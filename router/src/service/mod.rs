@@ -39,7 +39,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::nats::Link;
 pub use config::Config;
 use lease::Leases;
 use liveness::{EdgeNotice, Liveness};
@@ -66,12 +65,10 @@ pub struct Shared {
     pub liveness: Liveness,
     /// Metrics.
     pub metrics: RouterMetrics,
-    /// NATS link state.
-    pub link: watch::Receiver<Link>,
     /// Set once the start-up observation period is over (readiness).
     pub started: watch::Sender<bool>,
     /// Slots currently served.
-    pub owned: std::sync::Mutex<Vec<u32>>,
+    pub owned: Arc<std::sync::Mutex<Vec<u32>>>,
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over.
@@ -86,6 +83,25 @@ pub async fn run(
     info!(router.id = %router_id, admin_listen = %admin.local_addr()?, "switchboard-router starting");
 
     let (client, link) = config.nats.connect(&router_id).await?;
+    // The admin port answers from the start (liveness, and readiness 503 until NATS and the slots
+    // are there), also while JetStream cannot be reached yet.
+    let (started, started_rx) = watch::channel(false);
+    let owned: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+    let store_cell: Arc<std::sync::OnceLock<Store>> = Arc::default();
+    let stop = CancellationToken::new();
+    let admin_task = tokio::spawn(admin::serve(
+        admin,
+        Arc::new(admin::Admin {
+            router_id: router_id.clone(),
+            metrics: metrics.clone(),
+            link,
+            started: started_rx,
+            owned: owned.clone(),
+            store: store_cell.clone(),
+        }),
+        stop.clone(),
+    ));
+
     let js = jetstream::new(client.clone());
     let replicas = config.replicas.unwrap_or_else(|| {
         // Every server of the cluster advertises its client URL; a single server advertises none.
@@ -115,8 +131,8 @@ pub async fn run(
         config.stats_retention_hours,
         metrics.clone(),
     );
+    let _ = store_cell.set(store.clone());
     let liveness = Liveness::new(&router_id);
-    let (started, _) = watch::channel(false);
     let shared = Arc::new(Shared {
         leases: Leases::new(leases_kv, &router_id, ttl),
         config,
@@ -125,13 +141,10 @@ pub async fn run(
         store,
         liveness: liveness.clone(),
         metrics: metrics.clone(),
-        link,
         started,
-        owned: Default::default(),
+        owned,
     });
 
-    let stop = CancellationToken::new();
-    let admin_task = tokio::spawn(admin::serve(admin, shared.clone(), stop.clone()));
     let liveness_stop = CancellationToken::new();
     let liveness_task = tokio::spawn(liveness.run(
         client.clone(),
