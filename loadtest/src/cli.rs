@@ -1,0 +1,239 @@
+//! Command-line flags: the options every scenario shares ([`Common`]) and one subcommand per scenario.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+/// Load generator for palava-compatible signaling servers (loopback only).
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard-loadtest",
+    version,
+    after_help = "Every scenario takes the common flags (--url, --source-ips, --json, --max-error-rate, \
+                  timeouts); see `switchboard-loadtest <SCENARIO> --help`.\n\
+                  Exit status: 0 if no message was lost and the error rate is within --max-error-rate, \
+                  1 otherwise, 2 on bad usage."
+)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Rooms of peers that negotiate (offer, answer, ICE candidates), then exchange `message`s at an
+    /// open-loop total rate; measures join and relay latency.
+    Call(CallArgs),
+    /// One room; some members send `update_status` at a rate and every member must receive each
+    /// `peer_updated_status`; measures fan-out latency.
+    Fanout(FanoutArgs),
+    /// Many joined, idle connections; reports the server's resident memory per connection.
+    Idle(IdleArgs),
+    /// Connections join a random room of a pool at a rate, stay a short random time and leave;
+    /// measures join latency and errors.
+    Churn(ChurnArgs),
+}
+
+impl Scenario {
+    /// The flags every scenario takes.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Call(a) => &a.common,
+            Scenario::Fanout(a) => &a.common,
+            Scenario::Idle(a) => &a.common,
+            Scenario::Churn(a) => &a.common,
+        }
+    }
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// WebSocket URL of a server, e.g. ws://127.0.0.1:4233/ (repeatable or comma-separated; clients
+    /// are spread round-robin over them). Only loopback hosts are allowed.
+    #[arg(
+        long = "url",
+        value_name = "URL",
+        required = true,
+        value_delimiter = ','
+    )]
+    pub urls: Vec<String>,
+
+    /// Spread the clients' TCP source addresses over 127.0.0.1 ..= 127.0.0.N (more ephemeral ports
+    /// for many connections).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub source_ips: u8,
+
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// Highest error rate (errors per operation: connects, joins and messages sent) that still
+    /// passes, from 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_error_rate: f64,
+
+    /// Bound on one TCP connect and WebSocket upgrade.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Bound on one join (join_room until joined_room).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub join_timeout: Duration,
+
+    /// How long to wait at the end for messages still in flight; what has not arrived by then is lost.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// Connects (and joins) in progress at once.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connect_concurrency: u32,
+
+    /// Do not draw the live progress line.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Flags of `call`.
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// Common flags.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Number of rooms.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rooms: u32,
+
+    /// Peers per room.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(2..))]
+    pub peers: u32,
+
+    /// ICE candidates each peer sends each other peer after offer and answer.
+    #[arg(long, default_value_t = 5)]
+    pub ice: u32,
+
+    /// Total `message` rate over all connections, messages per second (open loop).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// How long `message` traffic runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+/// Flags of `fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Common flags.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Members of the room.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub members: u32,
+
+    /// Members that send status updates (the rate is split between them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub senders: u32,
+
+    /// Total `update_status` rate, updates per second (open loop).
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// How long updates are sent.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+/// Flags of `idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Common flags.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Connections to open and join.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Peers per room.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub peers: u32,
+
+    /// How long the connections stay idle once all have joined.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// The server's Prometheus endpoint (loopback), read for `process_resident_memory_bytes`, e.g.
+    /// http://127.0.0.1:9233/metrics.
+    #[arg(long, value_name = "URL")]
+    pub metrics: Option<String>,
+
+    /// The server's process id, for its VmRSS in `/proc/<pid>/status` (instead of --metrics).
+    #[arg(long)]
+    pub pid: Option<u32>,
+}
+
+/// Flags of `churn`.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    /// Common flags.
+    #[command(flatten)]
+    pub common: Common,
+
+    /// New connections (join, stay, leave) per second (open loop).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+
+    /// How long new connections are started.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Size of the pool of rooms the connections join at random.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rooms: u32,
+
+    /// Shortest stay in a room.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub stay_min: Duration,
+
+    /// Longest stay in a room.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub stay_max: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn urls_may_repeat_or_be_comma_separated() {
+        let cli = Cli::parse_from([
+            "switchboard-loadtest",
+            "call",
+            "--url",
+            "ws://127.0.0.1:1/,ws://127.0.0.1:2/",
+            "--url",
+            "ws://localhost:3/",
+        ]);
+        let Scenario::Call(args) = cli.scenario else {
+            panic!("not call")
+        };
+        assert_eq!(args.common.urls.len(), 3);
+        assert_eq!(args.peers, 4);
+    }
+}

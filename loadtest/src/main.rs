@@ -1,0 +1,23 @@
+//! `switchboard-loadtest`: parses the flags and runs the scenario; exits 1 when messages were lost or
+//! the error rate was too high, 2 when the run could not be done at all (or on bad usage).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use switchboard_loadtest::{Cli, execute};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(&cli).await {
+        Ok((_, None)) => ExitCode::SUCCESS,
+        Ok((_, Some(why))) => {
+            eprintln!("FAILED: {why}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("switchboard-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The scenarios, and what they share: connecting and joining rooms in bulk, rate warnings, and
+//! waiting for messages in flight.
+//!
+//! - [`call`]: negotiation and `message` traffic between the peers of many rooms.
+//! - [`fanout`]: status updates in one large room.
+//! - [`idle`]: memory per idle connection.
+//! - [`churn`]: joins and leaves at a rate.
+
+pub mod call;
+pub mod churn;
+pub mod fanout;
+pub mod idle;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::cli::Common;
+use crate::client::{Conn, Connector, Joined};
+use crate::progress::Progress;
+use crate::stats::{Counters, Errors, Latency};
+
+/// The server's default per-connection rate limit, messages per second.
+pub const SERVER_RATE_LIMIT: f64 = 50.0;
+
+/// The server's default burst (token bucket size).
+pub const SERVER_RATE_BURST: u64 = 200;
+
+/// What every scenario sets up first.
+pub struct Setup {
+    /// Connects clients round-robin over the targets.
+    pub connector: Connector,
+    /// Live totals.
+    pub counters: Counters,
+    /// The progress line.
+    pub progress: Progress,
+    /// The common flags.
+    pub common: Common,
+    /// Prefix of this run's room names, so that runs against the same server never meet.
+    pub tag: String,
+}
+
+impl Setup {
+    /// Checks the URLs and starts the progress line.
+    pub fn new(scenario: &str, common: &Common) -> Result<Setup> {
+        let connector = Connector::new(&common.urls, common.source_ips, common.connect_timeout)?;
+        let counters = Counters::default();
+        let progress = Progress::start(scenario, counters.clone(), common.no_progress);
+        let tag = format!("lt-{:08x}", rand::random::<u32>());
+        Ok(Setup {
+            connector,
+            counters,
+            progress,
+            common: common.clone(),
+            tag,
+        })
+    }
+
+    /// The name of room `i` of this run.
+    pub fn room(&self, i: u32) -> String {
+        format!("{}-{i}", self.tag)
+    }
+
+    /// Warns (above the progress line) when each connection would send more than the server's
+    /// default rate limit allows.
+    pub fn warn_rate(&self, per_connection: f64, burst: u64) {
+        if per_connection > SERVER_RATE_LIMIT {
+            self.progress.println(format!(
+                "warning: {per_connection:.1} msgs/s per connection exceeds the server's default \
+                 --rate-limit of {SERVER_RATE_LIMIT}/s; start the server with a higher --rate-limit"
+            ));
+        }
+        if burst > SERVER_RATE_BURST {
+            self.progress.println(format!(
+                "warning: {burst} messages at once per connection exceed the server's default \
+                 --rate-burst of {SERVER_RATE_BURST}; start the server with a higher --rate-burst"
+            ));
+        }
+    }
+
+    /// Connects client number `index` and joins it to `room`; counts the connection on success.
+    pub async fn connect_and_join(
+        &self,
+        index: usize,
+        room: &str,
+        status: Value,
+    ) -> Result<Member> {
+        let mut conn = self.connector.connect(index).await?;
+        let joined = conn.join(room, status, self.common.join_timeout).await?;
+        self.counters.connected();
+        Ok(Member {
+            index,
+            conn,
+            joined,
+        })
+    }
+
+    /// Joins `rooms` (each a list of client numbers), members of one room one after the other (so
+    /// every member's place in the room is known), rooms in parallel. Failures are counted and
+    /// leave the room smaller.
+    pub async fn join_rooms(&self, rooms: Vec<(String, Vec<usize>)>) -> JoinedRooms {
+        let limit = Arc::new(Semaphore::new(self.common.connect_concurrency as usize));
+        let results = futures_util::future::join_all(rooms.into_iter().map(|(room, clients)| {
+            let limit = limit.clone();
+            async move {
+                let mut members = Vec::new();
+                let mut latency = Latency::new();
+                let mut errors = Errors::default();
+                for index in clients {
+                    let Ok(_permit) = limit.acquire().await else {
+                        break;
+                    };
+                    match self
+                        .connect_and_join(
+                            index,
+                            &room,
+                            serde_json::json!({"name": format!("lt{index}")}),
+                        )
+                        .await
+                    {
+                        Ok(member) => {
+                            latency.record(member.joined.latency);
+                            members.push(member);
+                        }
+                        Err(e) => {
+                            self.counters.error();
+                            errors.add(e.to_string());
+                        }
+                    }
+                }
+                (members, latency, errors)
+            }
+        }))
+        .await;
+        let mut joined = JoinedRooms::default();
+        for (members, latency, errors) in results {
+            joined.rooms.push(members);
+            joined.latency.merge(&latency);
+            joined.errors.merge(&errors);
+        }
+        joined
+    }
+
+    /// Waits until `counters` shows every expected delivery arrived, at most the drain timeout.
+    pub async fn drain(&self) {
+        let deadline = Instant::now() + self.common.drain_timeout;
+        while Instant::now() < deadline {
+            let (_, expected, received, _) = self.counters.snapshot();
+            if received >= expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A joined connection.
+pub struct Member {
+    /// Its client number (decides its target and source address).
+    pub index: usize,
+    /// The connection.
+    pub conn: Conn,
+    /// What `joined_room` said.
+    pub joined: Joined,
+}
+
+/// The outcome of [`Setup::join_rooms`].
+#[derive(Default)]
+pub struct JoinedRooms {
+    /// The members that joined, room by room, in join order.
+    pub rooms: Vec<Vec<Member>>,
+    /// Join latencies.
+    pub latency: Latency,
+    /// Connect and join failures.
+    pub errors: Errors,
+}
