@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Turns the JSON reports of scripts/bench into docs/benchmarks.md.
+
+Every figure comes from a report of this run; ratios compare against the bare references measured in
+the same run with the same client code. Nothing here is a hard-coded result."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+
+def load(results, label):
+    path = os.path.join(results, label + ".json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def cmd(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def ms(us):
+    return "–" if us is None else f"{us / 1000:.2f}"
+
+
+def lat(report, name, key):
+    if not report or name not in report:
+        return None
+    return report[name].get(key)
+
+
+def kept_up(report, rate):
+    """The server kept up: nothing lost, no errors, and at least 95% of the offered rate delivered."""
+    return (
+        report is not None
+        and report.get("lost", 1) == 0
+        and report.get("error_count", 1) == 0
+        and report.get("throughput_msgs_per_s", 0) >= 0.95 * rate
+    )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("out")
+    p.add_argument("--rates", required=True)
+    p.add_argument("--rooms", required=True)
+    p.add_argument("--idle", required=True)
+    p.add_argument("--fanout", required=True)
+    p.add_argument("--pairs", required=True)
+    p.add_argument("--secs", required=True)
+    p.add_argument("--quick", action="store_true")
+    a = p.parse_args()
+    rates = [int(r) for r in a.rates.split()]
+    room_counts = [int(r) for r in a.rooms.split()]
+    fanout_sizes = [int(m) for m in a.fanout.split()]
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem_gib = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+
+    L = []
+    w = L.append
+    w("# Benchmarks")
+    w("")
+    if a.quick:
+        w("**Quick run (`scripts/bench --quick`): short and small, not numbers to publish.**")
+        w("")
+    w("Measured by `scripts/bench` on one machine, everything on 127.0.0.1, release builds. The load")
+    w("generator (`switchboard-loadtest`) runs on the same cores as the servers, so every figure is")
+    w("also given as a ratio to a bare reference measured in the same run with the same client code:")
+    w("a WebSocket relay with no JSON parsing and no rooms (`bare`), and raw NATS publish/subscribe")
+    w("round trips (`nats`). Latency is measured from each message's intended send time (open loop,")
+    w("no coordinated omission).")
+    w("")
+    w("## Machine and versions")
+    w("")
+    w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    w(f"- CPU: {cpu}, {os.cpu_count()} cores; memory {mem_gib}; kernel {platform.release()}")
+    w(f"- {cmd('rustc', '--version')}; nats-server {cmd('nats-server', '--version') or cmd('/usr/sbin/nats-server', '--version')}")
+    w(f"- Switchboard commit {cmd('git', 'rev-parse', '--short', 'HEAD')}")
+    w("")
+    w("## Relay throughput and latency")
+    w("")
+    w(f"{a.pairs} pairs (rooms of two), messages at an open-loop total rate for {a.secs} s per step.")
+    w("Standalone: one edge. Cluster: two edges, one router, one NATS server, every pair split over")
+    w("the two edges (cross-edge). Kept up: nothing lost, no error, at least 95% of the rate delivered.")
+    w("")
+    w("| target | offered msgs/s | delivered msgs/s | p50 ms | p99 ms | p99.9 ms | max ms | lost | kept up |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    best = {}
+    for target in ["bare", "standalone", "cluster", "nats"]:
+        for rate in rates:
+            r = load(a.results, f"relay-{target}-{rate}")
+            if r is None:
+                w(f"| {target} | {rate} | – | – | – | – | – | – | not run |")
+                continue
+            ok = kept_up(r, rate)
+            if ok:
+                best[target] = max(best.get(target, 0), r["throughput_msgs_per_s"])
+            w(
+                f"| {target} | {rate} | {r['throughput_msgs_per_s']:.0f} | {ms(lat(r, 'relay', 'p50_us'))} | "
+                f"{ms(lat(r, 'relay', 'p99_us'))} | {ms(lat(r, 'relay', 'p999_us'))} | "
+                f"{ms(lat(r, 'relay', 'max_us'))} | {r.get('lost')} | {'yes' if ok else 'no'} |"
+            )
+    w("")
+    w("Highest offered rate each target kept up with, and its ratio to the bare WebSocket relay:")
+    w("")
+    w("| target | kept up with (msgs/s) | ratio to bare |")
+    w("|---|---|---|")
+    bare = best.get("bare")
+    for target in ["bare", "standalone", "cluster", "nats"]:
+        b = best.get(target)
+        ratio = f"{b / bare:.2f}" if b and bare else "–"
+        w(f"| {target} | {b:.0f} | {ratio} |" if b else f"| {target} | none of the rates | – |")
+    w("")
+    p99_at = {}
+    for target in ["bare", "standalone", "cluster"]:
+        r = load(a.results, f"relay-{target}-10000")
+        p99_at[target] = lat(r, "relay", "p99_us") if r and kept_up(r, 10000) else None
+    w("p99 relay latency at 10,000 msgs/s: " + ", ".join(
+        f"{t} {ms(v)} ms" if v is not None else f"{t} not measured (did not keep up or not run)"
+        for t, v in p99_at.items()))
+    w("")
+    w("## Join latency against the number of open rooms")
+    w("")
+    w("A cluster (three edges, one router, one NATS server) holds N one-member rooms, a third on each")
+    w("edge (`idle`; one process may hold at most about 19,000 sockets on this machine, hence three")
+    w("edges), while `churn` joins and leaves 100 times a second for 5 s over the three edges. Rooms")
+    w("live in the router, whose room table is what this measures.")
+    w("")
+    w("| open rooms | joins | p50 ms | p99 ms | max ms | p99 / p99 at the fewest rooms |")
+    w("|---|---|---|---|---|---|")
+    first_p99 = None
+    for rooms in room_counts:
+        r = load(a.results, f"join-{rooms}")
+        p99 = lat(r, "join", "p99_us")
+        if first_p99 is None:
+            first_p99 = p99
+        ratio = f"{p99 / first_p99:.2f}" if p99 and first_p99 else "–"
+        count = lat(r, "join", "count")
+        w(f"| {rooms} | {count if count is not None else '–'} | {ms(lat(r, 'join', 'p50_us'))} | {ms(p99)} | "
+          f"{ms(lat(r, 'join', 'max_us'))} | {ratio} |")
+    w("")
+    w("## Memory per idle connection")
+    w("")
+    r = load(a.results, f"idle-{a.idle}")
+    if r and r.get("bytes_per_connection") is not None:
+        w(f"{a.idle} connections joined in rooms of two, idle: **{r['bytes_per_connection']} bytes per")
+        w(f"connection** of edge resident memory (from its `process_resident_memory_bytes`, before and")
+        w(f"after the connections).")
+    else:
+        w("Not measured in this run.")
+    w("")
+    w("## Fan-out cost against room size")
+    w("")
+    w("One member sends 20 status updates a second for 5 s; every member receives each.")
+    w("")
+    w("| members | deliveries | per recipient p50 ms | p99 ms | last recipient p50 ms | p99 ms |")
+    w("|---|---|---|---|---|---|")
+    for m in fanout_sizes:
+        r = load(a.results, f"fanout-{m}")
+        w(f"| {m} | {r.get('received') if r else '–'} | {ms(lat(r, 'fanout', 'p50_us'))} | {ms(lat(r, 'fanout', 'p99_us'))} | "
+          f"{ms(lat(r, 'fanout_last', 'p50_us'))} | {ms(lat(r, 'fanout_last', 'p99_us'))} |")
+    w("")
+    w("## Reproduce")
+    w("")
+    w("```sh")
+    w("apt-get install nats-server   # once")
+    w("scripts/bench                 # about 10 minutes on 2 cores; writes this file")
+    w("```")
+    w("")
+    w("Each step is one `switchboard-loadtest` command (`scripts/bench` prints them); the raw JSON")
+    w("reports stay in the work directory it names at the end.")
+    with open(a.out, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
