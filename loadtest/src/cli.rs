@@ -1,5 +1,6 @@
 //! Command-line flags: the options every scenario shares ([`Common`]) and one subcommand per scenario.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     name = "switchboard-loadtest",
     version,
     after_help = "Every scenario takes the common flags (--url, --source-ips, --json, --max-error-rate, \
-                  timeouts); see `switchboard-loadtest <SCENARIO> --help`.\n\
+                  timeouts); see `switchboard-loadtest <SCENARIO> --help`. `bare-server`, `bare` and \
+                  `nats-rtt` measure reference points with the same client code: a minimal WebSocket \
+                  relay and raw NATS publish/subscribe.\n\
                   Exit status: 0 if no message was lost and the error rate is within --max-error-rate, \
                   1 otherwise, 2 on bad usage."
 )]
@@ -39,16 +42,43 @@ pub enum Scenario {
     /// Connections join a random room of a pool at a rate, stay a short random time and leave;
     /// measures join latency and errors.
     Churn(ChurnArgs),
+    /// Reference: a minimal WebSocket relay (no JSON, no rooms) that pairs connections in arrival
+    /// order and forwards every text frame verbatim to the pair. Not a load scenario: it serves
+    /// until SIGINT or SIGTERM.
+    BareServer(BareServerArgs),
+    /// Reference: opens 2 x --pairs connections in order to a `bare-server` and exchanges messages
+    /// between the pairs at an open-loop total rate, like `call`'s message phase; measures relay
+    /// latency. The cost floor of a WebSocket relay on this machine.
+    // `--join-timeout` and `--connect-concurrency` mean nothing here (no joins, connects are
+    // sequential so that the server pairs them in order).
+    #[command(
+        mut_arg("join_timeout", |a| a.hide(true)),
+        mut_arg("connect_concurrency", |a| a.hide(true))
+    )]
+    Bare(BareArgs),
+    /// Reference: 2 x --pairs raw NATS connections; each subscribes to its own subject and
+    /// publishes to its pair's at an open-loop total rate, like `call`'s message phase; measures
+    /// publish-to-delivery latency. The cost floor of the bus hop on this machine.
+    // NATS replaces the WebSocket targets: `--url` is refused, and joins do not exist.
+    #[command(
+        mut_arg("urls", |a| a.required(false).hide(true)),
+        mut_arg("join_timeout", |a| a.hide(true)),
+        mut_arg("source_ips", |a| a.hide(true))
+    )]
+    NatsRtt(NatsRttArgs),
 }
 
 impl Scenario {
-    /// The flags every scenario takes.
-    pub fn common(&self) -> &Common {
+    /// The flags every scenario takes (`None` for `bare-server`, which is not a load scenario).
+    pub fn common(&self) -> Option<&Common> {
         match self {
-            Scenario::Call(a) => &a.common,
-            Scenario::Fanout(a) => &a.common,
-            Scenario::Idle(a) => &a.common,
-            Scenario::Churn(a) => &a.common,
+            Scenario::Call(a) => Some(&a.common),
+            Scenario::Fanout(a) => Some(&a.common),
+            Scenario::Idle(a) => Some(&a.common),
+            Scenario::Churn(a) => Some(&a.common),
+            Scenario::Bare(a) => Some(&a.common),
+            Scenario::NatsRtt(a) => Some(&a.common),
+            Scenario::BareServer(_) => None,
         }
     }
 }
@@ -210,6 +240,68 @@ pub struct ChurnArgs {
     pub stay_max: Duration,
 }
 
+/// Flags of `bare-server`.
+#[derive(Debug, Clone, Args)]
+pub struct BareServerArgs {
+    /// Address to listen on (loopback only); port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Once listening, write `{"listen":"ADDR"}` to this file (atomically: temporary file, then
+    /// rename). The address is also printed on stdout.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Frames queued per connection for writing; a connection whose queue is full (it does not
+    /// read) is dropped.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
+}
+
+/// Flags of `bare`.
+#[derive(Debug, Clone, Args)]
+pub struct BareArgs {
+    /// Common flags (--url must point at a `bare-server`).
+    #[command(flatten)]
+    pub common: Common,
+
+    /// Pairs of connections (2 x N connections, opened one after the other).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pairs: u32,
+
+    /// Total message rate over all connections, messages per second (open loop).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// How long messages are sent.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+/// Flags of `nats-rtt`.
+#[derive(Debug, Clone, Args)]
+pub struct NatsRttArgs {
+    /// Common flags (without --url: the target is --nats).
+    #[command(flatten)]
+    pub common: Common,
+
+    /// NATS server URL, e.g. nats://127.0.0.1:4222 (loopback only).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+
+    /// Pairs of NATS connections (2 x N connections).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pairs: u32,
+
+    /// Total publish rate over all connections, messages per second (open loop).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+
+    /// How long messages are published.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +327,27 @@ mod tests {
         };
         assert_eq!(args.common.urls.len(), 3);
         assert_eq!(args.peers, 4);
+    }
+
+    #[test]
+    fn references_parse() {
+        let cli = Cli::parse_from([
+            "switchboard-loadtest",
+            "nats-rtt",
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--pairs",
+            "3",
+        ]);
+        let Scenario::NatsRtt(args) = &cli.scenario else {
+            panic!("not nats-rtt")
+        };
+        assert!(args.common.urls.is_empty());
+        assert_eq!(args.pairs, 3);
+        assert!(cli.scenario.common().is_some());
+        // bare needs its server's URL.
+        assert!(Cli::try_parse_from(["switchboard-loadtest", "bare"]).is_err());
+        let cli = Cli::parse_from(["switchboard-loadtest", "bare-server"]);
+        assert!(cli.scenario.common().is_none());
     }
 }

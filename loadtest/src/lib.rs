@@ -13,8 +13,10 @@
 //! - [`memory`]: the server's resident memory (Prometheus endpoint or `/proc`), for `idle`.
 //! - [`progress`]: the live progress line on stderr.
 //! - [`report`]: the result of a run: JSON, the summary table, the pass/fail verdict.
-//! - [`scenarios`]: `call`, `fanout`, `idle` and `churn`.
+//! - [`scenarios`]: `call`, `fanout`, `idle` and `churn`, and the references `bare` and `nats-rtt`.
+//! - [`bare_server`]: the minimal WebSocket relay `bare` measures (`bare-server`).
 
+pub mod bare_server;
 pub mod cli;
 pub mod client;
 pub mod memory;
@@ -34,6 +36,11 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
         Scenario::Fanout(args) => scenarios::fanout::run(args).await,
         Scenario::Idle(args) => scenarios::idle::run(args).await,
         Scenario::Churn(args) => scenarios::churn::run(args).await,
+        Scenario::Bare(args) => scenarios::bare::run(args).await,
+        Scenario::NatsRtt(args) => scenarios::nats::run(args).await,
+        Scenario::BareServer(_) => {
+            anyhow::bail!("bare-server is a server, not a load scenario; see bare_server::serve")
+        }
     }
 }
 
@@ -43,9 +50,9 @@ pub async fn execute(cli: &Cli) -> anyhow::Result<(Report, Option<String>)> {
     let report = run(cli).await?;
     print!("{}", report.table());
     let common = cli.scenario.common();
-    if let Some(path) = &common.json {
+    if let Some(path) = common.and_then(|c| c.json.as_ref()) {
         report.write_json(path)?;
     }
-    let failure = report.failure(common.max_error_rate);
+    let failure = report.failure(common.map_or(0.0, |c| c.max_error_rate));
     Ok((report, failure))
 }

@@ -4,11 +4,20 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchboard_loadtest::{Cli, execute};
+use switchboard_loadtest::{Cli, Scenario, bare_server, execute};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Scenario::BareServer(args) = &cli.scenario {
+        return match bare_server::serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("switchboard-loadtest bare-server: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match execute(&cli).await {
         Ok((_, None)) => ExitCode::SUCCESS,
         Ok((_, Some(why))) => {

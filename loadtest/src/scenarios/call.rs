@@ -77,6 +77,8 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
     let cancel = CancellationToken::new();
     let (phase_tx, phase_rx) = watch::channel(None::<Phase>);
     let (negotiated_tx, mut negotiated_rx) = tokio::sync::mpsc::channel::<()>(total.max(1));
+    // One `()` per peer once it sent its last scheduled `message` (or never will).
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(total.max(1));
     let mut tasks = Vec::new();
     let mut number = 0;
     for room in joined.rooms {
@@ -104,11 +106,13 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
                 peer,
                 phase_rx.clone(),
                 negotiated_tx.clone(),
+                finished_tx.clone(),
                 cancel.clone(),
             )));
         }
     }
     drop(negotiated_tx);
+    drop(finished_tx);
 
     // Negotiation is bounded like a join; peers still negotiating then count as lost messages.
     let mut negotiated = 0;
@@ -127,6 +131,16 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
     };
     let _ = phase_tx.send(Some(phase));
     tokio::time::sleep_until(phase.end).await;
+    // A peer running late may still be sending: until it is done its last messages are not even
+    // expected yet, and draining could end too early. Waiting for it shares the drain's bound.
+    let drain_deadline = Instant::now() + setup.common.drain_timeout;
+    let mut finished = 0;
+    while finished < tasks.len() {
+        match tokio::time::timeout_at(drain_deadline, finished_rx.recv()).await {
+            Ok(Some(())) => finished += 1,
+            Ok(None) | Err(_) => break,
+        }
+    }
     setup.drain().await;
     cancel.cancel();
 
@@ -179,10 +193,19 @@ struct State {
     /// Highest `message` sequence number seen per sender.
     last_seq: HashMap<String, u64>,
     schedule: Option<Schedule>,
+    /// Told once this peer sent its last scheduled `message` (or never will).
+    finished: Option<tokio::sync::mpsc::Sender<()>>,
     cancel: CancellationToken,
 }
 
 impl State {
+    /// Tells the run this peer sends no more `message`s (once).
+    async fn finish(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.send(()).await;
+        }
+    }
+
     async fn send(&mut self, message: &Value) -> Result<()> {
         self.peer.member.conn.send(message).await?;
         self.result.sent += 1;
@@ -304,6 +327,7 @@ async fn peer_task(
     peer: Peer,
     mut phase: watch::Receiver<Option<Phase>>,
     negotiated: tokio::sync::mpsc::Sender<()>,
+    finished: tokio::sync::mpsc::Sender<()>,
     cancel: CancellationToken,
 ) -> PeerResult {
     let known = peer.member.joined.peers.iter().cloned().collect();
@@ -315,11 +339,13 @@ async fn peer_task(
         negotiation_received: 0,
         last_seq: HashMap::new(),
         schedule: None,
+        finished: Some(finished),
         cancel: cancel.clone(),
     };
     if let Err(e) = drive(&mut state, &mut phase, &negotiated, &cancel).await {
         state.error(e.to_string());
     }
+    state.finish().await;
     state.peer.counters.disconnected();
     state.result.negotiated = state.negotiation_complete();
     let State { peer, result, .. } = state;
@@ -342,6 +368,9 @@ async fn drive(
             let _ = negotiated.send(()).await;
         }
         let next_send = state.schedule.as_ref().and_then(Schedule::peek);
+        if state.schedule.is_some() && next_send.is_none() {
+            state.finish().await;
+        }
         // Unbiased: neither reading nor the schedule may starve the other.
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),

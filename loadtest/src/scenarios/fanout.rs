@@ -71,7 +71,18 @@ struct Task {
     base: Instant,
     counters: Counters,
     tracker: Tracker,
+    /// Told once this member sent its last update (or never will).
+    finished: Option<tokio::sync::mpsc::Sender<()>>,
     cancel: CancellationToken,
+}
+
+impl Task {
+    /// Tells the run this member sends no more updates (once).
+    async fn finish(&mut self) {
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.send(()).await;
+        }
+    }
 }
 
 /// What one member's task measured.
@@ -100,6 +111,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
     let end = start + args.duration;
     let cancel = CancellationToken::new();
     let tracker = Tracker::default();
+    let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(member_count.max(1));
     let tasks: Vec<_> = members
         .into_iter()
         .enumerate()
@@ -113,12 +125,24 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
                 base,
                 counters: setup.counters.clone(),
                 tracker: tracker.clone(),
+                finished: Some(finished_tx.clone()),
                 cancel: cancel.clone(),
             }))
         })
         .collect();
+    drop(finished_tx);
 
     tokio::time::sleep_until(end).await;
+    // A sender running late may still be sending: until it is done its last updates are not even
+    // expected yet, and draining could end too early. Waiting for it shares the drain's bound.
+    let drain_deadline = Instant::now() + setup.common.drain_timeout;
+    let mut finished = 0;
+    while finished < tasks.len() {
+        match tokio::time::timeout_at(drain_deadline, finished_rx.recv()).await {
+            Ok(Some(())) => finished += 1,
+            Ok(None) | Err(_) => break,
+        }
+    }
     setup.drain().await;
     cancel.cancel();
 
@@ -159,6 +183,7 @@ async fn member_task(mut task: Task) -> TaskResult {
         task.counters.error();
         result.errors.add(e.to_string());
     }
+    task.finish().await;
     task.counters.disconnected();
     task.member.conn.close().await;
     result
@@ -168,6 +193,9 @@ async fn drive(task: &mut Task, result: &mut TaskResult) -> Result<()> {
     let mut last_seq: HashMap<String, u64> = HashMap::new();
     loop {
         let next_send = task.schedule.as_ref().and_then(Schedule::peek);
+        if next_send.is_none() {
+            task.finish().await;
+        }
         tokio::select! {
             _ = task.cancel.cancelled() => return Ok(()),
             _ = tokio::time::sleep_until(next_send.map_or_else(Instant::now, |(_, at)| at)),

@@ -5,11 +5,16 @@
 //! - [`fanout`]: status updates in one large room.
 //! - [`idle`]: memory per idle connection.
 //! - [`churn`]: joins and leaves at a rate.
+//! - [`bare`] and [`nats`]: reference points, pairs of connections exchanging messages through a
+//!   minimal WebSocket relay or raw NATS (sharing [`pairs`]).
 
+pub mod bare;
 pub mod call;
 pub mod churn;
 pub mod fanout;
 pub mod idle;
+pub mod nats;
+pub mod pairs;
 
 use std::sync::Arc;
 use std::time::Duration;
