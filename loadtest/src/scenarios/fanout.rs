@@ -133,18 +133,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
     drop(finished_tx);
 
     tokio::time::sleep_until(end).await;
-    // A sender running late may still be sending: until it is done its last updates are not even
-    // expected yet, and draining could end too early. Waiting for it shares the drain's bound.
-    let drain_deadline = Instant::now() + setup.common.drain_timeout;
-    let mut finished = 0;
-    while finished < tasks.len() {
-        match tokio::time::timeout_at(drain_deadline, finished_rx.recv()).await {
-            Ok(Some(())) => finished += 1,
-            Ok(None) | Err(_) => break,
-        }
-    }
-    setup.drain().await;
-    cancel.cancel();
+    setup.finish(tasks.len(), &mut finished_rx, &cancel).await;
 
     let mut latency = Latency::new();
     let mut sent = 0;

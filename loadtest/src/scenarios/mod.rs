@@ -150,6 +150,28 @@ impl Setup {
         joined
     }
 
+    /// Ends a measured phase: waits for the `senders` tasks to report (through `finished`) that they
+    /// sent their last message, then for every expected delivery, together within the drain timeout,
+    /// then stops the tasks. A sender running late is still sending when the phase ends; until it is
+    /// done its last messages are not even expected yet, and draining could stop too early.
+    pub async fn finish(
+        &self,
+        senders: usize,
+        finished: &mut tokio::sync::mpsc::Receiver<()>,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) {
+        let deadline = Instant::now() + self.common.drain_timeout;
+        let mut done = 0;
+        while done < senders {
+            match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Ok(Some(())) => done += 1,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        self.drain().await;
+        cancel.cancel();
+    }
+
     /// Waits until `counters` shows every expected delivery arrived, at most the drain timeout.
     pub async fn drain(&self) {
         let deadline = Instant::now() + self.common.drain_timeout;

@@ -144,18 +144,7 @@ pub async fn run<L: Link>(setup: &Setup, pairs: Pairs<L>) -> Result<Report> {
     };
     let _ = phase_tx.send(Some(phase));
     tokio::time::sleep_until(phase.end).await;
-    // A sender running late may still be sending: until it is done its last messages are not even
-    // expected yet, and draining could end too early. Waiting for it shares the drain's bound.
-    let drain_deadline = Instant::now() + setup.common.drain_timeout;
-    let mut done = 0;
-    while done < tasks.len() {
-        match tokio::time::timeout_at(drain_deadline, done_rx.recv()).await {
-            Ok(Some(())) => done += 1,
-            Ok(None) | Err(_) => break,
-        }
-    }
-    setup.drain().await;
-    cancel.cancel();
+    setup.finish(tasks.len(), &mut done_rx, &cancel).await;
 
     let mut relay = Latency::new();
     let mut sent = 0;
