@@ -12,7 +12,7 @@ use switchboard_proto::limits::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
     DEFAULT_RATE_PER_SECOND,
 };
-pub use switchboard_router::cli::LogFormat;
+pub use switchboard_router::cli::{LogFormat, Logging};
 use switchboard_router::nats::NatsArgs;
 
 /// Switchboard edge: a palava-compatible WebRTC signaling server.
@@ -55,18 +55,9 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
-    /// Log format.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `switchboard_edge=debug`).
-    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
-    pub log: String,
+    /// Logging.
+    #[command(flatten)]
+    pub logging: Logging,
 
     /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Err(code) = cli::init_logging(NAME, config.log_format, &config.log) {
+    if let Err(code) = cli::init_logging(NAME, &config.logging) {
         return code;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -20,6 +20,23 @@ pub enum LogFormat {
     Json,
 }
 
+/// The logging flags both binaries take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Logging {
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `switchboard_edge=debug`).
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log: String,
+}
+
 /// Parses the command line and environment into `C`, then runs `validate`. On `--help` or
 /// `--version` the process should exit 0, on anything invalid 64 (after printing why): that exit code
 /// is returned as the error.
@@ -47,7 +64,8 @@ pub fn parse<C: Parser>(
 
 /// Logs to stderr with the `filter` (EnvFilter syntax): text (coloured only on a terminal) or JSON
 /// lines. An invalid filter is invalid configuration (exit 64).
-pub fn init_logging(name: &str, format: LogFormat, filter: &str) -> Result<(), ExitCode> {
+pub fn init_logging(name: &str, logging: &Logging) -> Result<(), ExitCode> {
+    let (format, filter) = (logging.log_format, logging.log.as_str());
     let filter = EnvFilter::try_new(filter).map_err(|e| {
         eprintln!("{name}: invalid configuration: --log {filter:?}: {e}");
         ExitCode::from(EX_USAGE)

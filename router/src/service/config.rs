@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-pub use crate::cli::LogFormat;
+pub use crate::cli::{LogFormat, Logging};
 use crate::nats::NatsArgs;
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
@@ -35,18 +35,9 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_READY_FILE")]
     pub ready_file: Option<PathBuf>,
 
-    /// Log format.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_LOG_FORMAT",
-        value_enum,
-        default_value = "text"
-    )]
-    pub log_format: LogFormat,
-
-    /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
-    pub log: String,
+    /// Logging.
+    #[command(flatten)]
+    pub logging: Logging,
 
     /// This router's name in leases and logs (letters, digits, '-' and '_'); random when unset.
     #[arg(long, env = "SWITCHBOARD_ROUTER_ID")]
