@@ -122,13 +122,20 @@ impl Bus {
     /// handover) for up to the retry window; a retried command is harmless (joins and leaves are
     /// idempotent at the router).
     pub async fn command(&self, command: Command) -> Result<(), BusError> {
-        match &self.inner {
-            Inner::Local(tx) => tx
-                .send(LocalRequest::Command(command))
-                .await
-                .map_err(|_| BusError::Unavailable),
-            Inner::Nats(bus) => bus.command(command).await,
-        }
+        // Boxed: the NATS request with its retries is a large future, and this one is awaited from
+        // every connection's task. Inline, its state would be part of every idle connection's memory
+        // (the task's future is as large as its largest await); boxed, it costs one allocation per
+        // command, which is rare next to relays.
+        Box::pin(async move {
+            match &self.inner {
+                Inner::Local(tx) => tx
+                    .send(LocalRequest::Command(command))
+                    .await
+                    .map_err(|_| BusError::Unavailable),
+                Inner::Nats(bus) => bus.command(command).await,
+            }
+        })
+        .await
     }
 
     /// Publishes a peer message for `target`, held by another edge. Messages from one sender keep
@@ -143,20 +150,25 @@ impl Bus {
         match &self.inner {
             // Standalone every connection is local; there is no other edge.
             Inner::Local(_) => Err(BusError::Unavailable),
+            // Boxed for the reason given at `command`: this future is as large as async-nats's
+            // publish, and only cluster relays need it.
             Inner::Nats(bus) => {
-                let mut headers = HeaderMap::new();
-                headers.insert(subject::HEADER_ROOM, room.to_string().as_str());
-                headers.insert(subject::HEADER_EVENT, event);
-                // Shares the encoded text; no copy.
-                let payload = bytes::Bytes::from(text);
-                bus.client
-                    .publish_with_headers(subject::conn(target), headers, payload)
-                    .await
-                    .map_err(|e| {
-                        bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
-                        debug!(error = %e, "cannot publish a peer message");
-                        BusError::Unavailable
-                    })
+                Box::pin(async move {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(subject::HEADER_ROOM, room.to_string().as_str());
+                    headers.insert(subject::HEADER_EVENT, event);
+                    // Shares the encoded text; no copy.
+                    let payload = bytes::Bytes::from(text);
+                    bus.client
+                        .publish_with_headers(subject::conn(target), headers, payload)
+                        .await
+                        .map_err(|e| {
+                            bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
+                            debug!(error = %e, "cannot publish a peer message");
+                            BusError::Unavailable
+                        })
+                })
+                .await
             }
         }
     }

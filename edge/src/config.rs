@@ -110,8 +110,10 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SLOW_CLIENT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub slow_client_timeout: Duration,
 
-    /// Per-connection WebSocket read buffer, in bytes (allocated up front for every connection).
-    #[arg(long, env = "SWITCHBOARD_WS_READ_BUFFER", default_value_t = 4096)]
+    /// Per-connection WebSocket read buffer, in bytes (allocated and zeroed up front for every
+    /// connection; the most read from the socket at once). Larger frames still arrive whole, in
+    /// several reads.
+    #[arg(long, env = "SWITCHBOARD_WS_READ_BUFFER", default_value_t = 2048)]
     pub ws_read_buffer: usize,
 
     /// How often the server sends WebSocket pings.

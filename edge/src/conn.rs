@@ -17,7 +17,6 @@ use switchboard_proto::limits::close_code;
 use switchboard_proto::{ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode};
 use switchboard_router::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError as ProtocolViolation;
@@ -29,6 +28,7 @@ use tracing::{debug, info};
 
 use crate::context::{Context, Slot};
 use crate::metrics::{self, DisconnectReason};
+use crate::queue;
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::registry::{Offer, Outlet, PeerRoute};
 
@@ -49,7 +49,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = ConnId::for_edge(ctx.edge, rand::random());
-    let (tx, rx) = mpsc::channel(ctx.limits.outbound_queue);
+    let (tx, rx) = queue::bounded(ctx.limits.outbound_queue);
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
     ctx.metrics.connections.inc();
@@ -112,9 +112,10 @@ struct Blocked {
     deadline: Instant,
 }
 
-async fn reserve(blocked: &Option<Blocked>) -> Option<mpsc::OwnedPermit<Utf8Bytes>> {
+/// Waits until the blocked relay's target has room (never, when nothing is blocked).
+async fn room(blocked: &Option<Blocked>) {
     match blocked {
-        Some(blocked) => blocked.outlet.reserve().await,
+        Some(blocked) => blocked.outlet.room().await,
         None => std::future::pending().await,
     }
 }
@@ -154,16 +155,17 @@ where
     async fn run(
         &mut self,
         mut stream: Stream<S>,
-        mut rx: mpsc::Receiver<Utf8Bytes>,
+        mut rx: queue::Receiver,
         slow: CancellationToken,
     ) -> DisconnectReason {
-        let limits = self.ctx.limits.clone();
+        // Copied out rather than cloning all limits: this future lives as long as the connection.
+        let (ping_interval, idle_timeout) =
+            (self.ctx.limits.ping_interval, self.ctx.limits.idle_timeout);
         let lifecycle_close = self.ctx.lifecycle.close_all.clone();
         let mut announce = self.ctx.lifecycle.announce.subscribe();
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut idle = pin!(sleep_until(self.last_seen + limits.idle_timeout));
+        let mut idle = pin!(sleep_until(self.last_seen + idle_timeout));
 
         // A connection that arrives while the edge is already draining hears about it at once.
         let already = *announce.borrow_and_update();
@@ -198,7 +200,7 @@ where
                 }
                 // Outbound before inbound: a client that sends at full speed must not starve its own
                 // queue (and be cut as a slow consumer); reading less applies TCP backpressure to it.
-                Some(first) = rx.recv() => {
+                first = rx.recv() => {
                     match self.write_batch(first, &mut rx, &slow).await {
                         Ok(()) => {}
                         Err(WriteFailure::Io) => return DisconnectReason::IoError,
@@ -206,10 +208,14 @@ where
                         Err(WriteFailure::SlowConsumer) => return DisconnectReason::SlowConsumer,
                     }
                 }
-                permit = reserve(&blocked), if blocked.is_some() => {
-                    if let (Some(permit), Some(b)) = (permit, blocked.take()) {
-                        permit.send(b.text);
-                        self.relayed(b.event, b.received);
+                () = room(&blocked), if blocked.is_some() => {
+                    if let Some(b) = blocked.take() {
+                        match b.outlet.offer(b.text) {
+                            Ok(()) => self.relayed(b.event, b.received),
+                            // Another sender took the place first: wait again, same deadline.
+                            Err(Offer::Full(text)) => blocked = Some(Blocked { text, ..b }),
+                            Err(Offer::Gone) => {}
+                        }
                     }
                 }
                 () = sleep_until(deadline(&blocked)), if blocked.is_some() => {
@@ -224,7 +230,10 @@ where
                     self.last_seen = Instant::now();
                     match frame {
                         Ok(message) => {
-                            if let Some(reason) = self.on_message(message).await {
+                            // Boxed: the handling of one message is the largest state of this
+                            // loop, and inline it would be part of every idle connection's task.
+                            // One allocation per message is cheap next to parsing it.
+                            if let Some(reason) = Box::pin(self.on_message(message)).await {
                                 if reason == DisconnectReason::RateLimitAbuse {
                                     self.close(&mut stream, close_code::POLICY, "rate limit exceeded").await;
                                 }
@@ -241,7 +250,7 @@ where
                     }
                 }
                 () = &mut idle => {
-                    let deadline = self.last_seen + limits.idle_timeout;
+                    let deadline = self.last_seen + idle_timeout;
                     if Instant::now() >= deadline {
                         self.close(&mut stream, close_code::NORMAL, "idle timeout").await;
                         return DisconnectReason::IdleTimeout;
@@ -459,7 +468,7 @@ where
     async fn write_batch(
         &mut self,
         first: Utf8Bytes,
-        rx: &mut mpsc::Receiver<Utf8Bytes>,
+        rx: &mut queue::Receiver,
         slow: &CancellationToken,
     ) -> Result<(), WriteFailure> {
         let io_timeout = self.ctx.limits.io_timeout;
@@ -467,8 +476,8 @@ where
             self.sink.feed(Message::Text(first)).await?;
             for _ in 1..WRITE_BATCH {
                 match rx.try_recv() {
-                    Ok(text) => self.sink.feed(Message::Text(text)).await?,
-                    Err(_) => break,
+                    Some(text) => self.sink.feed(Message::Text(text)).await?,
+                    None => break,
                 }
             }
             self.sink.flush().await

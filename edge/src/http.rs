@@ -193,7 +193,9 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
                     Some(task_ctx.limits.websocket),
                 )
                 .await;
-                crate::conn::serve(ws, task_ctx, slot).await;
+                // Boxed: inline, the connection's future would sit next to the upgrade's state
+                // (which the compiler keeps alongside it) for the connection's whole life.
+                Box::pin(crate::conn::serve(ws, task_ctx, slot)).await;
             }
             Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
             Err(_) => debug!("websocket upgrade timed out"),

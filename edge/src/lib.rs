@@ -23,6 +23,7 @@ pub mod context;
 pub mod http;
 pub mod local_router;
 pub mod metrics;
+pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod shutdown;

@@ -18,11 +18,11 @@ use switchboard_proto::bus::MemberRecord;
 use switchboard_proto::{
     ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus,
 };
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::queue;
 
 /// Where a connection stands with rooms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +48,13 @@ impl Membership {
 /// The sending side of a connection: its queue and the switch that closes it when it stops reading.
 #[derive(Debug, Clone)]
 pub struct Outlet {
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: queue::Sender,
     slow: CancellationToken,
 }
 
 impl Outlet {
     /// A new outlet; the connection task keeps the receiver and watches `slow`.
-    pub fn new(tx: mpsc::Sender<Utf8Bytes>, slow: CancellationToken) -> Self {
+    pub fn new(tx: queue::Sender, slow: CancellationToken) -> Self {
         Outlet { tx, slow }
     }
 
@@ -64,11 +64,11 @@ impl Outlet {
     pub fn push(&self, text: Utf8Bytes) -> bool {
         match self.tx.try_send(text) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::Refused::Full(_)) => {
                 self.mark_slow();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(queue::Refused::Closed) => false,
         }
     }
 
@@ -77,14 +77,14 @@ impl Outlet {
     pub fn offer(&self, text: Utf8Bytes) -> Result<(), Offer> {
         match self.tx.try_send(text) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(text)) => Err(Offer::Full(text)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Offer::Gone),
+            Err(queue::Refused::Full(text)) => Err(Offer::Full(text)),
+            Err(queue::Refused::Closed) => Err(Offer::Gone),
         }
     }
 
-    /// Waits for one free place in the queue.
-    pub async fn reserve(&self) -> Option<mpsc::OwnedPermit<Utf8Bytes>> {
-        self.tx.clone().reserve_owned().await.ok()
+    /// Waits until the queue has room for one more message (or is closed); `offer` again then.
+    pub async fn room(&self) {
+        self.tx.room().await;
     }
 
     /// Marks the connection as not reading; its task closes it.

@@ -35,7 +35,7 @@ fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_frame_size(Some(256 * 1024))
         .max_message_size(Some(256 * 1024))
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(16 * 1024)
 }
 
