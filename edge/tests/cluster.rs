@@ -557,6 +557,24 @@ async fn statistics_survive_a_router_crash() {
     until(&mut members[0], |m| m["event"] == "peer_left").await;
     until(&mut members[0], |m| m["event"] == "peer_left").await;
     let owner = cluster.owner_of(room).await.unwrap();
+    // What the router has stored survives it: wait until its store reports nothing pending (a crash
+    // loses writes not yet acknowledged, as documented).
+    let owner_admin = cluster.routers[owner]
+        .as_ref()
+        .unwrap()
+        .addr("admin_listen")
+        .unwrap();
+    switchboard_testkit::wait_until(Duration::from_secs(10), || async {
+        let Ok((200, body)) = switchboard_testkit::http_get(owner_admin, "/metrics").await else {
+            return false;
+        };
+        ["peaks", "stats"].iter().all(|kind| {
+            body.lines()
+                .any(|l| l == format!("switchboard_router_store_pending{{kind=\"{kind}\"}} 0"))
+        })
+    })
+    .await
+    .unwrap_or_else(|e| panic!("the router's store did not drain: {e}\n{}", cluster.logs()));
     cluster.routers[owner].as_mut().unwrap().kill9().unwrap();
     cluster.routers[owner] = None;
     cluster.settled().await;

@@ -1,8 +1,8 @@
 //! The router's Prometheus metrics (its own registry, exported at `/metrics`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Metrics of one router process.
@@ -41,6 +41,9 @@ pub struct RouterMetrics {
     pub room_peak_members: Histogram,
     /// Minutes spent in a room, observed at each leave.
     pub connection_minutes: Histogram,
+    /// Writes to JetStream not yet acknowledged, by kind (`peaks`: rooms whose latest peak is not
+    /// stored yet; `stats`: statistics events).
+    pub store_pending: IntGaugeVec,
 }
 
 impl RouterMetrics {
@@ -134,6 +137,14 @@ impl RouterMetrics {
                 )
                 .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0])
             )?),
+            store_pending: register!(IntGaugeVec::new(
+                Opts::new(
+                    "switchboard_router_store_pending",
+                    "Writes to JetStream not yet acknowledged, by kind (peaks: rooms whose latest \
+                     peak is not stored yet; stats: statistics events)."
+                ),
+                &["kind"]
+            )?),
             registry,
         };
         for result in ["ok", "error"] {
@@ -141,6 +152,9 @@ impl RouterMetrics {
         }
         for kind in ["event", "reply", "stats", "peak"] {
             metrics.bus_errors.with_label_values(&[kind]);
+        }
+        for kind in ["peaks", "stats"] {
+            metrics.store_pending.with_label_values(&[kind]);
         }
         #[cfg(target_os = "linux")]
         metrics.registry.register(Box::new(

@@ -2,35 +2,76 @@
 //! member count (key-value bucket) and palava's statistics events (a stream every router reads back
 //! into the same hourly totals).
 //!
-//! Writes go through one queue per kind, written in order by one task, so a slot task never waits
-//! for storage and a later peak can never be overwritten by an earlier one.
+//! A slot task never waits for storage:
+//! - peaks: the latest operation of each room waits in a map (a newer one replaces an older one, so
+//!   memory is bounded by the rooms, not by the rate of joins) and one task writes what the map holds,
+//!   many rooms at once, one batch after another. A room is in at most one batch at a time, so a
+//!   later peak can never be overwritten by an earlier one. A failed write stays in the map and is
+//!   retried, unless a newer operation for its room came meanwhile.
+//! - statistics: events are published in order and their acknowledgements awaited concurrently (up
+//!   to `STATS_IN_FLIGHT`), through a bounded queue; when storage is down, newer events are dropped
+//!   (with a metric) rather than growing memory.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use switchboard_proto::bus::StatEvent;
 use switchboard_proto::{RoomKey, subject};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
 use super::metrics::RouterMetrics;
 use crate::HourlyStats;
 
-/// Bound of each write queue; when storage is down, the oldest updates are kept and newer ones
-/// dropped (with a metric), rather than growing memory.
-const QUEUE: usize = 16 * 1024;
+/// Bound of the statistics queue.
+const STATS_QUEUE: usize = 16 * 1024;
+/// Statistics events published and not yet acknowledged, at most.
+const STATS_IN_FLIGHT: usize = 256;
+/// Peak writes in flight at once.
+const PEAK_WRITES_IN_FLIGHT: usize = 64;
+/// Pause before retrying peak writes that failed (storage down or slow).
+const PEAK_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeakOp {
-    Put(RoomKey, usize),
-    Delete(RoomKey),
+    Put(usize),
+    Delete,
+}
+
+/// Peak writes waiting for the writer task.
+struct PendingPeaks {
+    ops: Mutex<HashMap<RoomKey, PeakOp>>,
+    wake: Notify,
+}
+
+impl PendingPeaks {
+    fn lock(&self) -> MutexGuard<'_, HashMap<RoomKey, PeakOp>> {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, room: RoomKey, op: PeakOp, metrics: &RouterMetrics) {
+        let pending = {
+            let mut ops = self.lock();
+            ops.insert(room, op);
+            ops.len()
+        };
+        metrics
+            .store_pending
+            .with_label_values(&["peaks"])
+            .set(pending as i64);
+        self.wake.notify_one();
+    }
 }
 
 /// Stores room peaks and statistics events; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    peaks_tx: mpsc::Sender<PeakOp>,
+    peaks_pending: Arc<PendingPeaks>,
     stats_tx: mpsc::Sender<StatEvent>,
     peaks: kv::Store,
     hourly: Arc<Mutex<HourlyStats>>,
@@ -47,55 +88,29 @@ impl Store {
         retention_hours: u64,
         metrics: RouterMetrics,
     ) -> Store {
-        let (peaks_tx, mut peaks_rx) = mpsc::channel::<PeakOp>(QUEUE);
-        let (stats_tx, mut stats_rx) = mpsc::channel::<StatEvent>(QUEUE);
+        let peaks_pending = Arc::new(PendingPeaks {
+            ops: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        });
+        let (stats_tx, stats_rx) = mpsc::channel::<StatEvent>(STATS_QUEUE);
         let hourly = Arc::new(Mutex::new(HourlyStats::new(retention_hours)));
 
-        let kv_writer = peaks.clone();
-        let peak_metrics = metrics.clone();
-        tokio::spawn(async move {
-            while let Some(op) = peaks_rx.recv().await {
-                let result = match op {
-                    PeakOp::Put(room, peak) => kv_writer
-                        .put(room.to_string(), Bytes::from(peak.to_string()))
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    PeakOp::Delete(room) => kv_writer
-                        .purge(room.to_string())
-                        .await
-                        .map_err(|e| e.to_string()),
-                };
-                if let Err(e) = result {
-                    peak_metrics.bus_errors.with_label_values(&["peak"]).inc();
-                    warn!(error = %e, "cannot store a room peak");
-                }
-            }
-        });
-
-        let stats_subject = subject::stats(router_id);
-        let stats_metrics = metrics.clone();
-        tokio::spawn(async move {
-            while let Some(event) = stats_rx.recv().await {
-                let Ok(payload) = serde_json::to_vec(&event) else {
-                    continue;
-                };
-                let acked = match js.publish(stats_subject.clone(), payload.into()).await {
-                    Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = acked {
-                    stats_metrics.bus_errors.with_label_values(&["stats"]).inc();
-                    warn!(error = %e, "cannot store a statistics event");
-                }
-            }
-        });
-
+        tokio::spawn(write_peaks(
+            peaks.clone(),
+            peaks_pending.clone(),
+            metrics.clone(),
+        ));
+        tokio::spawn(write_stats(
+            js,
+            subject::stats(router_id),
+            stats_rx,
+            metrics.clone(),
+        ));
         let reader_hourly = hourly.clone();
         tokio::spawn(read_stats(stats_stream, reader_hourly));
 
         Store {
-            peaks_tx,
+            peaks_pending,
             stats_tx,
             peaks,
             hourly,
@@ -105,16 +120,13 @@ impl Store {
 
     /// Records a room's new peak.
     pub fn peak(&self, room: RoomKey, peak: usize) {
-        if self.peaks_tx.try_send(PeakOp::Put(room, peak)).is_err() {
-            self.metrics.bus_errors.with_label_values(&["peak"]).inc();
-        }
+        self.peaks_pending
+            .set(room, PeakOp::Put(peak), &self.metrics);
     }
 
     /// Forgets a closed room's peak.
     pub fn room_closed(&self, room: RoomKey) {
-        if self.peaks_tx.try_send(PeakOp::Delete(room)).is_err() {
-            self.metrics.bus_errors.with_label_values(&["peak"]).inc();
-        }
+        self.peaks_pending.set(room, PeakOp::Delete, &self.metrics);
     }
 
     /// Appends a statistics event.
@@ -189,4 +201,97 @@ fn retention_of(hourly: &Arc<Mutex<HourlyStats>>) -> u64 {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .retention_hours()
+}
+
+/// Writes what `pending` holds, batch after batch, until the process ends.
+async fn write_peaks(store: kv::Store, pending: Arc<PendingPeaks>, metrics: RouterMetrics) {
+    let gauge = metrics.store_pending.with_label_values(&["peaks"]);
+    loop {
+        pending.wake.notified().await;
+        loop {
+            let batch = std::mem::take(&mut *pending.lock());
+            if batch.is_empty() {
+                break;
+            }
+            // In flight, the batch's rooms are no longer in the map but not stored yet either.
+            gauge.set((batch.len() + pending.lock().len()) as i64);
+            let failed: Vec<(RoomKey, PeakOp)> = futures_util::stream::iter(batch)
+                .map(|(room, op)| {
+                    let store = &store;
+                    async move {
+                        let key = room.to_string();
+                        let result = match op {
+                            PeakOp::Put(peak) => store
+                                .put(key, Bytes::from(peak.to_string()))
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            PeakOp::Delete => store.purge(key).await.map_err(|e| e.to_string()),
+                        };
+                        (room, op, result)
+                    }
+                })
+                .buffer_unordered(PEAK_WRITES_IN_FLIGHT)
+                .filter_map(|(room, op, result)| async move {
+                    result.err().map(|e| {
+                        warn!(error = %e, "cannot store a room peak; will retry");
+                        (room, op)
+                    })
+                })
+                .collect()
+                .await;
+            let retry = !failed.is_empty();
+            {
+                let mut ops = pending.lock();
+                for (room, op) in failed {
+                    metrics.bus_errors.with_label_values(&["peak"]).inc();
+                    // A newer operation for the room supersedes the failed one.
+                    ops.entry(room).or_insert(op);
+                }
+                gauge.set(ops.len() as i64);
+            }
+            if retry {
+                tokio::time::sleep(PEAK_RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Publishes statistics events in order, awaiting up to `STATS_IN_FLIGHT` acknowledgements at once.
+async fn write_stats(
+    js: jetstream::Context,
+    subject: String,
+    mut events: mpsc::Receiver<StatEvent>,
+    metrics: RouterMetrics,
+) {
+    let gauge = metrics.store_pending.with_label_values(&["stats"]);
+    let mut acks = FuturesUnordered::new();
+    let mut open = true;
+    while open || !acks.is_empty() {
+        tokio::select! {
+            Some(acked) = acks.next(), if !acks.is_empty() => {
+                if let Err(e) = acked {
+                    metrics.bus_errors.with_label_values(&["stats"]).inc();
+                    warn!(error = %e, "cannot store a statistics event");
+                }
+            }
+            event = events.recv(), if open && acks.len() < STATS_IN_FLIGHT => {
+                let Some(event) = event else {
+                    open = false;
+                    continue;
+                };
+                let Ok(payload) = serde_json::to_vec(&event) else {
+                    continue;
+                };
+                match js.publish(subject.clone(), payload.into()).await {
+                    Ok(ack) => acks.push(async move { ack.await.map(|_| ()).map_err(|e| e.to_string()) }),
+                    Err(e) => {
+                        metrics.bus_errors.with_label_values(&["stats"]).inc();
+                        warn!(error = %e, "cannot store a statistics event");
+                    }
+                }
+            }
+        }
+        gauge.set((events.len() + acks.len()) as i64);
+    }
 }
