@@ -198,7 +198,8 @@ pub struct IdleArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub peers: u32,
 
-    /// How long the connections stay idle once all have joined.
+    /// How long the connections stay idle once all have joined. SIGINT (Ctrl-C) or SIGTERM ends
+    /// this early; the report is still printed and written.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 

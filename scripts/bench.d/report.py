@@ -166,7 +166,9 @@ def main():
     w("A cluster (three edges, one router, one NATS server) holds N one-member rooms, a third on each")
     w("edge (`idle`; one process may hold at most about 19,000 sockets on this machine, hence three")
     w("edges), while `churn` joins and leaves 100 times a second for 5 s over the three edges. Rooms")
-    w("live in the router, whose room table is what this measures.")
+    w("live in the router, whose room table is what this measures. Measured once the router has stored")
+    w("every room's peak (`switchboard_router_store_pending` back to 0), so that the tail of the join")
+    w("storm is not what is measured.")
     w("")
     w("| rooms asked for | rooms open when measured | joins | p50 ms | p99 ms | max ms | p99 / p99 at the fewest rooms |")
     w("|---|---|---|---|---|---|---|")
@@ -185,6 +187,20 @@ def main():
             open_rooms = "–"
         w(f"| {rooms} | {open_rooms} | {count if count is not None else '–'} | {ms(lat(r, 'join', 'p50_us'))} | {ms(p99)} | "
           f"{ms(lat(r, 'join', 'max_us'))} | {ratio} |")
+    w("")
+    # What the room-holding load generators could not open or join, by error text.
+    for rooms in room_counts:
+        holders = [load(a.results, f"hold-{rooms}-{i}") for i in range(3)]
+        if not all(holders):
+            w(f"- {rooms} rooms: the holders' reports are missing.")
+            continue
+        errors = {}
+        for h in holders:
+            for text, n in (h.get("errors") or {}).items():
+                errors[text] = errors.get(text, 0) + n
+        connected = sum(h.get("connected", 0) for h in holders)
+        detail = "; ".join(f"{n} × {t}" for t, n in sorted(errors.items(), key=lambda e: -e[1])) or "no errors"
+        w(f"- {rooms} rooms: the holders joined {connected} connections ({detail}).")
     w("")
     w("## Memory per idle connection")
     w("")

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +27,11 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
         (None, Some(pid)) => Some(Source::Pid(pid)),
         (None, None) => None,
     };
+    // Handlers first, so that holding connections "until stopped" (a long --duration ended by
+    // SIGTERM or Ctrl-C, as scripts/bench does) still ends with a report, even when the signal
+    // comes while connections are still being opened.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let setup = Setup::new("idle", &args.common)?;
     let mut errors = Errors::default();
     let before = match &source {
@@ -60,7 +66,11 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
         .into_iter()
         .map(|member| tokio::spawn(idle(member, setup.counters.clone(), cancel.clone())))
         .collect();
-    tokio::time::sleep(args.duration).await;
+    tokio::select! {
+        () = tokio::time::sleep(args.duration) => {}
+        _ = interrupt.recv() => setup.progress.println("interrupted: ending the idle phase early"),
+        _ = terminate.recv() => setup.progress.println("terminated: ending the idle phase early"),
+    }
     // Read before closing: the connections are still held.
     let rss_end = read(&source, &mut errors).await;
     cancel.cancel();
