@@ -58,6 +58,10 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
     errors.merge(&joined.errors);
     let members: Vec<Member> = joined.rooms.into_iter().flatten().collect();
     let connected = members.len() as u64;
+    // Scripts holding connections for another measurement wait for this line (scripts/bench).
+    setup
+        .progress
+        .println(format!("joined {connected} of {n} connections; idle now"));
     let rss_joined = read(&source, &mut errors).await;
 
     let started = Instant::now();
