@@ -282,18 +282,20 @@ export async function freePorts(count) {
 }
 
 
-// ---- standalone: one switchboard-edge, with its embedded router. `args` are added to its flags. Resolves
-// with [{name, listen, admin_listen, service}] once it listens.
-export async function startStandalone({ scope, tmpDir, services }, args = []) {
+// ---- standalone: one switchboard-edge, with its embedded router. `args` are added to its flags; `listen`
+// is its public address (a free port by default; an earlier edge's address to restart it). Resolves with
+// [{name, listen, admin_listen, service}] once it listens.
+export async function startStandalone({ scope, tmpDir, services }, args = [],
+  { name = 'edge', listen = '127.0.0.1:0' } = {}) {
   const tier = stopTier(scope);
-  const readyFile = path.join(tmpDir, 'edge.ready.json');
-  const edge = spawnService('edge', EDGE_BIN,
-    ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--ready-file', readyFile, ...args]);
+  const readyFile = path.join(tmpDir, `${name}.ready.json`);
+  const edge = spawnService(name, EDGE_BIN,
+    ['--listen', listen, '--admin-listen', '127.0.0.1:0', '--ready-file', readyFile, ...args]);
   tier.push(edge);
   services.push(edge);
   const ready = await readReadyFile(edge, readyFile, READY_TIMEOUT_MS);
   assert.match(ready.listen, /:\d+$/, `ready file has no listen address: ${JSON.stringify(ready)}`);
-  return [{ name: 'edge', ...ready, service: edge }];
+  return [{ name, ...ready, service: edge }];
 }
 
 // ---- cluster: 3 NATS nodes (JetStream), 2 routers, 2 edges. `edgeArgs` are added to every edge's flags.
@@ -490,8 +492,11 @@ export const slug = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, '-').rep
 // scope (cleanup), tmpDir, remaining() (time left before the cleanup reserve), step() (the bound for one
 // wait), consoleLog, participants (pages, see openPage), services (processes, see spawnService), and
 // serversReady() to mark the end of start-up in the timings line. Every service must still be running at the
-// end. On failure the diagnostics are printed before everything is stopped.
-export function e2eTest(name, { timeout = E2E_TEST_TIMEOUT_MS, browser = true } = {}, body) {
+// end, unless the test stopped it on purpose (removed it from ctx.services). On failure the diagnostics are
+// printed before everything is stopped. `cleanupReserve` is the part of `timeout` kept for that.
+export function e2eTest(name, {
+  timeout = E2E_TEST_TIMEOUT_MS, cleanupReserve = CLEANUP_RESERVE_MS, browser = true,
+} = {}, body) {
   test(name, { timeout }, async () => {
     assertIsolatedNetwork();
     if (browser) assert.ok(fs.existsSync(CHROMIUM_BIN), `chromium not found at ${CHROMIUM_BIN} (apt-get install chromium)`);
@@ -502,7 +507,7 @@ export function e2eTest(name, { timeout = E2E_TEST_TIMEOUT_MS, browser = true } 
     const t0 = performance.now();
     let tReady;
     let tDone;
-    const remaining = deadlineFrom(timeout - CLEANUP_RESERVE_MS);
+    const remaining = deadlineFrom(timeout - cleanupReserve);
     const ctx = {
       name,
       scope,

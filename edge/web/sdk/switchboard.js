@@ -332,7 +332,10 @@ export class SwitchboardClient {
   }
 
   _dropSocket(socket) {
-    socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+    // No-ops rather than null: closing a socket that is still connecting reports an error event, and
+    // node's `ws` throws an error event that has no listener.
+    const ignore = () => {};
+    socket.onopen = socket.onmessage = socket.onerror = socket.onclose = ignore;
     try {
       socket.close(1000);
     } catch {
@@ -389,6 +392,7 @@ export class SwitchboardClient {
   }
 
   _request(queue, message, start, finish) {
+    if (this.state === 'closed') return Promise.reject(closedError());
     if (this.state !== 'open') return Promise.reject(notConnected());
     return new Promise((resolve, reject) => {
       const request = { started: start(), reject };
