@@ -1,9 +1,10 @@
 // End-to-end: the demo page that switchboard-edge serves, in headless Chromium with a fake camera and
 // microphone, as people use it: two participants open the same room link, see each other's video, chat,
-// and one leaves. Three tests:
+// and one leaves. Four tests:
 //   - standalone: both pages come from one switchboard-edge;
 //   - cluster: 3 NATS nodes, 2 routers, 2 edges (with --demo); each page comes from, and signals through,
 //     a different edge;
+//   - errors: what the page shows when a join is refused and while the edge restarts;
 //   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other.
 // Screenshots of every page go to target/browser-screenshots/ on every run.
 //
@@ -133,6 +134,38 @@ e2eTest('demo page: two participants on different edges of a cluster see each ot
   const edges = await startCluster(ctx, { edgeArgs: ['--demo'] });
   ctx.serversReady();
   await demoScenario(ctx, edges);
+});
+
+// What the page shows when things go wrong: a join the server refuses (its error text, and a way to try
+// again), and a server that goes away and comes back (reconnecting, then back in the room by itself).
+e2eTest('demo page: shows server errors and the reconnect state', {}, async (ctx) => {
+  const [edge] = await startStandalone(ctx);
+  ctx.serversReady();
+  const { step } = ctx;
+  const browser = await launchBrowser(ctx);
+  const tooLong = 'r'.repeat(51);
+  const alice = await openDemo(ctx, browser, 'alice', edge, tooLong);
+  await alice.page.locator('#banner', { hasText: 'room id too long' }).waitFor({ timeout: step() });
+  assert.equal(await alice.page.locator('#banner-action').textContent(), 'Try again');
+  assert.equal(await alice.page.locator('#connection').textContent(), 'offline');
+
+  const room = `recover-${crypto.randomBytes(4).toString('hex')}`;
+  await alice.page.goto(`http://${edge.listen}/r/${room}?name=alice`);
+  await alice.page.locator('#connection', { hasText: 'online' }).waitFor({ timeout: step() });
+  edge.service.signal('SIGKILL');
+  await edge.service.exitPromise;
+  ctx.retire(edge.service);
+  await alice.page.locator('#connection', { hasText: 'reconnecting…' }).waitFor({ timeout: step() });
+  await alice.page.locator('#banner', { hasText: 'Reconnecting in' }).waitFor({ timeout: step() });
+  await saveScreenshot(alice.page, `${slug(ctx.name)}-alice-reconnecting`);
+
+  const [restarted] = await startStandalone(ctx, [], { name: 'edge-restarted', listen: edge.listen });
+  await alice.page.locator('#connection', { hasText: 'online' }).waitFor({ timeout: step() });
+  await alice.page.locator('#banner', { hasText: 'Reconnected.' }).waitFor({ timeout: step() });
+  // Back in the room, not just connected: someone joining now meets alice.
+  const bob = await openDemo(ctx, browser, 'bob', restarted, room);
+  await waitForRemoteTile(bob, 'alice', step());
+  assertNoProblems(alice, bob);
 });
 
 // palava-client joins first, then the demo page. palava, already in the room, offers to the newcomer because

@@ -492,7 +492,7 @@ export const slug = (text) => text.toLowerCase().replace(/[^a-z0-9]+/g, '-').rep
 // scope (cleanup), tmpDir, remaining() (time left before the cleanup reserve), step() (the bound for one
 // wait), consoleLog, participants (pages, see openPage), services (processes, see spawnService), and
 // serversReady() to mark the end of start-up in the timings line. Every service must still be running at the
-// end, unless the test stopped it on purpose (removed it from ctx.services). On failure the diagnostics are
+// end, unless the test stopped it on purpose and said so with ctx.retire(service). On failure the diagnostics are
 // printed before everything is stopped. `cleanupReserve` is the part of `timeout` kept for that.
 export function e2eTest(name, {
   timeout = E2E_TEST_TIMEOUT_MS, cleanupReserve = CLEANUP_RESERVE_MS, browser = true,
@@ -518,6 +518,8 @@ export function e2eTest(name, {
       participants: [],
       services: [],
       serversReady: () => { tReady = performance.now(); },
+      // A service the test stopped on purpose: the end-of-test check that every service still runs skips it.
+      retire: (service) => { ctx.services.splice(ctx.services.indexOf(service), 1); },
     };
     try {
       await body(ctx);

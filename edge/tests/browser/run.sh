@@ -38,8 +38,8 @@ NETNS_LINKS=(sbv0 sbv1)
 # The test files, in the order they run.
 TEST_FILES=(sdk.test.mjs palava.test.mjs demo.test.mjs)
 # Backstop above the tests' own timeouts, in case node itself hangs: they run one after the other, and add up
-# to 6 x 30 s (sdk.test.mjs) + 5 x 90 s (the browser tests) = 630 s. A passing run takes about a minute.
-OUTER_TIMEOUT=720
+# to 6 x 30 s (sdk.test.mjs) + 6 x 90 s (the browser tests) = 720 s. A passing run takes about a minute.
+OUTER_TIMEOUT=810
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 

@@ -60,11 +60,6 @@ async function rejects(promise, code, message) {
   });
 }
 
-// The edge stopped on purpose: the end-of-test check that every service still runs must skip it.
-function retire(ctx, service) {
-  ctx.services.splice(ctx.services.indexOf(service), 1);
-}
-
 e2eTest('JS client: join, peers, offer/answer/ICE/message, status, info, ping, leave', TEST_OPTIONS, async (ctx) => {
   const [edge] = await startStandalone(ctx);
   ctx.serversReady();
@@ -183,7 +178,7 @@ e2eTest('JS client: reconnects with backoff and rejoins after the edge is killed
     const bBack = next(b, 'joined', step(), (e) => e.rejoin);
     edge.service.signal('SIGKILL');
     await edge.service.exitPromise;
-    retire(ctx, edge.service);
+    ctx.retire(edge.service);
     assert.equal((await aLostB).reason, 'disconnected');
     await next(a, 'reconnecting', step(), (e) => e.attempt >= 3);
     assert.equal(a.state, 'reconnecting');
@@ -223,7 +218,7 @@ e2eTest('JS client: leaves at a shutdown announcement and rejoins the restarted 
   assert.deepEqual(await announced, { seconds: 60 });
   assert.equal((await reconnecting).error.code, 'shutdown');
   const exited = await edge.service.exitPromise;
-  retire(ctx, edge.service);
+  ctx.retire(edge.service);
   const stoppedMs = performance.now() - t0;
   assert.equal(exited.code, 0, 'the edge stopped cleanly');
   assert.ok(stoppedMs < 10_000, `the edge stopped ${Math.round(stoppedMs)} ms after SIGTERM, not after its grace`);

@@ -68,7 +68,12 @@ window.switchboardDemo = {
   })),
 };
 
+let bannerTimer = null;
+
+// One message at a time above the tiles; `info` ones go away by themselves.
 function banner(text, action) {
+  clearTimeout(bannerTimer);
+  if (text && (action?.kind || 'info') === 'info') bannerTimer = setTimeout(() => banner(''), 4000);
   $('banner').hidden = !text;
   $('banner').dataset.kind = action?.kind || 'info';
   $('banner-text').textContent = text || '';
@@ -146,8 +151,8 @@ function join() {
     setConnection(labels[s] || s, s);
   });
   client.on('reconnecting', ({ attempt, delay, error }) => {
-    banner(`Connection lost (${error.message}). Reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})…`,
-      { kind: 'warning' });
+    banner(`Disconnected from the server. Reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt}; ` +
+      `${error.message}).`, { kind: 'warning' });
   });
   client.on('shutdown', () => banner('The server is restarting. Reconnecting…', { kind: 'warning' }));
   client.on('joined', ({ peers, iceServers, rejoin }) => {
