@@ -6,13 +6,15 @@
 //     a different edge;
 //   - errors: what the page shows when a join is refused and while the edge restarts;
 //   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other.
-// Screenshots of every page go to target/browser-screenshots/ on every run.
+// Screenshots of every page go to target/browser-screenshots/ on every run; docs/demo.png is alice's from the
+// standalone test.
 //
 // Run it through ./run.sh (see harness.mjs and run.sh: the tests only ever reach loopback).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-import { e2eTest, launchBrowser, openPage, saveScreenshot, slug, startCluster, startStandalone } from './harness.mjs';
+import { startCluster } from './cluster.mjs';
+import { e2eTest, launchBrowser, openPage, saveScreenshot, slug, startStandalone } from './harness.mjs';
 import {
   openPalavaPage, startPalava, startStaticServer, waitForPalavaEvent, waitForPalavaRemoteVideo,
 } from './palava.mjs';

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-import { e2eTest, launchBrowser, saveScreenshot, slug, startCluster, startStandalone } from './harness.mjs';
+import { startCluster } from './cluster.mjs';
+import { e2eTest, launchBrowser, saveScreenshot, slug, startStandalone } from './harness.mjs';
 import {
   PALAVA_DEFAULT_JOIN_TIMEOUT_MS, openPalavaPage, startPalava, startStaticServer, waitForPalavaEvent,
   waitForPalavaRemoteVideo,

@@ -7,7 +7,7 @@
 #   - sdk.test.mjs: the JS client (edge/web/sdk/switchboard.js) in node, against a spawned edge: joins,
 #     signaling, typed errors, keepalive, and reconnecting after restarts and shutdowns.
 # The files run one after the other (two CPUs are plenty for one browser, not for several); a failing file
-# does not stop the others. Shared helpers live in harness.mjs and palava.mjs.
+# does not stop the others. Shared helpers live in harness.mjs, cluster.mjs and palava.mjs.
 #
 #   edge/tests/browser/run.sh [FILE.test.mjs ...] [extra `node --test` arguments, e.g. --test-name-pattern=cluster]
 #
