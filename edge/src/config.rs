@@ -53,7 +53,7 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
-    /// Serve the demo page at / and /r/<room> (true or false; `--demo` alone is true). Default: on
+    /// Serve the demo page at `/` and `/r/ROOM` (true or false; `--demo` alone is true). Default: on
     /// standalone, off with --nats.
     #[arg(
         long,
