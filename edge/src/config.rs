@@ -313,6 +313,8 @@ mod tests {
         assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
         assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
         assert_eq!(config.status_rules(), StatusRules::default());
+        assert!(config.demo_enabled(), "the demo is on standalone");
+        assert!(config.ice_servers.is_empty());
         assert_eq!(config.validate(), Ok(()));
     }
 

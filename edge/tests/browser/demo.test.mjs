@@ -172,7 +172,8 @@ e2eTest('demo page: shows server errors and the reconnect state', {}, async (ctx
 
 // palava-client joins first, then the demo page. palava, already in the room, offers to the newcomer because
 // the demo declares itself `chrome` (palava's rule, which the demo follows); the demo answers with palava's
-// field names. Media must flow both ways, and palava leaving must remove its tile.
+// field names. Media must flow both ways, and palava leaving must remove its tile. Then a second palava page
+// joins the demo, which is now the one in the room and makes the offer.
 e2eTest('demo page and unmodified palava-client 2.2.1 call each other', {}, async (ctx) => {
   const [edge] = await startStandalone(ctx);
   ctx.serversReady();
@@ -204,4 +205,15 @@ e2eTest('demo page and unmodified palava-client 2.2.1 call each other', {}, asyn
   await palava.page.evaluate(() => window.palavaSession.destroy());
   await demo.page.locator(`.tile.remote[data-peer-id="${palavaTile.peerId}"]`)
     .waitFor({ state: 'detached', timeout: step() });
+
+  const second = await openPalavaPage(ctx, browser, 'palava-2', baseUrl);
+  await startPalava(second, { webSocketAddress: `ws://${edge.listen}/`, roomId: room, name: 'palava-2' });
+  const secondJoined = await waitForPalavaEvent(second, 'room_joined', (e) => e.event === 'room_joined', step());
+  assert.deepEqual(secondJoined.remotePeers.map((p) => p.status.name), ['demo']);
+  await waitForRemoteTile(demo, 'palava-2', step());
+  const offered = await waitForPalavaEvent(second, 'peer_offer', (e) => e.event === 'peer_offer', step());
+  assert.equal(offered.peerId, secondJoined.remotePeers[0].peerId, 'the demo made the offer');
+  const secondVideo = await waitForPalavaRemoteVideo(second, step());
+  assert.equal(secondVideo.videoTracks, 1, 'the second palava page receives the demo\'s video');
+  assertNoProblems(demo);
 });

@@ -54,6 +54,8 @@ const state = {
   iceServers: [],
   /** peerId -> {call, tile, name, status} */
   peers: new Map(),
+  /** Peers that left: ids are never reused, so anything later from them is stale. */
+  gone: new Set(),
   micOn: true,
   cameraOn: true,
   unread: 0,
@@ -159,19 +161,23 @@ function join() {
     // joined_room may carry ICE servers (TURN credentials minted for this session).
     if (iceServers) state.iceServers = iceServers;
     if (rejoin) banner('Reconnected.', { kind: 'info' });
-    for (const peer of peers) addPeer(peer, true);
-    updateEmpty();
+    for (const peer of peers) addPeer(peer, wantOffer(peer, true));
   });
-  client.on('peer_joined', (peer) => {
-    addPeer(peer, false);
-    updateEmpty();
+  client.on('peer_joined', (peer) => addPeer(peer, wantOffer(peer, false)));
+  client.on('peer_left', ({ peerId }) => {
+    state.gone.add(peerId);
+    removePeer(peerId);
   });
-  client.on('peer_left', ({ peerId }) => removePeer(peerId));
   client.on('peer_status', ({ peerId, status }) => {
     const peer = state.peers.get(peerId);
     if (peer && status.name) setPeerName(peer, status.name);
   });
-  client.on('offer', ({ peerId, description }) => state.peers.get(peerId)?.call.handleOffer(description));
+  // In a cluster a newcomer's offer travels edge to edge, and new_peer from the room's router: the offer
+  // can come first. Answer it at once; new_peer then only fills in the name.
+  // A leaver's last messages may also come after its peer_left: those are dropped.
+  client.on('offer', ({ peerId, description }) => {
+    if (!state.gone.has(peerId)) addPeer({ peerId, status: {} }, false).call.handleOffer(description);
+  });
   client.on('answer', ({ peerId, description }) => state.peers.get(peerId)?.call.handleAnswer(description));
   client.on('ice_candidate', ({ peerId, candidate }) => state.peers.get(peerId)?.call.handleCandidate(candidate));
   client.on('message', ({ peerId, data }) => onPeerMessage(peerId, data));
@@ -188,8 +194,17 @@ function join() {
   );
 }
 
-function addPeer({ peerId, status }, weJoinedLast) {
-  if (state.peers.has(peerId)) return;
+function wantOffer(peer, weJoinedLast) {
+  return shouldOffer({ weJoinedLast, ownUserAgent: OWN_AGENT, peerStatus: peer.status });
+}
+
+// The peer's entry, made (with a tile and a call, offering if `offer`) if it is new.
+function addPeer({ peerId, status }, offer) {
+  const known = state.peers.get(peerId);
+  if (known) {
+    if (status.name) setPeerName(known, status.name);
+    return known;
+  }
   const tile = $('tile-template').content.firstElementChild.cloneNode(true);
   tile.dataset.peerId = peerId;
   const video = tile.querySelector('video');
@@ -209,8 +224,10 @@ function addPeer({ peerId, status }, weJoinedLast) {
   });
   state.peers.set(peerId, peer);
   $('tiles').append(tile);
-  if (shouldOffer({ weJoinedLast, ownUserAgent: OWN_AGENT, peerStatus: status })) peer.call.offer();
+  updateEmpty();
+  if (offer) peer.call.offer();
   sendTo(peerId, mediaMessage());
+  return peer;
 }
 
 const STATE_LABELS = {
