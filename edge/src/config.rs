@@ -15,6 +15,8 @@ use switchboard_proto::limits::{
 pub use switchboard_router::cli::{LogFormat, Logging};
 use switchboard_router::nats::NatsArgs;
 
+use crate::ice::IceServer;
+
 /// Switchboard edge: a palava-compatible WebRTC signaling server.
 ///
 /// Without --nats (the default) it runs standalone: one process, rooms kept in memory.
@@ -50,6 +52,28 @@ pub struct Config {
         default_value = "127.0.0.1:9233"
     )]
     pub admin_listen: SocketAddr,
+
+    /// Serve the demo page at `/` and `/r/ROOM` (true or false; `--demo` alone is true). Default: on
+    /// standalone, off with --nats.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DEMO",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub demo: Option<bool>,
+
+    /// A STUN or TURN server for the demo page, repeatable (or `;`-separated):
+    /// `URL[,URL…][ username=NAME credential=SECRET]`, e.g. `stun:stun.example.org:3478` or
+    /// `turn:turn.example.org:3478?transport=udp username=alice credential=s3cret`.
+    #[arg(
+        long = "ice-server",
+        env = "SWITCHBOARD_ICE_SERVERS",
+        value_name = "ICE_SERVER",
+        value_delimiter = ';'
+    )]
+    pub ice_servers: Vec<IceServer>,
 
     /// Write the bound addresses as JSON to this file once listening (written atomically).
     #[arg(long, env = "SWITCHBOARD_READY_FILE")]
@@ -261,6 +285,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the demo page is served: `--demo` if given, else only standalone (a cluster's edges
+    /// are production endpoints, where a page for trying things out is opt-in).
+    pub fn demo_enabled(&self) -> bool {
+        self.demo.unwrap_or(!self.nats.enabled())
+    }
+
     /// The status rules these settings imply.
     pub fn status_rules(&self) -> StatusRules {
         StatusRules {
@@ -285,6 +315,8 @@ mod tests {
         assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
         assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
         assert_eq!(config.status_rules(), StatusRules::default());
+        assert!(config.demo_enabled(), "the demo is on standalone");
+        assert!(config.ice_servers.is_empty());
         assert_eq!(config.validate(), Ok(()));
     }
 
@@ -318,5 +350,49 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(90));
         assert_eq!(config.user_agents, ["chrome", "bot"]);
         assert!(Config::try_parse_from(["switchboard-edge", "--listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn the_demo_is_on_standalone_and_opt_in_for_a_cluster() {
+        let parse = |args: &[&str]| {
+            let args = ["switchboard-edge"].iter().chain(args);
+            Config::try_parse_from(args).unwrap().demo_enabled()
+        };
+        let nats = ["--nats", "nats://127.0.0.1:4222"];
+        assert!(parse(&[]));
+        assert!(!parse(&nats));
+        assert!(parse(&[&nats[..], &["--demo"]].concat()));
+        assert!(parse(&[&nats[..], &["--demo=true"]].concat()));
+        assert!(parse(&[&nats[..], &["--demo", "true"]].concat()));
+        assert!(!parse(&["--demo=false"]));
+        assert!(!parse(&["--demo", "false", "--listen", "127.0.0.1:0"]));
+        assert!(Config::try_parse_from(["switchboard-edge", "--demo=maybe"]).is_err());
+    }
+
+    #[test]
+    fn ice_servers_repeat_and_split_on_semicolons() {
+        let config = Config::try_parse_from([
+            "switchboard-edge",
+            "--ice-server",
+            "stun:a.example.org:3478; stun:b.example.org",
+            "--ice-server",
+            "turn:t.example.org:3478?transport=udp username=u credential=c",
+        ])
+        .unwrap();
+        let urls: Vec<_> = config
+            .ice_servers
+            .iter()
+            .map(|s| s.urls.join(","))
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "stun:a.example.org:3478",
+                "stun:b.example.org",
+                "turn:t.example.org:3478?transport=udp"
+            ]
+        );
+        let refused = Config::try_parse_from(["switchboard-edge", "--ice-server", "turn:t"]);
+        assert!(refused.unwrap_err().to_string().contains("username="));
     }
 }

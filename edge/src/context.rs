@@ -14,6 +14,7 @@ use crate::Config;
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::web::Site;
 
 /// Per-connection limits, copied out of [`Config`] once.
 #[derive(Debug, Clone)]
@@ -161,6 +162,8 @@ pub struct Context {
     pub lifecycle: Lifecycle,
     /// Connection places.
     pub slots: Slots,
+    /// The demo page and the JS client.
+    pub site: Site,
 }
 
 impl Context {
@@ -183,6 +186,7 @@ impl Context {
             metrics,
             lifecycle: Lifecycle::new(),
             slots: Slots::default(),
+            site: Site::new(config.demo_enabled(), &config.ice_servers),
         })
     }
 }

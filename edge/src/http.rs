@@ -1,8 +1,8 @@
 //! HTTP on both ports (hyper, HTTP/1.1).
 //!
 //! Public port: `/healthz` and `/readyz` are reserved; a WebSocket upgrade on any other path becomes a
-//! client connection (palava clients connect to `/`). Admin port: `/metrics`, `/healthz`, `/readyz`,
-//! `/stats`.
+//! client connection (palava clients connect to `/`), and other requests go to [`crate::web`] (the
+//! demo page and the JS client). Admin port: `/metrics`, `/healthz`, `/readyz`, `/stats`.
 
 use std::convert::Infallible;
 use std::pin::pin;
@@ -122,11 +122,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
         },
         (Port::Admin, _) => text(StatusCode::NOT_FOUND, "not found\n"),
         (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx),
-        (Port::Public, "/") => text(
-            StatusCode::UPGRADE_REQUIRED,
-            "Switchboard signaling endpoint: connect with a WebSocket (palava protocol 1.0.0).\n",
-        ),
-        (Port::Public, _) => text(StatusCode::NOT_FOUND, "not found\n"),
+        (Port::Public, path) => ctx.site.respond(request.method(), path, request.headers()),
     }
 }
 

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`config`]: flags and `SWITCHBOARD_*` variables, validated before binding.
 //! - [`http`]: both HTTP ports (health, readiness, metrics, stats, the WebSocket upgrade).
+//! - [`web`]: the demo page and the JS client, embedded; [`ice`]: the `--ice-server` entries it
+//!   hands to the page.
 //! - [`conn`]: one task per client connection: limits, pings, queue, shutdown.
 //! - [`registry`]: local connections and the edge's view of their rooms; peer relays.
 //! - [`bus`]: the way to the router; [`local_router`] is the in-process router, [`cluster`] the
@@ -21,12 +23,14 @@ pub mod config;
 pub mod conn;
 pub mod context;
 pub mod http;
+pub mod ice;
 pub mod local_router;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod shutdown;
+pub mod web;
 
 use std::future::Future;
 use std::io;
@@ -164,6 +168,7 @@ pub async fn run(
         admin_listen = %admin.local_addr()?,
         edge.id = %ctx.edge,
         mode = if clustered { "cluster" } else { "standalone" },
+        demo = ctx.site.demo(),
         "switchboard-edge serving"
     );
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));

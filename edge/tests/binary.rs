@@ -137,6 +137,9 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
         (vec!["--shutdown-grace", "soon"], "--shutdown-grace"),
         (vec!["--log", "[[["], "--log"),
         (vec!["--no-such-flag"], "--no-such-flag"),
+        (vec!["--demo=yes"], "--demo"),
+        (vec!["--ice-server", "turn:turn.example.org"], "username="),
+        (vec!["--ice-server", "https://example.org"], "--ice-server"),
     ] {
         let output = command().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(64), "{args:?}");
@@ -173,11 +176,13 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "shutdown-grace",
         "user-agents",
         "slow-client-timeout",
+        "demo",
     ] {
         assert!(help.contains(&format!("--{flag}")), "--{flag} missing");
         let env = format!("SWITCHBOARD_{}", flag.to_uppercase().replace('-', "_"));
         assert!(help.contains(&env), "{env} missing");
     }
+    assert!(help.contains("--ice-server") && help.contains("SWITCHBOARD_ICE_SERVERS"));
 }
 
 #[tokio::test]

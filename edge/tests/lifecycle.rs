@@ -92,10 +92,11 @@ async fn http_endpoints() {
         assert_eq!(http_get(addr, "/healthz").await, (200, "ok\n".into()));
         assert_eq!(http_get(addr, "/readyz").await, (200, "ready\n".into()));
     }
-    // Without an upgrade, the public root explains itself; other paths are not found.
+    // Without an upgrade, the public root is the demo page (standalone default; with the demo off it
+    // answers 426, see tests/web.rs); other paths are not found.
     let (status, body) = http_get(edge.addr, "/").await;
-    assert_eq!(status, 426);
-    assert!(body.contains("WebSocket"), "{body}");
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>"), "{body}");
     assert_eq!(http_get(edge.addr, "/nothing-here").await.0, 404);
     assert_eq!(http_get(edge.admin, "/nothing-here").await.0, 404);
 

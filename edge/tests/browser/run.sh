@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Browser end-to-end tests: unmodified palava-client 2.2.1 in headless Chromium against Switchboard, once
-# against a standalone switchboard-edge and once against a cluster (3 nats-server nodes with JetStream,
-# 2 switchboard-routers, 2 switchboard-edges). palava.test.mjs holds both; node runs them one after the other.
+# Browser end-to-end tests and the JS client's tests, against real switchboard-edge (and, for the cluster
+# tests, switchboard-router and nats-server) processes:
+#   - palava.test.mjs: unmodified palava-client 2.2.1 in headless Chromium, standalone and across a cluster
+#     (3 nats-server nodes with JetStream, 2 switchboard-routers, 2 switchboard-edges);
+#   - demo.test.mjs: the demo page the edge serves, standalone, across a cluster, and calling palava-client;
+#   - sdk.test.mjs: the JS client (edge/web/sdk/switchboard.js) in node, against a spawned edge: joins,
+#     signaling, typed errors, keepalive, and reconnecting after restarts and shutdowns.
+# The files run one after the other (two CPUs are plenty for one browser, not for several); a failing file
+# does not stop the others. Shared helpers live in harness.mjs, cluster.mjs and palava.mjs.
 #
-#   edge/tests/browser/run.sh [extra `node --test` arguments, e.g. --test-name-pattern=cluster]
+#   edge/tests/browser/run.sh [FILE.test.mjs ...] [extra `node --test` arguments, e.g. --test-name-pattern=cluster]
+#
+# Screenshots of the pages are written to <repo>/target/browser-screenshots/ on every run.
 #
 # Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), SWITCHBOARD_ROUTER_BIN
 # (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default: nats-server on
 # PATH, else in /usr/sbin or /usr/bin), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with
 # `cargo build --bins`.
 #
-# Network isolation: the test, the server and Chromium run in a fresh network namespace, so nothing they do
-# (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
+# Network isolation: the tests, the servers and Chromium run in a fresh network namespace, so nothing they
+# do (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
 # Inside it:
-#   - `lo` is up: every address the test uses is 127.0.0.1.
+#   - `lo` is up: every address the tests use is 127.0.0.1.
 #   - a veth pair whose two ends both stay inside the namespace is up, with no IPv4 address and only the
 #     kernel's automatic IPv6 link-local addresses. Chromium reports navigator.onLine === false when no
 #     non-loopback interface has an address, and palava-client then refuses to connect
 #     (`signaling_not_reachable`). WebRTC ignores IPv6 link-local addresses, so ICE still only gathers
-#     127.0.0.1 candidates (the test asserts this). There is no route anywhere: the namespace has no other
-#     link.
+#     127.0.0.1 candidates (the palava test asserts this). There is no route anywhere: the namespace has no
+#     other link.
 # It is also a fresh PID namespace: when the test process ends, however it ends, the kernel kills every
 # server (edges, routers, nats-server nodes) and every Chromium process with it.
 set -euo pipefail
@@ -27,9 +35,11 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The veth pair created inside the namespace; the test accepts their link-local addresses and no others.
 NETNS_LINKS=(sbv0 sbv1)
-# Backstop above the tests' own timeouts (2 tests, 90 s each, run one after the other), in case node
-# itself hangs.
-OUTER_TIMEOUT=240
+# The test files, in the order they run.
+TEST_FILES=(sdk.test.mjs palava.test.mjs demo.test.mjs)
+# Backstop above the tests' own timeouts, in case node itself hangs: they run one after the other, and add up
+# to 6 x 30 s (sdk.test.mjs) + 6 x 90 s (the browser tests) = 720 s. A passing run takes about a minute.
+OUTER_TIMEOUT=810
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 
@@ -86,8 +96,20 @@ export SWITCHBOARD_NETNS_LINKS
 SWITCHBOARD_NETNS_LINKS="$(IFS=,; echo "${NETNS_LINKS[*]}")"
 
 cd "$HERE"
+# Arguments naming test files select those; the others go to `node --test`.
+files=()
+node_args=()
+for arg in "$@"; do
+  if [[ "$arg" == *.test.mjs ]]; then files+=("$arg"); else node_args+=("$arg"); fi
+done
+((${#files[@]})) || files=("${TEST_FILES[@]}")
 # Not exec: node must not become PID 1 (which ignores default signal actions); when this shell exits, the
 # kernel kills whatever is left in the namespace.
 status=0
-node --test --test-reporter=spec "$@" palava.test.mjs || status=$?
+failed=()
+for file in "${files[@]}"; do
+  echo "run.sh: $file" >&2
+  node --test --test-reporter=spec "${node_args[@]}" "$file" || { status=1; failed+=("$file"); }
+done
+((status == 0)) || echo "run.sh: failed: ${failed[*]}" >&2
 exit "$status"
