@@ -15,19 +15,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Member, Setup};
+use super::{Member, Phase, SenderResult, Setup};
 use crate::cli::CallArgs;
 use crate::client::error_text;
 use crate::report::Report;
 use crate::schedule::Schedule;
-use crate::stats::{Counters, Errors, Latency};
-
-/// When the `message` phase runs; sent to every peer once all have negotiated.
-#[derive(Debug, Clone, Copy)]
-struct Phase {
-    start: Instant,
-    end: Instant,
-}
+use crate::stats::Counters;
 
 /// What one peer's task needs.
 struct Peer {
@@ -42,15 +35,6 @@ struct Peer {
     total_peers: usize,
     base: Instant,
     counters: Counters,
-}
-
-/// What one peer's task measured.
-#[derive(Default)]
-struct PeerResult {
-    relay: Latency,
-    errors: Errors,
-    sent: u64,
-    negotiated: bool,
 }
 
 /// Runs the scenario.
@@ -124,30 +108,17 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
         }
     }
 
-    let start = Instant::now() + Duration::from_millis(10);
-    let phase = Phase {
-        start,
-        end: start + args.duration,
-    };
-    let _ = phase_tx.send(Some(phase));
-    tokio::time::sleep_until(phase.end).await;
-    setup.finish(tasks.len(), &mut finished_rx, &cancel).await;
-
-    let mut relay = Latency::new();
-    let mut sent = 0;
-    for task in tasks {
-        match task.await {
-            Ok(result) => {
-                relay.merge(&result.relay);
-                errors.merge(&result.errors);
-                sent += result.sent;
-                if !result.negotiated {
-                    errors.add("negotiation incomplete");
-                }
-            }
-            Err(e) => errors.add(format!("peer task failed: {e}")),
-        }
-    }
+    let (relay, sent, phase_errors) = setup
+        .measured_phase(
+            args.duration,
+            &phase_tx,
+            tasks,
+            &mut finished_rx,
+            &cancel,
+            "negotiation incomplete",
+        )
+        .await;
+    errors.merge(&phase_errors);
     let (_, expected, received, _) = setup.counters.snapshot();
     let mut report = Report::new(
         "call",
@@ -173,7 +144,7 @@ fn to_peer(peer_id: &str, data: Value) -> Value {
 
 struct State {
     peer: Peer,
-    result: PeerResult,
+    result: SenderResult,
     /// Peers this one knows are in the room (from joined_room and new_peer).
     known: HashSet<String>,
     offered: bool,
@@ -318,11 +289,11 @@ async fn peer_task(
     negotiated: tokio::sync::mpsc::Sender<()>,
     finished: tokio::sync::mpsc::Sender<()>,
     cancel: CancellationToken,
-) -> PeerResult {
+) -> SenderResult {
     let known = peer.member.joined.peers.iter().cloned().collect();
     let mut state = State {
         peer,
-        result: PeerResult::default(),
+        result: SenderResult::default(),
         known,
         offered: false,
         negotiation_received: 0,
@@ -336,7 +307,7 @@ async fn peer_task(
     }
     state.finish().await;
     state.peer.counters.disconnected();
-    state.result.negotiated = state.negotiation_complete();
+    state.result.ready = state.negotiation_complete();
     let State { peer, result, .. } = state;
     peer.member.conn.close().await;
     result

@@ -35,6 +35,28 @@ pub const SERVER_RATE_LIMIT: f64 = 50.0;
 /// The server's default burst (token bucket size).
 pub const SERVER_RATE_BURST: u64 = 200;
 
+/// When the measured phase runs; sent to every sending task once all are ready.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    /// First intended send time.
+    pub start: Instant,
+    /// No message is intended at or after this.
+    pub end: Instant,
+}
+
+/// What one sending task measured.
+#[derive(Default)]
+pub struct SenderResult {
+    /// Latency of the messages it received.
+    pub relay: Latency,
+    /// What went wrong, by text.
+    pub errors: Errors,
+    /// Messages it sent.
+    pub sent: u64,
+    /// Whether it was ready for the measured phase (negotiated, paired).
+    pub ready: bool,
+}
+
 /// What every scenario sets up first.
 pub struct Setup {
     /// Connects clients round-robin over the targets.
@@ -170,6 +192,45 @@ impl Setup {
         }
         self.drain().await;
         cancel.cancel();
+    }
+
+    /// Runs the measured phase of `call` and the references: announces it to the `senders` (starting
+    /// shortly from now, lasting `duration`), waits for its end, [`finish`](Self::finish)es it, and
+    /// collects what the senders measured: the merged relay latency, the messages sent, and their
+    /// errors (a sender that was not ready adds `not_ready`).
+    pub async fn measured_phase(
+        &self,
+        duration: Duration,
+        phase: &tokio::sync::watch::Sender<Option<Phase>>,
+        senders: Vec<tokio::task::JoinHandle<SenderResult>>,
+        finished: &mut tokio::sync::mpsc::Receiver<()>,
+        cancel: &tokio_util::sync::CancellationToken,
+        not_ready: &str,
+    ) -> (Latency, u64, Errors) {
+        // A little ahead, so that every sender has its first send time before it passes.
+        let start = Instant::now() + Duration::from_millis(10);
+        let end = start + duration;
+        let _ = phase.send(Some(Phase { start, end }));
+        tokio::time::sleep_until(end).await;
+        self.finish(senders.len(), finished, cancel).await;
+
+        let mut relay = Latency::new();
+        let mut sent = 0;
+        let mut errors = Errors::default();
+        for sender in senders {
+            match sender.await {
+                Ok(result) => {
+                    relay.merge(&result.relay);
+                    errors.merge(&result.errors);
+                    sent += result.sent;
+                    if !result.ready {
+                        errors.add(not_ready);
+                    }
+                }
+                Err(e) => errors.add(format!("sender task failed: {e}")),
+            }
+        }
+        (relay, sent, errors)
     }
 
     /// Waits until `counters` shows every expected delivery arrived, at most the drain timeout.

@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Setup;
+use super::{Phase, SenderResult, Setup};
 use crate::report::Report;
 use crate::schedule::Schedule;
-use crate::stats::{Counters, Errors, Latency};
+use crate::stats::{Counters, Errors};
 
 /// One endpoint's way to its pair.
 pub trait Link: Send + 'static {
@@ -34,13 +34,6 @@ pub trait Link: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = Result<Option<Value>>> + Send;
     /// Closes the link politely.
     fn close(self) -> impl Future<Output = ()> + Send;
-}
-
-/// The measured phase, sent to every endpoint once all are ready.
-#[derive(Debug, Clone, Copy)]
-struct Phase {
-    start: Instant,
-    end: Instant,
 }
 
 /// A stand-in for a server-assigned connection id: 36 characters, like a forwarded message's
@@ -65,15 +58,6 @@ pub struct Pairs<L> {
     pub duration: Duration,
     /// Connect failures so far.
     pub errors: Errors,
-}
-
-/// What one endpoint's task measured.
-#[derive(Default)]
-struct EndpointResult {
-    relay: Latency,
-    errors: Errors,
-    sent: u64,
-    ready: bool,
 }
 
 /// Runs the hello round and the measured phase; returns the report (`relay` latency, counts).
@@ -110,7 +94,7 @@ pub async fn run<L: Link>(setup: &Setup, pairs: Pairs<L>) -> Result<Report> {
             total,
             base,
             counters: setup.counters.clone(),
-            result: EndpointResult::default(),
+            result: SenderResult::default(),
             last_seq: None,
             schedule: None,
             finished: false,
@@ -137,30 +121,17 @@ pub async fn run<L: Link>(setup: &Setup, pairs: Pairs<L>) -> Result<Report> {
         }
     }
 
-    let start = Instant::now() + Duration::from_millis(10);
-    let phase = Phase {
-        start,
-        end: start + duration,
-    };
-    let _ = phase_tx.send(Some(phase));
-    tokio::time::sleep_until(phase.end).await;
-    setup.finish(tasks.len(), &mut done_rx, &cancel).await;
-
-    let mut relay = Latency::new();
-    let mut sent = 0;
-    for task in tasks {
-        match task.await {
-            Ok(result) => {
-                relay.merge(&result.relay);
-                errors.merge(&result.errors);
-                sent += result.sent;
-                if !result.ready {
-                    errors.add("no hello from the pair (pairing incomplete)");
-                }
-            }
-            Err(e) => errors.add(format!("endpoint task failed: {e}")),
-        }
-    }
+    let (relay, sent, phase_errors) = setup
+        .measured_phase(
+            duration,
+            &phase_tx,
+            tasks,
+            &mut done_rx,
+            &cancel,
+            "no hello from the pair (pairing incomplete)",
+        )
+        .await;
+    errors.merge(&phase_errors);
     let (_, expected, received, _) = setup.counters.snapshot();
     let seconds = duration.as_secs_f64();
     let mut report = Report::new(
@@ -185,7 +156,7 @@ struct Endpoint<L> {
     total: usize,
     base: Instant,
     counters: Counters,
-    result: EndpointResult,
+    result: SenderResult,
     last_seq: Option<u64>,
     schedule: Option<Schedule>,
     /// Whether the run was told this endpoint sent its last message (or never will).
@@ -261,7 +232,7 @@ async fn endpoint_task<L: Link>(
     mut phase: watch::Receiver<Option<Phase>>,
     signals: Signals,
     cancel: CancellationToken,
-) -> EndpointResult {
+) -> SenderResult {
     endpoint.counters.connected();
     if let Err(e) = drive(&mut endpoint, &mut phase, &signals, &cancel).await {
         endpoint.error(e.to_string());
