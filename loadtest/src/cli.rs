@@ -266,6 +266,14 @@ pub struct BareArgs {
     #[command(flatten)]
     pub common: Common,
 
+    /// Pairs, rate and duration.
+    #[command(flatten)]
+    pub load: PairLoad,
+}
+
+/// The load of the reference scenarios (`bare`, `nats-rtt`).
+#[derive(Debug, Clone, Args)]
+pub struct PairLoad {
     /// Pairs of connections (2 x N connections, opened one after the other).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub pairs: u32,
@@ -290,17 +298,9 @@ pub struct NatsRttArgs {
     #[arg(long, value_name = "URL")]
     pub nats: String,
 
-    /// Pairs of NATS connections (2 x N connections).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
-    pub pairs: u32,
-
-    /// Total publish rate over all connections, messages per second (open loop).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-
-    /// How long messages are published.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
+    /// Pairs (of NATS connections), rate and duration.
+    #[command(flatten)]
+    pub load: PairLoad,
 }
 
 #[cfg(test)]
@@ -344,7 +344,7 @@ mod tests {
             panic!("not nats-rtt")
         };
         assert!(args.common.urls.is_empty());
-        assert_eq!(args.pairs, 3);
+        assert_eq!(args.load.pairs, 3);
         assert!(cli.scenario.common().is_some());
         // bare needs its server's URL.
         assert!(Cli::try_parse_from(["switchboard-loadtest", "bare"]).is_err());

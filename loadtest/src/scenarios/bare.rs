@@ -38,7 +38,7 @@ impl Link for Conn {
 /// Runs the scenario.
 pub async fn run(args: &BareArgs) -> Result<Report> {
     let setup = Setup::new("bare", &args.common)?;
-    let total = 2 * args.pairs as usize;
+    let total = 2 * args.load.pairs as usize;
     let mut links = Vec::with_capacity(total);
     let mut errors = Errors::default();
     for index in 0..total {
@@ -65,8 +65,8 @@ pub async fn run(args: &BareArgs) -> Result<Report> {
             links,
             hello_from: |number| number ^ 1,
             ready_timeout: setup.common.connect_timeout,
-            rate: args.rate,
-            duration: args.duration,
+            rate: args.load.rate,
+            duration: args.load.duration,
             errors,
         },
     )

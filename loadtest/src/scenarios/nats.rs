@@ -83,7 +83,7 @@ pub async fn run(args: &NatsRttArgs) -> Result<Report> {
     common.urls = vec!["ws://127.0.0.1:9/".into()];
     let setup = Setup::new("nats", &common)?;
     let tag = format!("{}.{}", setup.tag, std::process::id());
-    let total = 2 * args.pairs as usize;
+    let total = 2 * args.load.pairs as usize;
     let limit = Arc::new(Semaphore::new(common.connect_concurrency as usize));
     let results = futures_util::future::join_all((0..total).map(|number| {
         let limit = limit.clone();
@@ -132,8 +132,8 @@ pub async fn run(args: &NatsRttArgs) -> Result<Report> {
             links,
             hello_from: |number| number,
             ready_timeout: common.connect_timeout,
-            rate: args.rate,
-            duration: args.duration,
+            rate: args.load.rate,
+            duration: args.load.duration,
             errors,
         },
     )
