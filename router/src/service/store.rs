@@ -13,6 +13,7 @@
 //!   (with a metric) rather than growing memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -46,6 +47,8 @@ enum PeakOp {
 /// Peak writes waiting for the writer task.
 struct PendingPeaks {
     ops: Mutex<HashMap<RoomKey, PeakOp>>,
+    /// Operations taken by the writer and not acknowledged yet.
+    in_flight: AtomicUsize,
     wake: Notify,
 }
 
@@ -55,16 +58,22 @@ impl PendingPeaks {
     }
 
     fn set(&self, room: RoomKey, op: PeakOp, metrics: &RouterMetrics) {
-        let pending = {
+        let waiting = {
             let mut ops = self.lock();
             ops.insert(room, op);
             ops.len()
         };
+        self.report(waiting, metrics);
+        self.wake.notify_one();
+    }
+
+    /// Sets the `peaks` gauge: what waits in the map plus what is being written.
+    fn report(&self, waiting: usize, metrics: &RouterMetrics) {
+        let pending = waiting + self.in_flight.load(Ordering::Relaxed);
         metrics
             .store_pending
             .with_label_values(&["peaks"])
             .set(pending as i64);
-        self.wake.notify_one();
     }
 }
 
@@ -90,6 +99,7 @@ impl Store {
     ) -> Store {
         let peaks_pending = Arc::new(PendingPeaks {
             ops: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
             wake: Notify::new(),
         });
         let (stats_tx, stats_rx) = mpsc::channel::<StatEvent>(STATS_QUEUE);
@@ -205,7 +215,6 @@ fn retention_of(hourly: &Arc<Mutex<HourlyStats>>) -> u64 {
 
 /// Writes what `pending` holds, batch after batch, until the process ends.
 async fn write_peaks(store: kv::Store, pending: Arc<PendingPeaks>, metrics: RouterMetrics) {
-    let gauge = metrics.store_pending.with_label_values(&["peaks"]);
     loop {
         pending.wake.notified().await;
         loop {
@@ -214,7 +223,8 @@ async fn write_peaks(store: kv::Store, pending: Arc<PendingPeaks>, metrics: Rout
                 break;
             }
             // In flight, the batch's rooms are no longer in the map but not stored yet either.
-            gauge.set((batch.len() + pending.lock().len()) as i64);
+            pending.in_flight.store(batch.len(), Ordering::Relaxed);
+            pending.report(pending.lock().len(), &metrics);
             let failed: Vec<(RoomKey, PeakOp)> = futures_util::stream::iter(batch)
                 .map(|(room, op)| {
                     let store = &store;
@@ -241,15 +251,17 @@ async fn write_peaks(store: kv::Store, pending: Arc<PendingPeaks>, metrics: Rout
                 .collect()
                 .await;
             let retry = !failed.is_empty();
-            {
+            let waiting = {
                 let mut ops = pending.lock();
                 for (room, op) in failed {
                     metrics.bus_errors.with_label_values(&["peak"]).inc();
                     // A newer operation for the room supersedes the failed one.
                     ops.entry(room).or_insert(op);
                 }
-                gauge.set(ops.len() as i64);
-            }
+                pending.in_flight.store(0, Ordering::Relaxed);
+                ops.len()
+            };
+            pending.report(waiting, &metrics);
             if retry {
                 tokio::time::sleep(PEAK_RETRY_PAUSE).await;
             }
