@@ -204,22 +204,76 @@ pub(super) fn log_tail(name: &str, dir: &Path) -> String {
     )
 }
 
-/// Finds nats-server: `SWITCHBOARD_NATS_SERVER_BIN`, then `PATH`, then where Debian's package puts
-/// it (`/usr/sbin` is not on every user's `PATH`).
+/// The oldest nats-server our async-nats understands (docs/operations.md): 2.9's JetStream replies
+/// do not parse.
+const MIN_VERSION: (u32, u32) = (2, 10);
+
+/// Finds nats-server: `SWITCHBOARD_NATS_SERVER_BIN`, else the pinned release `scripts/nats-server`
+/// installs under the workspace's `target/tools/`, else `PATH`; and refuses one older than
+/// [`MIN_VERSION`] with a clear message rather than letting JetStream calls fail obscurely later.
 pub(super) fn binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("SWITCHBOARD_NATS_SERVER_BIN") {
-        return Ok(PathBuf::from(path));
+    static FOUND: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| find().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn find() -> Result<PathBuf> {
+    let path = if let Some(path) = std::env::var_os("SWITCHBOARD_NATS_SERVER_BIN") {
+        PathBuf::from(path)
+    } else {
+        let pinned = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/tools/nats-server/bin/nats-server");
+        let on_path = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+            .unwrap_or_default();
+        std::iter::once(pinned)
+            .chain(on_path.into_iter().map(|dir| dir.join("nats-server")))
+            .find(|path| path.is_file())
+            .context(
+                "nats-server not found: run scripts/nats-server (installs the pinned release) \
+                 or set SWITCHBOARD_NATS_SERVER_BIN",
+            )?
+    };
+    let output = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {} --version", path.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&text)
+        .with_context(|| format!("{}: unexpected --version output {text:?}", path.display()))?;
+    if version < MIN_VERSION {
+        bail!(
+            "{} is nats-server {}.{}; Switchboard needs {}.{} or later \
+             (run scripts/nats-server, or set SWITCHBOARD_NATS_SERVER_BIN)",
+            path.display(),
+            version.0,
+            version.1,
+            MIN_VERSION.0,
+            MIN_VERSION.1
+        );
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("nats-server"))
-        .find(|path| path.is_file())
-        .context(
-            "nats-server not found: install it (Debian: apt-get install nats-server) \
-             or set SWITCHBOARD_NATS_SERVER_BIN",
-        )
+    Ok(path)
+}
+
+/// `nats-server: v2.15.1` -> (2, 15).
+fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.trim().strip_prefix("nats-server: v")?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_version;
+
+    #[test]
+    fn versions_parse_from_the_servers_own_words() {
+        assert_eq!(parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+        assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
+        assert!(parse_version("nats-server: v2.9.10") < Some((2, 10)));
+        assert_eq!(parse_version("something else"), None);
+    }
 }
