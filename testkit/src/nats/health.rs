@@ -52,12 +52,20 @@ pub(super) async fn check(living: &[Living<'_>], clustered: bool) -> Result<()> 
         if !clustered {
             continue;
         }
-        let routes = get_json(monitoring, "/routez").await?["num_routes"]
-            .as_u64()
-            .unwrap_or(0);
+        // Count peers, not connections: since 2.10 a server keeps a pool of routes (3 by default,
+        // plus pinned accounts) to each peer.
+        let routez = get_json(monitoring, "/routez").await?;
+        let peers: std::collections::BTreeSet<&str> = routez["routes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|route| route["remote_id"].as_str())
+            .collect();
+        let routes = peers.len() as u64;
         let others = living.len() as u64 - 1;
         if routes != others {
-            bail!("{name}: {routes} routes, expected {others}");
+            bail!("{name}: routes to {routes} peers, expected {others}");
         }
         let jsz = get_json(monitoring, "/jsz?accounts=true&streams=true").await?;
         let seen = jsz
