@@ -75,8 +75,36 @@ pub struct NatsBus {
     pub slots: u32,
     /// How long a command is retried while its slot has no serving router.
     pub retry_window: Duration,
+    /// The newest lease epoch seen per slot (fencing of deposed routers).
+    pub epochs: Epochs,
+    /// Counts the times NATS dropped messages for this edge (slow consumer).
+    pub slow_consumers: watch::Receiver<u64>,
     /// Metrics.
     pub metrics: Metrics,
+}
+
+/// The newest lease epoch this edge has seen for each slot: from a router's resync (before it
+/// serves), its events and its replies. Anything from an older epoch comes from a router that has
+/// been deposed and is dropped, so two routers can never both change what this edge's clients see.
+#[derive(Debug, Clone, Default)]
+pub struct Epochs {
+    newest: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, u64>>>,
+}
+
+impl Epochs {
+    /// Records `epoch` for `slot`; false if a newer one was seen already (the sender is deposed).
+    pub fn admit(&self, slot: u32, epoch: u64) -> bool {
+        let mut newest = self
+            .newest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seen = newest.entry(slot).or_insert(epoch);
+        if epoch < *seen {
+            return false;
+        }
+        *seen = epoch;
+        true
+    }
 }
 
 /// First pause between command attempts; doubled up to [`MAX_BACKOFF`].
@@ -208,12 +236,19 @@ impl NatsBus {
                 self.client.request(subject.clone(), payload.clone()),
             )
             .await;
-            let applied = matches!(
-                &reply,
-                Ok(Ok(message))
-                    if serde_json::from_slice::<CommandReply>(&message.payload).ok()
-                        == Some(CommandReply::Applied)
-            );
+            let applied = match &reply {
+                Ok(Ok(message)) => match serde_json::from_slice::<CommandReply>(&message.payload) {
+                    Ok(CommandReply::Applied { epoch }) => {
+                        let admitted = self.epochs.admit(room.slot(self.slots), epoch);
+                        if !admitted {
+                            self.metrics.stale_epochs.inc();
+                        }
+                        admitted
+                    }
+                    _ => false,
+                },
+                _ => false,
+            };
             if applied {
                 self.metrics
                     .bus_command_seconds

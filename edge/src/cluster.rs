@@ -4,8 +4,12 @@
 //!   by one task, in arrival order: peer messages for its connections (`….conn.<id>`) go to their
 //!   targets if these are still in the room the message was sent in; room events and refusals from
 //!   routers (`….events`) go through the registry exactly as the in-process router's do.
-//! - Resync requests (`sb.resync`) from a router taking over a slot are answered with this edge's
-//!   members there: the edges are the ground truth of who is connected.
+//! - Resync requests (`sb.resync`) from a router taking over (or reconciling) a slot are answered with
+//!   this edge's members there and what their clients were told the rooms hold: the edges are the
+//!   ground truth of who is connected. The request's lease epoch is recorded first: from then on,
+//!   events and replies of older epochs (a deposed router) are dropped.
+//! - When NATS drops messages for this edge (slow consumer), room events may be lost: the edge asks
+//!   the routers to reconcile (`sb.reconcile`).
 //! - Heartbeats tell the routers this edge is alive; when they stop, its members are removed.
 //! - After the NATS connection comes back, or when a router asks, every member is re-announced
 //!   (`Rejoin`, idempotent at the router), so memberships are re-established without duplicates.
@@ -13,10 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{Client, Message};
+use async_nats::Message;
 use futures_util::StreamExt;
 use switchboard_proto::bus::{
-    Command, EdgeEvent, Heartbeat, MemberRecord, ResyncReply, ResyncRequest,
+    Command, EdgeEvent, Heartbeat, MemberRecord, ReconcileRequest, ResyncReply, ResyncRequest,
 };
 use switchboard_proto::{ConnId, RoomKey, subject};
 use switchboard_router::nats::Link;
@@ -42,7 +46,8 @@ pub async fn start(
     // waiting lets the edge serve /healthz and report /readyz 503 while NATS is unreachable.
     Ok(vec![
         tokio::spawn(inbox_loop(ctx.clone(), bus.clone(), inbox)),
-        tokio::spawn(resync_loop(ctx.clone(), client.clone(), resyncs)),
+        tokio::spawn(resync_loop(ctx.clone(), bus.clone(), resyncs)),
+        tokio::spawn(reconcile_after_loss(ctx.clone(), bus.clone())),
         tokio::spawn(heartbeat_loop(ctx, bus, heartbeat_interval)),
     ])
 }
@@ -78,9 +83,35 @@ fn parse_relay(message: &Message) -> Option<(ConnId, RoomKey, String, Utf8Bytes)
 }
 
 fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
+    let admit = |room: RoomKey, epoch: u64| {
+        let admitted = bus.epochs.admit(room.slot(bus.slots), epoch);
+        if !admitted {
+            ctx.metrics.stale_epochs.inc();
+            debug!(%room, epoch, "dropped an event of a deposed router");
+        }
+        admitted
+    };
     match serde_json::from_slice::<EdgeEvent>(&message.payload) {
-        Ok(EdgeEvent::Deliver { room, to, message }) => ctx.registry.deliver(room, &to, message),
-        Ok(EdgeEvent::Refuse { conn, room, error }) => ctx.registry.refuse(conn, room, error),
+        Ok(EdgeEvent::Deliver {
+            epoch,
+            room,
+            to,
+            message,
+        }) => {
+            if admit(room, epoch) {
+                ctx.registry.deliver(room, &to, message);
+            }
+        }
+        Ok(EdgeEvent::Refuse {
+            epoch,
+            conn,
+            room,
+            error,
+        }) => {
+            if admit(room, epoch) {
+                ctx.registry.refuse(conn, room, error);
+            }
+        }
         Ok(EdgeEvent::Resync { slots, owned }) => {
             let members = ctx.registry.members(slots, Some(&owned));
             if !members.is_empty() {
@@ -95,7 +126,8 @@ fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
     }
 }
 
-async fn resync_loop(ctx: Arc<Context>, client: Client, mut requests: async_nats::Subscriber) {
+async fn resync_loop(ctx: Arc<Context>, bus: NatsBus, mut requests: async_nats::Subscriber) {
+    let client = bus.client.clone();
     let stopped = ctx.lifecycle.stopped.clone();
     loop {
         let message = tokio::select! {
@@ -111,9 +143,13 @@ async fn resync_loop(ctx: Arc<Context>, client: Client, mut requests: async_nats
         ) else {
             continue;
         };
+        // Before answering: whatever the asking router's predecessors still send is stale now.
+        bus.epochs.admit(request.slot, request.epoch);
+        let (members, views) = ctx.registry.slot_report(request.slots, request.slot);
         let reply = ResyncReply {
             edge: ctx.edge,
-            members: ctx.registry.members(request.slots, Some(&[request.slot])),
+            members,
+            views,
         };
         let Ok(payload) = serde_json::to_vec(&reply) else {
             continue;
@@ -121,6 +157,27 @@ async fn resync_loop(ctx: Arc<Context>, client: Client, mut requests: async_nats
         if let Err(e) = client.publish(reply_to, payload.into()).await {
             ctx.metrics.bus_errors.with_label_values(&["resync"]).inc();
             warn!(error = %e, "cannot answer a resync request");
+        }
+    }
+}
+
+/// When NATS drops messages for this edge, room events may be among them: ask every router to
+/// reconcile its slots with the edges (which corrects what this edge's clients were told).
+async fn reconcile_after_loss(ctx: Arc<Context>, bus: NatsBus) {
+    let mut slow = bus.slow_consumers.clone();
+    let stopped = ctx.lifecycle.stopped.clone();
+    loop {
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            changed = slow.changed() => if changed.is_err() { return },
+        }
+        ctx.metrics.bus_slow_consumers.inc();
+        let request = ReconcileRequest { edge: ctx.edge };
+        let Ok(payload) = serde_json::to_vec(&request) else {
+            continue;
+        };
+        if let Err(e) = bus.client.publish(subject::RECONCILE, payload.into()).await {
+            warn!(error = %e, "cannot ask the routers to reconcile");
         }
     }
 }

@@ -124,9 +124,9 @@ pub async fn run(
     };
     let clustered = config.nats.enabled();
     let (bus, router) = if clustered {
-        let (client, link) = config
+        let (client, link, slow_consumers) = config
             .nats
-            .connect(&format!("switchboard-edge-{edge}"))
+            .connect_watching(&format!("switchboard-edge-{edge}"))
             .await
             .map_err(RunError::Nats)?;
         let bus = NatsBus {
@@ -134,6 +134,8 @@ pub async fn run(
             link,
             slots: config.slots,
             retry_window: config.failover_retry,
+            epochs: Default::default(),
+            slow_consumers,
             metrics: metrics.clone(),
         };
         (Bus::nats(bus), None)

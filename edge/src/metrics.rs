@@ -121,6 +121,12 @@ pub struct Metrics {
     pub bus_connected: IntGauge,
     /// Members re-announced to routers (after a reconnect, or on a router's request).
     pub rejoins: IntCounter,
+    /// Router events and replies dropped because they came from a deposed router (an older lease
+    /// epoch of their slot than one already seen).
+    pub stale_epochs: IntCounter,
+    /// Times this edge lost messages on its NATS subscriptions (slow consumer); each asks the routers
+    /// to reconcile.
+    pub bus_slow_consumers: IntCounter,
 }
 
 impl Metrics {
@@ -228,6 +234,14 @@ impl Metrics {
             rejoins: counter(
                 "switchboard_rejoins_total",
                 "Members re-announced to routers after a reconnect or on a router's request.",
+            )?,
+            stale_epochs: counter(
+                "switchboard_bus_stale_epochs_total",
+                "Router events and replies dropped because their router was deposed.",
+            )?,
+            bus_slow_consumers: counter(
+                "switchboard_bus_slow_consumers_total",
+                "Times NATS dropped messages for this edge (slow consumer); each triggers a reconciliation.",
             )?,
             registry,
         };

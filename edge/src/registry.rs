@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value};
-use switchboard_proto::bus::MemberRecord;
+use switchboard_proto::bus::{MemberRecord, RoomView};
 use switchboard_proto::{
     ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus,
 };
@@ -113,7 +113,7 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
-struct RoomView {
+struct View {
     members: HashSet<ConnId>,
     /// Local connections `Joined` to this room; the view is dropped when it reaches zero.
     local: usize,
@@ -122,7 +122,7 @@ struct RoomView {
 #[derive(Debug, Default)]
 struct State {
     conns: HashMap<ConnId, Entry>,
-    rooms: HashMap<RoomKey, RoomView>,
+    rooms: HashMap<RoomKey, View>,
 }
 
 impl State {
@@ -267,6 +267,23 @@ impl Registry {
             .collect()
     }
 
+    /// What a router reconciling `slot` (of `slots`) needs from this edge: its members there, and for
+    /// each of their rooms the peers announced to them (the view).
+    pub fn slot_report(&self, slots: u32, slot: u32) -> (Vec<MemberRecord>, Vec<RoomView>) {
+        let members = self.members(slots, Some(&[slot]));
+        let state = self.state();
+        let views = state
+            .rooms
+            .iter()
+            .filter(|(room, _)| room.slot(slots) == slot)
+            .map(|(room, view)| RoomView {
+                room: *room,
+                members: view.members.iter().copied().collect(),
+            })
+            .collect();
+        (members, views)
+    }
+
     /// Leaves the current room (or abandons a join); returns the room, if there was one.
     pub fn leave(&self, conn: ConnId) -> Option<RoomKey> {
         let mut state = self.state();
@@ -349,9 +366,11 @@ impl Registry {
                 entry.joined_at_ms = unix_millis();
                 joined_now = Some(*own_id);
                 // The view holds the members announced to local clients: the joiner's peers now,
-                // the joiner itself once the router's `new_peer` for it passes here.
+                // the joiner itself once the router's `new_peer` for it passes here. Added to, not
+                // replaced: a peer another local client was told about stays until its `peer_left`
+                // (a reconciliation sends one for a ghost), so no client keeps a ghost unnoticed.
                 let view = state.rooms.entry(room).or_default();
-                view.members = peers.iter().map(|p| p.peer_id).collect();
+                view.members.extend(peers.iter().map(|p| p.peer_id));
                 view.local += 1;
             }
             // Membership events are idempotent at the edge: a `new_peer` for a known member or a

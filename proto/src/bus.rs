@@ -91,8 +91,12 @@ pub struct MemberRecord {
 /// A router's answer to a [`Command`] request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandReply {
-    /// Applied (its effects are published before this reply).
-    Applied,
+    /// Applied (its effects are published before this reply) by the owner of the slot's lease at
+    /// `epoch`; an edge that has seen a newer epoch of the slot treats it like [`Self::NotServing`].
+    Applied {
+        /// The lease epoch of the router that applied it.
+        epoch: u64,
+    },
     /// This router does not serve the slot (any more); ask again, the owner may be changing.
     NotServing,
 }
@@ -102,6 +106,9 @@ pub enum CommandReply {
 pub enum EdgeEvent {
     /// Deliver `message`, about `room`, to the edge's connections `to`.
     Deliver {
+        /// The lease epoch of the router that sent it: an edge drops events of an epoch older than
+        /// the newest it has seen for the room's slot (a deposed owner cannot act any more).
+        epoch: u64,
         /// The room.
         room: RoomKey,
         /// Recipients, all held by this edge, in join order.
@@ -111,6 +118,8 @@ pub enum EdgeEvent {
     },
     /// A command of `conn` was refused; tell it why.
     Refuse {
+        /// The lease epoch of the router that sent it (as for `Deliver`).
+        epoch: u64,
         /// The connection.
         conn: ConnId,
         /// The room the command named.
@@ -131,10 +140,13 @@ pub enum EdgeEvent {
 /// A router taking over `slot` asks every edge for its members there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResyncRequest {
-    /// The slot being taken over.
+    /// The slot being taken over (or reconciled by its owner).
     pub slot: u32,
     /// Total number of slots (for `RoomKey::slot`).
     pub slots: u32,
+    /// The asking router's lease epoch for the slot. The edge records it before answering, so from
+    /// then on it drops whatever an older owner of the slot still sends.
+    pub epoch: u64,
 }
 
 /// An edge's answer to a [`ResyncRequest`].
@@ -142,8 +154,53 @@ pub struct ResyncRequest {
 pub struct ResyncReply {
     /// The answering edge.
     pub edge: EdgeId,
-    /// Its members in the slot (joined, or still joining).
+    /// Its members in the slot (joined).
     pub members: Vec<MemberRecord>,
+    /// For each room of the slot with members here, the peers this edge has announced to them: what
+    /// its clients believe the room holds. The router compares it with the truth and announces the
+    /// difference (`peer_left` for ghosts, `new_peer` for the unannounced).
+    #[serde(default)]
+    pub views: Vec<RoomView>,
+}
+
+/// What an edge's clients in one room have been told the room holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomView {
+    /// The room.
+    pub room: RoomKey,
+    /// The members announced there (joined_room peers and later events), local ones included.
+    pub members: Vec<ConnId>,
+}
+
+/// A router's presence, published on `sb.hb.router.<id>` every quarter of the lease lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RouterPresence {
+    /// The slot leases this router holds, with their epochs. A router that holds a slot at an older
+    /// epoch than another's claim has been deposed and stops serving it at once.
+    pub claims: Vec<SlotClaim>,
+    /// Numbers the router's presence messages, so it can tell when it sent the one it hears back.
+    #[serde(default)]
+    pub seq: u64,
+    /// Set in the last message of a router stopping on purpose: the others take its slots at once.
+    #[serde(default)]
+    pub leaving: bool,
+}
+
+/// One held slot lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotClaim {
+    /// The slot.
+    pub slot: u32,
+    /// The lease's epoch: the revision of the lease key when this router took it.
+    pub epoch: u64,
+}
+
+/// An edge asks the routers to reconcile its view of their slots (it lost room events: a slow
+/// consumer on its NATS subscription). Published on `sb.reconcile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRequest {
+    /// The edge.
+    pub edge: EdgeId,
 }
 
 /// An edge's periodic sign of life.
@@ -209,6 +266,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<Command>(&text).unwrap(), command);
         }
         let event = EdgeEvent::Deliver {
+            epoch: 3,
             room,
             to: vec![conn],
             message: ServerMessage::NewPeer {
@@ -219,6 +277,7 @@ mod tests {
         let text = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<EdgeEvent>(&text).unwrap(), event);
         let refuse = EdgeEvent::Refuse {
+            epoch: 3,
             conn,
             room,
             error: ProtocolError::RoomFull,

@@ -49,6 +49,9 @@ pub const ROUTER_HEARTBEATS: &str = "sb.hb.router.*";
 /// Requests from a router taking over a slot; every edge answers with its members in that slot.
 pub const RESYNC: &str = "sb.resync";
 
+/// Edges that lost room events ask the routers to reconcile their slots.
+pub const RECONCILE: &str = "sb.reconcile";
+
 /// Statistics events published by router `router` into the statistics stream.
 pub fn stats(router: &str) -> String {
     format!("{PREFIX}.stats.{router}")

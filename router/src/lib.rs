@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`rooms`]: [`Rooms`], its [`Command`]s and [`Effect`]s.
+//! - [`reconcile`]: bringing a slot's rooms and the edges' views in line with the edges' members.
 //! - [`stats`]: per-hour `room_peaks` and `connection_time` statistics.
 //! - [`time`]: [`UnixMillis`], the only notion of time the state machine has.
 //! - [`service`]: the `switchboard-router` service around it (NATS, leases, slots, admin port).
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod nats;
+pub mod reconcile;
 pub mod rooms;
 pub mod service;
 pub mod stats;

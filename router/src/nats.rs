@@ -2,6 +2,7 @@
 //! operator configures edges and routers the same way.
 
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
@@ -85,8 +86,32 @@ impl NatsArgs {
     /// Connects (retrying until a server answers) and reports the link state on the returned watch.
     /// `name` identifies the process in the servers' monitoring.
     pub async fn connect(&self, name: &str) -> anyhow::Result<(Client, watch::Receiver<Link>)> {
+        let (client, link, _) = self.connect_watching(name).await?;
+        Ok((client, link))
+    }
+
+    /// [`Self::connect`], also counting the times the server dropped messages for this client (a
+    /// slow consumer): whoever lost events that way must resynchronise.
+    pub async fn connect_watching(
+        &self,
+        name: &str,
+    ) -> anyhow::Result<(Client, watch::Receiver<Link>, watch::Receiver<u64>)> {
         let (link_tx, link_rx) = watch::channel(Link::Down);
+        let (slow_tx, slow_rx) = watch::channel(0u64);
         let initial = link_tx.clone();
+        // The callback names the server it lost or reached; the client exists only after connect.
+        let this: Arc<OnceLock<Client>> = Arc::default();
+        let server = {
+            let this = this.clone();
+            move || {
+                this.get()
+                    .map(|c| {
+                        let info = c.server_info();
+                        format!("nats://{}:{}", info.host, info.port)
+                    })
+                    .unwrap_or_else(|| "-".to_string())
+            }
+        };
         let mut options = ConnectOptions::new()
             .name(name)
             .retry_on_initial_connect()
@@ -99,17 +124,29 @@ impl NatsArgs {
             .subscription_capacity(64 * 1024)
             .event_callback(move |event| {
                 let link_tx = link_tx.clone();
+                let slow_tx = slow_tx.clone();
+                let server = server();
                 async move {
                     match event {
                         Event::Connected => {
-                            info!("NATS connected");
+                            info!(server, "NATS connected");
                             link_tx.send_replace(Link::Up);
                         }
                         Event::Disconnected => {
-                            warn!("NATS disconnected; reconnecting");
+                            warn!(server, "NATS disconnected; reconnecting");
                             link_tx.send_replace(Link::Down);
                         }
-                        other => info!(event = %other, "NATS event"),
+                        Event::SlowConsumer(sid) => {
+                            warn!(
+                                server,
+                                subscription = sid,
+                                "NATS dropped messages for us (slow consumer)"
+                            );
+                            slow_tx.send_modify(|n| *n += 1);
+                        }
+                        Event::ServerError(e) => warn!(server, error = %e, "NATS server error"),
+                        Event::ClientError(e) => warn!(server, error = %e, "NATS client error"),
+                        other => info!(server, event = %other, "NATS event"),
                     }
                 }
             });
@@ -131,10 +168,11 @@ impl NatsArgs {
             .map(|url| url.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()?;
         let client = options.connect(servers).await?;
+        let _ = this.set(client.clone());
         // The callback may have fired before anyone looked; the state says where we are now.
         if client.connection_state() == async_nats::connection::State::Connected {
             initial.send_replace(Link::Up);
         }
-        Ok((client, link_rx))
+        Ok((client, link_rx, slow_rx))
     }
 }

@@ -438,7 +438,7 @@ impl Rooms {
     }
 }
 
-fn status_map(status: &StoredStatus) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn status_map(status: &StoredStatus) -> serde_json::Map<String, serde_json::Value> {
     match status.to_json() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),

@@ -1,5 +1,6 @@
-//! The router's admin HTTP port: `/metrics`, `/healthz`, `/readyz` (NATS connected and slots being
-//! served), `/stats` (the cluster's hourly statistics) and `/slots` (what this router serves).
+//! The router's admin HTTP port: `/metrics`, `/healthz`, `/readyz` (NATS connected, this router
+//! hears itself on NATS, the lease store answers, start-up over), `/stats` (the cluster's hourly
+//! statistics) and `/slots` (what this router serves now).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::BTreeSet;
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tokio::sync::watch;
@@ -33,10 +35,21 @@ pub struct Admin {
     pub link: watch::Receiver<Link>,
     /// Whether start-up is over.
     pub started: watch::Receiver<bool>,
+    /// Lease store and self-presence, as last observed.
+    pub health: watch::Receiver<Health>,
     /// Slots currently served.
-    pub owned: Arc<Mutex<Vec<u32>>>,
+    pub owned: Arc<Mutex<BTreeSet<u32>>>,
     /// Storage, once JetStream was reached.
     pub store: Arc<OnceLock<Store>>,
+}
+
+/// What readiness depends on besides the NATS link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The lease store (JetStream) answered the last probe.
+    pub store_up: bool,
+    /// This router hears its own presence (it may serve).
+    pub hears_itself: bool,
 }
 
 type Body = Full<Bytes>;
@@ -72,12 +85,19 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            let ready = *shared.link.borrow() == Link::Up && *shared.started.borrow();
-            if ready {
-                text(StatusCode::OK, "ready\n")
+            let health = *shared.health.borrow();
+            let reason = if *shared.link.borrow() != Link::Up {
+                "not ready: NATS disconnected\n"
+            } else if !*shared.started.borrow() {
+                "not ready: starting\n"
+            } else if !health.hears_itself {
+                "not ready: cannot hear itself on NATS (not serving)\n"
+            } else if !health.store_up {
+                "not ready: lease store (JetStream) unreachable; held slots are still served\n"
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
+                return text(StatusCode::OK, "ready\n");
+            };
+            text(StatusCode::SERVICE_UNAVAILABLE, reason)
         }
         "/metrics" => {
             let mut response = Response::new(Body::from(shared.metrics.render()));
@@ -100,11 +120,13 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
             ),
         },
         "/slots" => {
-            let owned = shared
+            let owned: Vec<u32> = shared
                 .owned
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+                .iter()
+                .copied()
+                .collect();
             json(&serde_json::json!({"router": shared.router_id, "slots": owned}))
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),

@@ -47,9 +47,9 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SLOTS", default_value_t = switchboard_proto::bus::DEFAULT_SLOTS)]
     pub slots: u32,
 
-    /// Lifetime of a slot lease. A router that cannot renew stops serving the slot before this runs
-    /// out; another takes it over after. Bounds failover time. (Fixed when the lease bucket is first
-    /// created; later routers use the bucket's.)
+    /// Lease lifetime: a router not heard on NATS for this long is presumed gone and its slots are
+    /// taken over; a router that cannot hear its own presence stops serving after half of it. Bounds
+    /// failover time. Every router of a cluster must agree.
     #[arg(long, env = "SWITCHBOARD_LEASE_TTL", default_value = "2s", value_parser = parse_duration)]
     pub lease_ttl: Duration,
 
@@ -60,6 +60,11 @@ pub struct Config {
     /// How long a router taking over a slot waits for the edges' membership reports.
     #[arg(long, env = "SWITCHBOARD_RESYNC_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     pub resync_timeout: Duration,
+
+    /// How often each served slot is reconciled with the edges even when nothing went wrong (views
+    /// that diverged for any reason converge within this); 0 turns it off.
+    #[arg(long, env = "SWITCHBOARD_RECONCILE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
 
     /// Most members per room; 0 means unlimited. (Edges do not need it: routers enforce it.)
     #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = 0)]

@@ -1,38 +1,53 @@
-//! Slot leases in a JetStream key-value bucket.
+//! Slot leases in a JetStream key-value bucket, fenced by epochs.
 //!
-//! A lease is the key `slot.<n>` holding the owner's id. It is taken with `create` (fails if the key
-//! exists), renewed with `update` at the revision we wrote last (fails if anyone else wrote since), and
-//! handed over with a delete at that revision. The bucket's max age is the lease lifetime: a key that is
-//! not renewed disappears, and then anyone can `create` it.
+//! A lease is the key `slot.<n>` holding its owner (a router process). Its **epoch** is the revision
+//! at which the owner wrote it: revisions only grow, so a later owner always has a higher epoch. The
+//! owner never rewrites the key while it holds it, so holding a lease needs no JetStream write at all
+//! and rides through a JetStream leader election (the bucket's stream has no leader for seconds).
 //!
-//! Fencing: a router serves a slot only until `valid_until`, which is the moment it *sent* its last
-//! successful renewal plus three quarters of the lifetime. The server stamps the write later than that
-//! send, and expires it a full lifetime after the stamp, so the lease runs out at the server strictly
-//! after the holder has stopped serving: two routers never serve a slot at once.
-
-use std::time::Duration;
+//! - **Acquire** a free slot: `create` (fails if anyone holds it).
+//! - **Take over** from an owner that is gone (no presence on core NATS for the lease lifetime, see
+//!   [`super::liveness`]): `update` at the owner's revision, so of several routers trying at once
+//!   exactly one succeeds.
+//! - **Release**: delete at our revision (only if still ours).
+//!
+//! Who may act for a slot is decided at the edges: every event and command reply carries the epoch,
+//! and an edge drops what comes from an epoch older than the newest it has seen for the slot. A new
+//! owner raises every edge's epoch in its resync before it serves, so a deposed owner that has not
+//! noticed yet cannot change what any client sees (docs/architecture.md has the whole argument).
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
 use switchboard_proto::subject;
-use tokio::time::Instant;
 
 /// A held lease.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     /// The slot.
     pub slot: u32,
-    revision: u64,
-    /// Serving must stop at this instant unless the lease is renewed first.
-    pub valid_until: Instant,
+    /// The lease's epoch: the revision of our write.
+    pub epoch: u64,
 }
 
-/// Lease operations for one router.
+/// Who holds a slot, as the bucket says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody (never taken, or released).
+    Free,
+    /// `owner` wrote it at `revision`.
+    Held {
+        /// The owning router process.
+        owner: String,
+        /// The revision of its write (its epoch).
+        revision: u64,
+    },
+}
+
+/// Lease operations for one router process.
 #[derive(Clone)]
 pub struct Leases {
     kv: kv::Store,
-    owner: Bytes,
-    ttl: Duration,
+    owner: String,
 }
 
 /// Why a lease operation failed.
@@ -41,98 +56,90 @@ pub enum LeaseError {
     /// Someone else holds or took the lease.
     #[error("lease held by another router")]
     Taken,
-    /// The bus did not answer.
-    #[error("lease store: {0}")]
-    Store(String),
+    /// The lease store did not answer (JetStream unreachable, or electing a leader).
+    #[error("lease store unreachable")]
+    Store(#[source] async_nats::Error),
+}
+
+fn store(e: impl std::error::Error + Send + Sync + 'static) -> LeaseError {
+    LeaseError::Store(Box::new(e))
 }
 
 impl Leases {
-    /// Leases in `kv` (whose max age is `ttl`) on behalf of `owner`.
-    pub fn new(kv: kv::Store, owner: &str, ttl: Duration) -> Self {
+    /// Leases in `kv` on behalf of router process `owner`.
+    pub fn new(kv: kv::Store, owner: &str) -> Self {
         Leases {
             kv,
-            owner: Bytes::copy_from_slice(owner.as_bytes()),
-            ttl,
+            owner: owner.to_string(),
         }
     }
 
-    /// The lease lifetime.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
+    /// This router process, as written in its leases.
+    pub fn owner(&self) -> &str {
+        &self.owner
     }
 
-    /// How often to renew: often enough that two renewals can fail before the lease is fenced.
-    pub fn renew_interval(&self) -> Duration {
-        self.ttl / 4
-    }
-
-    fn valid_until(&self, sent: Instant) -> Instant {
-        sent + self.ttl * 3 / 4
-    }
-
-    /// Takes the lease of `slot` if nobody holds it.
-    pub async fn acquire(&self, slot: u32) -> Result<Lease, LeaseError> {
-        let sent = Instant::now();
-        match self
+    /// Who holds `slot`.
+    pub async fn holder(&self, slot: u32) -> Result<Holder, LeaseError> {
+        let entry = self
             .kv
-            .create(subject::lease_key(slot), self.owner.clone())
+            .entry(subject::lease_key(slot))
             .await
-        {
-            Ok(revision) => Ok(Lease {
-                slot,
-                revision,
-                valid_until: self.valid_until(sent),
-            }),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(LeaseError::Taken),
-            Err(e) => Err(LeaseError::Store(e.to_string())),
-        }
+            .map_err(store)?;
+        Ok(match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => Holder::Held {
+                owner: String::from_utf8_lossy(&entry.value).into_owned(),
+                revision: entry.revision,
+            },
+            _ => Holder::Free,
+        })
     }
 
-    /// Renews a held lease; on success it is valid for another three quarters of the lifetime.
-    pub async fn renew(&self, lease: &mut Lease) -> Result<(), LeaseError> {
-        let sent = Instant::now();
-        match self
-            .kv
-            .update(
-                subject::lease_key(lease.slot),
-                self.owner.clone(),
-                lease.revision,
-            )
-            .await
-        {
-            Ok(revision) => {
-                lease.revision = revision;
-                lease.valid_until = self.valid_until(sent);
-                Ok(())
-            }
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(LeaseError::Taken),
-            Err(e) => Err(LeaseError::Store(e.to_string())),
-        }
+    /// Takes `slot` from `holder` (as read with [`Self::holder`]): creates a free lease, or replaces
+    /// a gone owner's at its revision. Fails with [`LeaseError::Taken`] if anyone wrote it since.
+    pub async fn acquire(&self, slot: u32, holder: &Holder) -> Result<Lease, LeaseError> {
+        let key = subject::lease_key(slot);
+        let value = Bytes::from(self.owner.clone());
+        let revision = match holder {
+            Holder::Free => match self.kv.create(key, value).await {
+                Ok(revision) => revision,
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    return Err(LeaseError::Taken);
+                }
+                Err(e) => return Err(store(e)),
+            },
+            Holder::Held { revision, .. } => match self.kv.update(key, value, *revision).await {
+                Ok(revision) => revision,
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                    return Err(LeaseError::Taken);
+                }
+                Err(e) => return Err(store(e)),
+            },
+        };
+        Ok(Lease {
+            slot,
+            epoch: revision,
+        })
+    }
+
+    /// Whether `lease` is still ours in the bucket.
+    pub async fn still_ours(&self, lease: Lease) -> Result<bool, LeaseError> {
+        Ok(match self.holder(lease.slot).await? {
+            Holder::Held { owner, revision } => owner == self.owner && revision == lease.epoch,
+            Holder::Free => false,
+        })
     }
 
     /// Hands a lease back so another router can take the slot at once (only if still ours).
     pub async fn release(&self, lease: Lease) -> Result<(), LeaseError> {
         self.kv
-            .delete_expect_revision(subject::lease_key(lease.slot), Some(lease.revision))
+            .delete_expect_revision(subject::lease_key(lease.slot), Some(lease.epoch))
             .await
-            .map_err(|e| LeaseError::Store(e.to_string()))
+            .map_err(store)
     }
 
-    /// Slots whose lease is currently held by anyone.
-    pub async fn held(&self) -> Result<Vec<u32>, LeaseError> {
-        use futures_util::TryStreamExt;
-        let keys = self
-            .kv
-            .keys()
-            .await
-            .map_err(|e| LeaseError::Store(e.to_string()))?;
-        let keys: Vec<String> = keys
-            .try_collect()
-            .await
-            .map_err(|e| LeaseError::Store(e.to_string()))?;
-        Ok(keys
-            .iter()
-            .filter_map(|k| k.strip_prefix("slot.")?.parse().ok())
-            .collect())
+    /// One round trip to the bucket's stream: whether the lease store answers now.
+    pub async fn probe(&self) -> Result<(), LeaseError> {
+        self.kv.get("probe").await.map(drop).map_err(store)
     }
 }

@@ -11,10 +11,21 @@ pub struct RouterMetrics {
     registry: Registry,
     /// Slots this router serves.
     pub slots_owned: IntGauge,
-    /// Lease renewals by result (`ok`, `error`).
-    pub lease_renewals: IntCounterVec,
-    /// Slots lost because the lease could not be renewed in time (fenced).
+    /// 1 while the lease store (JetStream) answers; takeovers need it, serving held slots does not.
+    pub lease_store_up: IntGauge,
+    /// 1 while this router hears its own presence on NATS (it may serve only then).
+    pub hears_itself: IntGauge,
+    /// Slots whose lease is held but which are not served at the moment (cut off from NATS).
+    pub slots_paused: IntGauge,
+    /// Slots lost: another router took them over (this one was deposed or presumed gone).
     pub lease_losses: IntCounter,
+    /// Reconciliations of a slot with the edges, by reason (`takeover`, `resume`, `lag`,
+    /// `lost_events`, `periodic`).
+    pub reconciles: IntCounterVec,
+    /// Corrections announced by reconciliations, by kind (`peer_left`, `new_peer`, `removed`).
+    pub reconcile_corrections: IntCounterVec,
+    /// Events this router may have missed: NATS slow-consumer drops and lagging internal notices.
+    pub lost_events: IntCounterVec,
     /// Slots taken over (acquired and served), including at start-up.
     pub slot_takeovers: IntCounter,
     /// Slots handed over on purpose (rebalancing, shutdown).
@@ -62,13 +73,43 @@ impl RouterMetrics {
                 "switchboard_router_slots_owned",
                 "Slots this router serves."
             )?),
-            lease_renewals: register!(IntCounterVec::new(
-                Opts::new("switchboard_router_lease_renewals_total", "Lease renewals by result."),
-                &["result"]
+            lease_store_up: register!(IntGauge::new(
+                "switchboard_router_lease_store_up",
+                "1 while the lease store (JetStream KV) answers; takeovers wait for it."
+            )?),
+            hears_itself: register!(IntGauge::new(
+                "switchboard_router_hears_itself",
+                "1 while this router hears its own presence on NATS (it serves only then)."
+            )?),
+            slots_paused: register!(IntGauge::new(
+                "switchboard_router_slots_paused",
+                "Slots held but not served at the moment (this router is cut off from NATS)."
             )?),
             lease_losses: register!(IntCounter::new(
                 "switchboard_router_lease_losses_total",
-                "Slots given up because their lease could not be renewed in time."
+                "Slots lost to another router (this one was deposed or presumed gone)."
+            )?),
+            reconciles: register!(IntCounterVec::new(
+                Opts::new(
+                    "switchboard_router_reconciles_total",
+                    "Reconciliations of a slot with the edges, by reason."
+                ),
+                &["reason"]
+            )?),
+            reconcile_corrections: register!(IntCounterVec::new(
+                Opts::new(
+                    "switchboard_router_reconcile_corrections_total",
+                    "Corrections found by reconciliations, by kind (peer_left, new_peer, removed)."
+                ),
+                &["kind"]
+            )?),
+            lost_events: register!(IntCounterVec::new(
+                Opts::new(
+                    "switchboard_router_lost_events_total",
+                    "Times this router may have missed events (NATS slow consumer, lagging notices); \
+                     each triggers a reconciliation."
+                ),
+                &["cause"]
             )?),
             slot_takeovers: register!(IntCounter::new(
                 "switchboard_router_slot_takeovers_total",
@@ -147,8 +188,14 @@ impl RouterMetrics {
             )?),
             registry,
         };
-        for result in ["ok", "error"] {
-            metrics.lease_renewals.with_label_values(&[result]);
+        for reason in ["takeover", "resume", "lag", "lost_events", "periodic"] {
+            metrics.reconciles.with_label_values(&[reason]);
+        }
+        for kind in ["peer_left", "new_peer", "removed"] {
+            metrics.reconcile_corrections.with_label_values(&[kind]);
+        }
+        for cause in ["slow_consumer", "notices_lagged"] {
+            metrics.lost_events.with_label_values(&[cause]);
         }
         for kind in ["event", "reply", "stats", "peak"] {
             metrics.bus_errors.with_label_values(&[kind]);

@@ -8,14 +8,18 @@
 //! - [`slot`]: one task per served slot (resync, serve, hand over).
 //! - [`store`]: room peaks and statistics in JetStream.
 //! - [`admin`]: the admin HTTP port.
+//! - [`buckets`]: creating (and updating) the JetStream buckets and streams.
 //! - [`metrics`]: Prometheus metrics.
 //!
-//! Balancing: every router aims at `ceil(slots / routers present)` slots. Below that it takes free
-//! slots at once; at or above it, it takes a slot only after it has been free for a while (someone
-//! below target had first pick), which also covers failover: a dead router's leases run out and its
-//! slots are free. Above target it hands slots over, one per round. SIGTERM hands every slot over.
+//! Balancing: every router aims at `ceil(slots / routers present)` slots. A slot is free when no
+//! present router claims it (router presence carries the slots each holds). Below target a router
+//! takes free slots at once; at or above it, only after a slot has been free for a lease lifetime
+//! (someone below target had first pick), which also covers failover: a router silent for a lease
+//! lifetime is presumed gone, and its slots are taken over at its lease's revision. Above target it
+//! hands slots over, one per round. SIGTERM hands every slot over.
 
 pub mod admin;
+pub mod buckets;
 pub mod config;
 pub mod lease;
 pub mod liveness;
@@ -23,12 +27,12 @@ pub mod metrics;
 pub mod slot;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, stream};
 use rand::seq::SliceRandom;
 use switchboard_proto::bus::EdgeEvent;
 use switchboard_proto::subject;
@@ -37,11 +41,12 @@ use tokio::sync::{broadcast::error::RecvError, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use config::Config;
+use lease::Holder;
 use lease::Leases;
-use liveness::{EdgeNotice, Liveness};
+use liveness::{Liveness, Notice};
 use metrics::RouterMetrics;
 use slot::SlotEnd;
 use store::Store;
@@ -53,8 +58,11 @@ const ROUND: Duration = Duration::from_millis(250);
 pub struct Shared {
     /// Configuration.
     pub config: Config,
-    /// This router's id.
+    /// This router's id (as configured, or random).
     pub router_id: String,
+    /// This router process: its id and a random suffix, as written in its leases and presence, so a
+    /// restarted router never mistakes its previous life's leases for its own.
+    pub owner: String,
     /// The NATS connection.
     pub client: Client,
     /// Slot leases.
@@ -67,8 +75,23 @@ pub struct Shared {
     pub metrics: RouterMetrics,
     /// Set once the start-up observation period is over (readiness).
     pub started: watch::Sender<bool>,
-    /// Slots currently served.
-    pub owned: Arc<std::sync::Mutex<Vec<u32>>>,
+    /// Slots currently served (not merely held: a paused slot is not listed).
+    pub owned: Arc<std::sync::Mutex<BTreeSet<u32>>>,
+}
+
+impl Shared {
+    /// Records whether `slot` is being served now (`/slots`).
+    pub fn set_serving(&self, slot: u32, serving: bool) {
+        let mut owned = self
+            .owned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if serving {
+            owned.insert(slot);
+        } else {
+            owned.remove(&slot);
+        }
+    }
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over.
@@ -78,15 +101,17 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let router_id = config.router_id();
+    let owner = format!("{router_id}-{:08x}", rand::random::<u32>());
     let metrics = RouterMetrics::new()?;
     let admin = TcpListener::from_std(admin)?;
     info!(router.id = %router_id, admin_listen = %admin.local_addr()?, "switchboard-router starting");
 
-    let (client, link) = config.nats.connect(&router_id).await?;
+    let (client, link, slow_consumers) = config.nats.connect_watching(&router_id).await?;
     // The admin port answers from the start (liveness, and readiness 503 until NATS and the slots
     // are there), also while JetStream cannot be reached yet.
     let (started, started_rx) = watch::channel(false);
-    let owned: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+    let (health, health_rx) = watch::channel(admin::Health::default());
+    let owned: Arc<std::sync::Mutex<BTreeSet<u32>>> = Arc::default();
     let store_cell: Arc<std::sync::OnceLock<Store>> = Arc::default();
     let stop = CancellationToken::new();
     let admin_task = tokio::spawn(admin::serve(
@@ -94,35 +119,43 @@ pub async fn run(
         Arc::new(admin::Admin {
             router_id: router_id.clone(),
             metrics: metrics.clone(),
-            link,
+            link: link.clone(),
             started: started_rx,
+            health: health_rx,
             owned: owned.clone(),
             store: store_cell.clone(),
         }),
         stop.clone(),
     ));
 
+    // The replica count needs the server's INFO, which arrives with the first connection.
+    let mut link_up = link.clone();
+    link_up.wait_for(|l| *l == crate::nats::Link::Up).await?;
     let js = jetstream::new(client.clone());
     let replicas = config.replicas.unwrap_or_else(|| {
-        // Every server of the cluster advertises its client URL; a single server advertises none.
+        // Every server of a cluster advertises its client URL to clients; a lone server none.
         client.server_info().connect_urls.len().clamp(1, 3)
     });
-    let leases_kv = key_value(&js, subject::LEASES_BUCKET, config.lease_ttl, replicas).await?;
-    // The bucket's max age is the lease lifetime for everyone, whatever this router was told.
-    let ttl = leases_kv.status().await?.max_age();
-    if ttl != config.lease_ttl {
-        warn!(bucket_ttl = ?ttl, configured = ?config.lease_ttl, "using the lease bucket's lifetime");
-    }
-    let peaks_kv = key_value(&js, subject::PEAKS_BUCKET, Duration::ZERO, replicas).await?;
-    let stats_stream = js
-        .get_or_create_stream(stream::Config {
+    info!(
+        replicas,
+        "JetStream buckets and streams are replicated this many times"
+    );
+    // Leases never expire by age: a held lease is only ever taken over from a router presumed gone
+    // (see `lease`). Buckets made by older versions (with a max age) are updated.
+    let leases_kv =
+        buckets::key_value(&js, subject::LEASES_BUCKET, Duration::ZERO, replicas).await?;
+    let peaks_kv = buckets::key_value(&js, subject::PEAKS_BUCKET, Duration::ZERO, replicas).await?;
+    let stats_stream = buckets::stream(
+        &js,
+        stream::Config {
             name: subject::STATS_STREAM.to_string(),
             subjects: vec![subject::STATS_SUBJECTS.to_string()],
             max_age: Duration::from_secs(3600 * config.stats_retention_hours),
             num_replicas: replicas,
             ..Default::default()
-        })
-        .await?;
+        },
+    )
+    .await?;
     let store = Store::start(
         js,
         peaks_kv,
@@ -132,11 +165,13 @@ pub async fn run(
         metrics.clone(),
     );
     let _ = store_cell.set(store.clone());
-    let liveness = Liveness::new(&router_id);
+    let liveness = Liveness::new(&owner);
+    let ttl = config.lease_ttl;
     let shared = Arc::new(Shared {
-        leases: Leases::new(leases_kv, &router_id, ttl),
+        leases: Leases::new(leases_kv, &owner),
         config,
         router_id,
+        owner,
         client: client.clone(),
         store,
         liveness: liveness.clone(),
@@ -146,6 +181,12 @@ pub async fn run(
     });
 
     let liveness_stop = CancellationToken::new();
+    tokio::spawn(reconcile_after_loss(
+        shared.liveness.clone(),
+        slow_consumers,
+        shared.metrics.clone(),
+    ));
+    let health_task = tokio::spawn(watch_health(shared.clone(), health, liveness_stop.clone()));
     let liveness_task = tokio::spawn(liveness.run(
         client.clone(),
         shared.config.edge_timeout,
@@ -170,36 +211,61 @@ pub async fn run(
     }
     liveness_stop.cancel();
     let _ = liveness_task.await;
+    let _ = health_task.await;
     let _ = admin_task.await;
     let _ = client.flush().await;
     info!("switchboard-router stopped");
     Ok(())
 }
 
-async fn key_value(
-    js: &jetstream::Context,
-    bucket: &str,
-    max_age: Duration,
-    replicas: usize,
-) -> anyhow::Result<kv::Store> {
-    match js.get_key_value(bucket).await {
-        Ok(store) => Ok(store),
-        Err(_) => {
-            let created = js
-                .create_key_value(kv::Config {
-                    bucket: bucket.to_string(),
-                    history: 1,
-                    max_age,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await;
-            match created {
-                Ok(store) => Ok(store),
-                // Another router created it meanwhile.
-                Err(_) => Ok(js.get_key_value(bucket).await?),
-            }
+/// When NATS drops messages for this router (slow consumer), commands are retried by the edges but
+/// heartbeats and resync replies are gone: reconcile every slot.
+async fn reconcile_after_loss(
+    liveness: Liveness,
+    mut slow_consumers: watch::Receiver<u64>,
+    metrics: RouterMetrics,
+) {
+    while slow_consumers.changed().await.is_ok() {
+        metrics
+            .lost_events
+            .with_label_values(&["slow_consumer"])
+            .inc();
+        liveness.reconcile_all();
+    }
+}
+
+/// Probes the lease store and follows whether this router hears itself, for `/readyz` and metrics.
+async fn watch_health(
+    shared: Arc<Shared>,
+    health: watch::Sender<admin::Health>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut store_was_up = true;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
         }
+        let store_up = matches!(
+            tokio::time::timeout(Duration::from_secs(1), shared.leases.probe()).await,
+            Ok(Ok(()))
+        );
+        if store_up != store_was_up {
+            if store_up {
+                info!("lease store (JetStream) answers again");
+            } else {
+                warn!(
+                    "lease store (JetStream) does not answer: held slots are still served, takeovers wait"
+                );
+            }
+            store_was_up = store_up;
+        }
+        shared.metrics.lease_store_up.set(i64::from(store_up));
+        health.send_replace(admin::Health {
+            store_up,
+            hears_itself: shared.liveness.hears_itself(),
+        });
     }
 }
 
@@ -211,14 +277,16 @@ struct Running {
 /// The balancing loop: acquires, serves and hands over slots until `stop`, then releases all.
 async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()> {
     let slots = shared.config.slots;
+    let ttl = shared.config.lease_ttl;
     let mut running: HashMap<u32, Running> = HashMap::new();
     // Free slots and when they were first seen free.
     let mut free_since: HashMap<u32, Instant> = HashMap::new();
     let mut notices = shared.liveness.subscribe();
 
-    // Watch heartbeats and presence for a moment before taking slots, so resync knows every edge
-    // and balancing knows every router.
-    let observe = shared.config.edge_timeout.max(shared.leases.ttl()) / 2;
+    // Listen to heartbeats and presence for a whole lease lifetime before taking slots: a router
+    // not heard from by then is gone, so resync knows every edge and balancing every router and
+    // every claim.
+    let observe = shared.config.edge_timeout.max(ttl);
     tokio::select! {
         () = tokio::time::sleep(observe) => {}
         () = stop.cancelled() => return Ok(()),
@@ -231,8 +299,8 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
             () = stop.cancelled() => break,
             notice = notices.recv() => {
                 match notice {
-                    Ok(EdgeNotice::Appeared(edge)) => ask_to_rejoin(&shared, edge, &running).await,
-                    Ok(EdgeNotice::Lost(_)) | Err(RecvError::Lagged(_)) => {}
+                    Ok(Notice::EdgeAppeared(edge)) => ask_to_rejoin(&shared, edge, &running).await,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,
                 }
                 continue;
@@ -246,20 +314,17 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
             }
             !done
         });
+        if !shared.liveness.hears_itself() {
+            // Cut off: what we see of the others says nothing now.
+            continue;
+        }
 
         let routers = shared.liveness.routers().max(1);
         let target = (slots as usize).div_ceil(routers);
-        let held: HashSet<u32> = match shared.leases.held().await {
-            Ok(held) => held.into_iter().collect(),
-            Err(e) => {
-                warn!(error = %e, "cannot list slot leases");
-                publish_owned(&shared, &running);
-                continue;
-            }
-        };
+        let claimed: HashSet<u32> = shared.liveness.claimed_by_others().into_iter().collect();
         let now = Instant::now();
-        free_since.retain(|slot, _| !held.contains(slot));
-        for slot in (0..slots).filter(|s| !held.contains(s)) {
+        free_since.retain(|slot, _| !claimed.contains(slot) && !running.contains_key(slot));
+        for slot in (0..slots).filter(|s| !claimed.contains(s) && !running.contains_key(s)) {
             free_since.entry(slot).or_insert(now);
         }
 
@@ -270,36 +335,37 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
             {
                 r.stop.cancel();
             }
+            continue;
+        }
+        let mut candidates: Vec<u32> = free_since
+            .iter()
+            .filter(|(_, since)| running.len() < target || now.duration_since(**since) >= ttl)
+            .map(|(slot, _)| *slot)
+            .collect();
+        candidates.shuffle(&mut rand::rng());
+        let wanted = if running.len() < target {
+            target - running.len()
         } else {
-            let mut candidates: Vec<u32> = free_since
-                .iter()
-                .filter(|(_, since)| {
-                    running.len() < target || now.duration_since(**since) >= shared.leases.ttl()
-                })
-                .map(|(slot, _)| *slot)
-                .collect();
-            candidates.shuffle(&mut rand::rng());
-            let wanted = if running.len() < target {
-                target - running.len()
-            } else {
-                candidates.len()
-            };
-            for slot in candidates.into_iter().take(wanted) {
-                match shared.leases.acquire(slot).await {
-                    Ok(lease) => {
-                        free_since.remove(&slot);
-                        let stop = CancellationToken::new();
-                        let task = tokio::spawn(slot::serve(shared.clone(), lease, stop.clone()));
-                        running.insert(slot, Running { stop, task });
-                    }
-                    Err(lease::LeaseError::Taken) => {
-                        free_since.remove(&slot);
-                    }
-                    Err(e) => warn!(slot, error = %e, "cannot acquire a slot lease"),
+            candidates.len()
+        };
+        for slot in candidates.into_iter().take(wanted) {
+            match take(&shared, slot).await {
+                Ok(Some(lease)) => {
+                    free_since.remove(&slot);
+                    let stop = CancellationToken::new();
+                    let task = tokio::spawn(slot::serve(shared.clone(), lease, stop.clone()));
+                    running.insert(slot, Running { stop, task });
+                }
+                Ok(None) => {
+                    free_since.remove(&slot);
+                }
+                Err(e) => {
+                    // Takeovers wait for the lease store; held slots are served meanwhile.
+                    debug!(slot, error = %e, "cannot take a slot now");
+                    break;
                 }
             }
         }
-        publish_owned(&shared, &running);
     }
 
     for r in running.values() {
@@ -308,17 +374,34 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
     for (_, r) in running.drain() {
         let _ = r.task.await;
     }
-    publish_owned(&shared, &running);
     Ok(())
 }
 
-fn publish_owned(shared: &Shared, running: &HashMap<u32, Running>) {
-    let mut owned: Vec<u32> = running.keys().copied().collect();
-    owned.sort_unstable();
-    *shared
-        .owned
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = owned;
+/// Takes `slot` if nobody present holds it: `None` if someone does (or won the race).
+async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease::LeaseError> {
+    let limit = Duration::from_secs(1);
+    let unreachable = |_| lease::LeaseError::Store("timed out".into());
+    let holder = tokio::time::timeout(limit, shared.leases.holder(slot))
+        .await
+        .map_err(unreachable)??;
+    if let Holder::Held { owner, .. } = &holder
+        && owner != shared.leases.owner()
+        && shared.liveness.is_present(owner)
+    {
+        // Its owner is alive (taking it right now, or not claiming it yet).
+        return Ok(None);
+    }
+    if let Holder::Held { owner, .. } = &holder {
+        info!(slot, previous = %owner, "taking over a slot from a router presumed gone");
+    }
+    match tokio::time::timeout(limit, shared.leases.acquire(slot, &holder))
+        .await
+        .map_err(unreachable)?
+    {
+        Ok(lease) => Ok(Some(lease)),
+        Err(lease::LeaseError::Taken) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// An edge this router did not know: ask it to re-announce its members in our slots (it may have

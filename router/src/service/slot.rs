@@ -1,30 +1,34 @@
-//! One served slot: a task that owns the slot's [`Rooms`], its lease and its command subscription.
+//! One held slot: a task that owns the slot's [`Rooms`], its lease and its command subscription.
 //!
-//! Life of a slot task: (1) resync: ask every live edge for its members in the slot and restore them
-//! silently (the edges are the ground truth), with stored peaks; (2) serve: apply commands in arrival
-//! order, publish effects to the edges, reply; renew the lease; remove the members of lost edges;
-//! (3) end: on purpose (release the lease so another router takes over at once), or fenced (the lease
-//! could not be renewed in time: stop serving before anyone else can start).
+//! Life of a slot task: (1) reconcile with the edges (at a takeover the rooms are empty: members
+//! are restored silently from the edges, the ground truth, with stored peaks, and whatever the
+//! clients were told wrongly is corrected); (2) serve: apply commands in arrival order, publish
+//! effects to the edges with the lease's epoch, reply; remove the members of lost edges; reconcile
+//! again when events may have been missed, and every `--reconcile-interval`; (3) pause while this
+//! router cannot hear its own presence (it may be presumed gone), and resume (reconciling first)
+//! once it hears itself and the lease is still its own; (4) end: on purpose (release the lease so
+//! another router takes over at once), or deposed (another router holds the slot at a newer epoch).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::Message;
+use async_nats::{Message, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use switchboard_proto::bus::{
     Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest, StatEvent,
 };
-use switchboard_proto::{EdgeId, RoomKey, subject};
-use tokio::sync::broadcast::error::RecvError;
+use switchboard_proto::{EdgeId, RoomKey, ServerMessage, subject};
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Shared;
-use super::lease::{Lease, LeaseError};
-use super::liveness::EdgeNotice;
+use super::lease::Lease;
+use super::liveness::Notice;
+use crate::reconcile::reconcile;
 use crate::{Effect, Rooms, RoomsConfig, UnixMillis};
 
 /// How a slot task ended.
@@ -32,15 +36,24 @@ use crate::{Effect, Rooms, RoomsConfig, UnixMillis};
 pub enum SlotEnd {
     /// Handed over on purpose.
     Released,
-    /// The lease was lost (not renewed in time, or taken).
+    /// Another router took the slot over.
     Lost,
 }
 
-/// Serves `slot` under `lease` until `stop` or until the lease is lost.
-pub async fn serve(shared: Arc<Shared>, mut lease: Lease, stop: CancellationToken) -> SlotEnd {
+/// Why serving stopped for a while or for good.
+#[derive(Debug)]
+enum Outcome {
+    /// This router cannot hear itself: stop serving, keep the lease, resume later.
+    Pause,
+    /// The task ends.
+    End(SlotEnd),
+}
+
+/// Holds `slot` under `lease` until `stop` or until another router takes it over.
+pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -> SlotEnd {
     let slot = lease.slot;
     let mut notices = shared.liveness.subscribe();
-    let started = Instant::now();
+    shared.liveness.set_claim(slot, Some(lease.epoch));
     let mut task = SlotTask {
         rooms: Rooms::new(RoomsConfig {
             max_room_size: shared.config.max_room_size,
@@ -50,97 +63,133 @@ pub async fn serve(shared: Arc<Shared>, mut lease: Lease, stop: CancellationToke
         counted: (0, 0),
         shared: shared.clone(),
         slot,
+        epoch: lease.epoch,
     };
-    if let Err(e) = task.resync().await {
-        warn!(slot, error = %e, "resync failed; giving the slot up");
-        let _ = shared.leases.release(lease).await;
-        return SlotEnd::Lost;
-    }
-    shared
-        .metrics
-        .resync_seconds
-        .observe(started.elapsed().as_secs_f64());
-
-    // Logged before subscribing and after unsubscribing, so that the logged interval contains the
-    // whole time this router serves the slot (tests check that such intervals never overlap).
-    info!(slot, "slot serving starts");
-    let mut commands = match shared.client.subscribe(subject::slot(slot)).await {
-        Ok(subscriber) => subscriber,
-        Err(e) => {
-            warn!(slot, error = %e, "cannot subscribe to the slot; giving it up");
-            info!(slot, "slot serving ended");
-            let _ = shared.leases.release(lease).await;
-            return SlotEnd::Lost;
-        }
-    };
-    shared.metrics.slot_takeovers.inc();
-    shared.metrics.slots_owned.inc();
-    info!(slot, members = task.rooms.member_count(), "serving slot");
-
-    let mut renew = tokio::time::interval(shared.leases.renew_interval());
-    renew.reset();
+    let mut reason = "takeover";
     let end = loop {
-        tokio::select! {
-            biased;
-            () = stop.cancelled() => break SlotEnd::Released,
-            () = sleep_until(lease.valid_until) => {
-                warn!(slot, "lease not renewed in time: stopping serving the slot (fenced)");
-                break SlotEnd::Lost;
+        if reason == "resume" {
+            shared.metrics.slots_paused.inc();
+            let resumed = wait_to_resume(&shared, lease, &stop, &mut notices).await;
+            shared.metrics.slots_paused.dec();
+            if let Err(end) = resumed {
+                break end;
             }
-            _ = renew.tick() => match shared.leases.renew(&mut lease).await {
-                Ok(()) => shared.metrics.lease_renewals.with_label_values(&["ok"]).inc(),
-                Err(LeaseError::Taken) => {
-                    shared.metrics.lease_renewals.with_label_values(&["error"]).inc();
-                    warn!(slot, "lease taken by another router: stopping serving the slot");
-                    break SlotEnd::Lost;
-                }
-                Err(e) => {
-                    shared.metrics.lease_renewals.with_label_values(&["error"]).inc();
-                    warn!(slot, error = %e, "lease renewal failed; retrying until fenced");
-                }
-            },
-            notice = notices.recv() => match notice {
-                Ok(EdgeNotice::Lost(edge)) => task.apply(Command::EdgeLost { edge }).await,
-                Ok(EdgeNotice::Appeared(_)) => {}
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break SlotEnd::Released,
-            },
-            message = commands.next() => {
-                let Some(message) = message else {
-                    break SlotEnd::Lost;
-                };
-                // Fencing is checked per command as well: never apply after the lease ran out.
-                if Instant::now() >= lease.valid_until {
-                    task.reply(&message, CommandReply::NotServing).await;
-                    break SlotEnd::Lost;
-                }
-                task.handle(message).await;
+        }
+        let started = Instant::now();
+        if let Err(e) = task.reconcile(reason).await {
+            warn!(slot, error = %e, "cannot ask the edges for their members; giving the slot up");
+            break SlotEnd::Released;
+        }
+        shared
+            .metrics
+            .resync_seconds
+            .observe(started.elapsed().as_secs_f64());
+
+        // Logged before subscribing and after unsubscribing, so that the logged interval contains
+        // the whole time this router serves the slot (tests check that such intervals never overlap).
+        info!(slot, epoch = lease.epoch, "slot serving starts");
+        let mut commands = match shared.client.subscribe(subject::slot(slot)).await {
+            Ok(subscriber) => subscriber,
+            Err(e) => {
+                warn!(slot, error = %e, "cannot subscribe to the slot; giving it up");
+                info!(slot, "slot serving ended");
+                break SlotEnd::Released;
             }
+        };
+        if reason == "takeover" {
+            shared.metrics.slot_takeovers.inc();
+        }
+        shared.metrics.slots_owned.inc();
+        shared.set_serving(slot, true);
+        info!(
+            slot,
+            members = task.rooms.member_count(),
+            reason,
+            "serving slot"
+        );
+        let outcome = task.serve(&mut commands, &stop, &mut notices).await;
+        // No command is applied after this point (what is still queued is dropped unanswered, and
+        // the edges ask again), so this is where serving ends.
+        info!(slot, ?outcome, "slot serving ended");
+        shared.set_serving(slot, false);
+        let _ = commands.unsubscribe().await;
+        shared.metrics.slots_owned.dec();
+        match outcome {
+            Outcome::Pause => {
+                warn!(
+                    slot,
+                    "this router cannot hear itself on NATS: pausing the slot"
+                );
+                reason = "resume";
+            }
+            Outcome::End(end) => break end,
         }
     };
 
-    // No command is applied after this point (what is still queued is dropped unanswered, and the
-    // edges ask again), so this is where serving ends.
-    info!(slot, ?end, "slot serving ended");
-    let _ = commands.unsubscribe().await;
     task.forget();
-    shared.metrics.slots_owned.dec();
+    shared.liveness.set_claim(slot, None);
     match end {
         SlotEnd::Released => {
             shared.metrics.slot_releases.inc();
             if let Err(e) = shared.leases.release(lease).await {
-                debug!(slot, error = %e, "lease release failed; it will expire");
+                debug!(slot, error = %e, "lease release failed; the others take it over later");
             }
             info!(slot, "slot handed over");
         }
-        SlotEnd::Lost => shared.metrics.lease_losses.inc(),
+        SlotEnd::Lost => {
+            shared.metrics.lease_losses.inc();
+            warn!(slot, "slot taken over by another router");
+        }
     }
     end
+}
+
+/// Waits until this router hears itself again and knows the lease is still its own: the lease store
+/// says so, or (while the store cannot answer) it has heard the other routers' presence for half a
+/// lease lifetime without any of them claiming the slot at a newer epoch.
+async fn wait_to_resume(
+    shared: &Shared,
+    lease: Lease,
+    stop: &CancellationToken,
+    notices: &mut broadcast::Receiver<Notice>,
+) -> Result<(), SlotEnd> {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut hearing_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return Err(SlotEnd::Released),
+            notice = notices.recv() => match notice {
+                Ok(Notice::Deposed { slot, ours }) if slot == lease.slot && ours == lease.epoch => {
+                    return Err(SlotEnd::Lost);
+                }
+                Err(RecvError::Closed) => return Err(SlotEnd::Released),
+                _ => continue,
+            },
+            _ = tick.tick() => {}
+        }
+        if !shared.liveness.hears_itself() {
+            hearing_since = None;
+            continue;
+        }
+        let since = *hearing_since.get_or_insert_with(Instant::now);
+        let check =
+            tokio::time::timeout(Duration::from_millis(500), shared.leases.still_ours(lease)).await;
+        match check {
+            Ok(Ok(true)) => return Ok(()),
+            Ok(Ok(false)) => return Err(SlotEnd::Lost),
+            // The store cannot tell; the other routers' claims can.
+            _ if since.elapsed() >= shared.config.lease_ttl / 2 => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 struct SlotTask {
     shared: Arc<Shared>,
     slot: u32,
+    /// The lease's epoch, carried on every event and reply.
+    epoch: u64,
     rooms: Rooms,
     /// The peak last stored for each open room.
     peaks: HashMap<RoomKey, usize>,
@@ -149,8 +198,83 @@ struct SlotTask {
 }
 
 impl SlotTask {
-    /// Rebuilds the slot's membership from the edges before serving it.
-    async fn resync(&mut self) -> anyhow::Result<()> {
+    /// Serves commands until this router must pause or the task must end.
+    async fn serve(
+        &mut self,
+        commands: &mut Subscriber,
+        stop: &CancellationToken,
+        notices: &mut broadcast::Receiver<Notice>,
+    ) -> Outcome {
+        let liveness = self.shared.liveness.clone();
+        let mut serving_until = liveness.serving_until();
+        let interval = self.shared.config.reconcile_interval;
+        // Spread the slots' periodic reconciliations over the interval.
+        let mut periodic = (!interval.is_zero()).then(|| {
+            let first = interval.mul_f64(rand::random_range(0.5..1.5));
+            tokio::time::interval_at(Instant::now() + first, interval)
+        });
+        loop {
+            let deadline = *serving_until.borrow_and_update();
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Outcome::End(SlotEnd::Released),
+                () = sleep_until(deadline) => {
+                    if !liveness.hears_itself() {
+                        return Outcome::Pause;
+                    }
+                }
+                _ = serving_until.changed() => {}
+                notice = notices.recv() => match notice {
+                    Ok(Notice::EdgeLost(edge)) => self.apply(Command::EdgeLost { edge }).await,
+                    Ok(Notice::Deposed { slot, ours }) if slot == self.slot && ours == self.epoch => {
+                        return Outcome::End(SlotEnd::Lost);
+                    }
+                    Ok(Notice::Reconcile) => self.reconcile_logged("lost_events").await,
+                    Ok(Notice::EdgeAppeared(_) | Notice::Deposed { .. }) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        // Edge-lost notices may be among those missed: ask the edges.
+                        warn!(slot = self.slot, missed, "missed router notices: reconciling");
+                        self.shared
+                            .metrics
+                            .lost_events
+                            .with_label_values(&["notices_lagged"])
+                            .inc();
+                        self.reconcile_logged("lag").await;
+                    }
+                    Err(RecvError::Closed) => return Outcome::End(SlotEnd::Released),
+                },
+                _ = async { periodic.as_mut()?.tick().await; Some(()) }, if periodic.is_some() => {
+                    self.reconcile_logged("periodic").await;
+                }
+                message = commands.next() => {
+                    let Some(message) = message else {
+                        return Outcome::Pause;
+                    };
+                    // Checked per command as well: never apply while possibly presumed gone.
+                    if !liveness.hears_itself() {
+                        self.reply(&message, CommandReply::NotServing).await;
+                        return Outcome::Pause;
+                    }
+                    self.handle(message).await;
+                }
+            }
+        }
+    }
+
+    async fn reconcile_logged(&mut self, reason: &'static str) {
+        if let Err(e) = self.reconcile(reason).await {
+            warn!(slot = self.slot, reason, error = %e, "reconciliation failed");
+        }
+    }
+
+    /// Asks every edge for its members and views in the slot (raising their epoch for it to ours),
+    /// then brings the rooms and the views in line (see [`crate::reconcile`]).
+    async fn reconcile(&mut self, reason: &'static str) -> anyhow::Result<()> {
+        self.shared
+            .metrics
+            .reconciles
+            .with_label_values(&[reason])
+            .inc();
         let client = &self.shared.client;
         let expected: HashSet<EdgeId> = self.shared.liveness.edges().into_iter().collect();
         let inbox = client.new_inbox();
@@ -158,6 +282,7 @@ impl SlotTask {
         let request = ResyncRequest {
             slot: self.slot,
             slots: self.shared.config.slots,
+            epoch: self.epoch,
         };
         client
             .publish_with_reply(subject::RESYNC, inbox, serde_json::to_vec(&request)?.into())
@@ -165,7 +290,7 @@ impl SlotTask {
         client.flush().await?;
         let deadline = Instant::now() + self.shared.config.resync_timeout;
         let mut answered = HashSet::new();
-        let mut members = Vec::new();
+        let mut reports: Vec<ResyncReply> = Vec::new();
         while !expected.is_subset(&answered) {
             tokio::select! {
                 () = sleep_until(deadline) => {
@@ -179,21 +304,51 @@ impl SlotTask {
                     let Ok(reply) = serde_json::from_slice::<ResyncReply>(&reply.payload) else {
                         continue;
                     };
-                    answered.insert(reply.edge);
-                    members.extend(reply.members);
+                    if answered.insert(reply.edge) {
+                        reports.push(reply);
+                    }
                 }
             }
         }
         let _ = replies.unsubscribe().await;
-        // Restore in join order, so `joined_room.peers` keeps listing members oldest first.
-        members.sort_by_key(|m| (m.joined_at_ms, m.conn));
-        for member in members {
-            if member.room.slot(self.shared.config.slots) == self.slot {
-                self.rooms.restore(member);
-            }
+
+        let (slots, slot) = (self.shared.config.slots, self.slot);
+        let effects = reconcile(&mut self.rooms, now(), &reports, |room| {
+            room.slot(slots) == slot
+        });
+        for effect in &effects {
+            let kind = match effect {
+                Effect::Deliver {
+                    message: ServerMessage::PeerLeft { .. },
+                    ..
+                } => "peer_left",
+                Effect::Deliver { .. } => "new_peer",
+                Effect::MemberLeft { .. } => "removed",
+                _ => continue,
+            };
+            self.shared
+                .metrics
+                .reconcile_corrections
+                .with_label_values(&[kind])
+                .inc();
         }
-        let rooms: HashSet<RoomKey> = self.rooms.records().iter().map(|m| m.room).collect();
-        for room in rooms {
+        if !effects.is_empty() {
+            info!(
+                slot,
+                reason,
+                corrections = effects.len(),
+                "reconciled with the edges"
+            );
+        }
+        // Peaks of rooms this router did not know yet (a takeover) come from storage.
+        let unknown: HashSet<RoomKey> = self
+            .rooms
+            .records()
+            .iter()
+            .map(|m| m.room)
+            .filter(|room| !self.peaks.contains_key(room))
+            .collect();
+        for room in unknown {
             if let Some(peak) = self.shared.store.stored_peak(room).await {
                 self.rooms.restore_peak(room, peak);
             }
@@ -201,6 +356,8 @@ impl SlotTask {
                 self.peaks.insert(room, peak);
             }
         }
+        self.publish_effects(effects, now()).await;
+        self.store_peaks(None);
         self.count();
         Ok(())
     }
@@ -222,7 +379,8 @@ impl SlotTask {
         }
         let started = Instant::now();
         self.apply(command).await;
-        self.reply(&message, CommandReply::Applied).await;
+        self.reply(&message, CommandReply::Applied { epoch: self.epoch })
+            .await;
         self.shared
             .metrics
             .command_seconds
@@ -246,7 +404,15 @@ impl SlotTask {
         debug!(slot = self.slot, ?command, "applying");
         let touched = command.room();
         let now = now();
-        for effect in self.rooms.apply(now, command) {
+        let effects = self.rooms.apply(now, command);
+        self.publish_effects(effects, now).await;
+        self.store_peaks(touched);
+        self.count();
+    }
+
+    async fn publish_effects(&mut self, effects: Vec<Effect>, now: UnixMillis) {
+        let epoch = self.epoch;
+        for effect in effects {
             match effect {
                 Effect::Deliver {
                     edge,
@@ -254,8 +420,13 @@ impl SlotTask {
                     to,
                     message,
                 } => {
-                    self.publish(edge, &EdgeEvent::Deliver { room, to, message })
-                        .await
+                    let event = EdgeEvent::Deliver {
+                        epoch,
+                        room,
+                        to,
+                        message,
+                    };
+                    self.publish(edge, &event).await
                 }
                 Effect::Refuse {
                     edge,
@@ -263,8 +434,13 @@ impl SlotTask {
                     room,
                     error,
                 } => {
-                    self.publish(edge, &EdgeEvent::Refuse { conn, room, error })
-                        .await
+                    let event = EdgeEvent::Refuse {
+                        epoch,
+                        conn,
+                        room,
+                        error,
+                    };
+                    self.publish(edge, &event).await
                 }
                 Effect::RoomClosed { peak } => {
                     self.shared.metrics.room_peak_members.observe(peak as f64);
@@ -285,8 +461,6 @@ impl SlotTask {
                 }
             }
         }
-        self.store_peaks(touched);
-        self.count();
     }
 
     /// Stores raised peaks, and forgets those of rooms that closed.
