@@ -1,0 +1,215 @@
+//! Faults a cluster must ride through with its default flags, checked the way a client lives them:
+//! the loss of the NATS node that leads the lease stream (a JetStream leader election), and leave
+//! storms while the room's router is killed, after which every member's view of its room
+//! (`joined_room` plus later events) equals the true membership. Real nats-server 2.15 clusters,
+//! routers and edges on loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::Client;
+use common::cluster::Cluster;
+use serde_json::{Value, json};
+use switchboard_proto::subject;
+use tokio::time::Instant;
+
+/// A member and what it has been told about its room.
+struct Member {
+    client: Client,
+    id: String,
+    view: BTreeSet<String>,
+}
+
+impl Member {
+    async fn join(url: &str, room: &str) -> Member {
+        let mut client = Client::connect_url(url).await;
+        let (id, joined) = client.join(room, json!({})).await;
+        let view = joined["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["peer_id"].as_str().unwrap().to_string())
+            .collect();
+        Member { client, id, view }
+    }
+
+    fn apply(&mut self, message: &Value) {
+        match message["event"].as_str() {
+            Some("new_peer") => {
+                let peer = message["peer_id"].as_str().unwrap().to_string();
+                assert!(
+                    self.view.insert(peer.clone()),
+                    "{} was told twice that {peer} joined",
+                    self.id
+                );
+            }
+            Some("peer_left") => {
+                self.view.remove(message["sender_id"].as_str().unwrap());
+            }
+            Some("error") => panic!("{} got an error: {message}", self.id),
+            _ => {}
+        }
+    }
+
+    /// Reads events until the view equals `truth` (without this member), or `within` runs out.
+    async fn converges(&mut self, truth: &BTreeSet<String>, within: Duration) -> bool {
+        let mut want = truth.clone();
+        want.remove(&self.id);
+        let deadline = Instant::now() + within;
+        while self.view != want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.client.recv()).await {
+                Ok(message) => self.apply(&message),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The NATS node (index) leading the stream `name`, asked through JetStream's API.
+async fn stream_leader(cluster: &Cluster, name: &str) -> usize {
+    let client = async_nats::connect(cluster.nats.url(0)).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream(name).await.unwrap();
+    let info = stream.info().await.unwrap();
+    let leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("the stream has a leader");
+    assert_eq!(
+        info.config.num_replicas, 3,
+        "default flags on a 3-node NATS cluster replicate the stream 3 times"
+    );
+    leader
+        .strip_prefix('n')
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected server name {leader}"))
+}
+
+/// Guarantee 4 for the hardest node: kill -9 of the NATS node leading the lease stream. JetStream
+/// elects a new leader within seconds, during which the lease store cannot be written; the routers
+/// keep serving their slots meanwhile. Relays on one edge and across edges, a leave and a join all
+/// work within 5 s, and afterwards every slot is still served exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_stream_leader_loses_nothing() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "leader-loss";
+    let mut a = Member::join(&cluster.edge_url(0), room).await;
+    let mut c = Member::join(&cluster.edge_url(0), room).await;
+    let mut b = Member::join(&cluster.edge_url(1), room).await;
+    let mut x = Member::join(&cluster.edge_url(1), room).await;
+    let mut all: BTreeSet<String> = [&a, &c, &b, &x].iter().map(|m| m.id.clone()).collect();
+    for m in [&mut a, &mut c, &mut b, &mut x] {
+        assert!(m.converges(&all, Duration::from_secs(5)).await);
+    }
+
+    let leader = stream_leader(&cluster, &format!("KV_{}", subject::LEASES_BUCKET)).await;
+    cluster.nats.kill(leader).unwrap();
+    let killed = Instant::now();
+
+    // A relay between two members of the same edge, then across edges: the data plane does not
+    // wait for the control plane.
+    for (from, to) in [(0, 1), (0, 2)] {
+        let ids = [a.id.clone(), c.id.clone(), b.id.clone()];
+        let mut n = 0;
+        loop {
+            let sender = [&mut a, &mut c, &mut b][from].client.send(json!({
+                "event": "send_to_peer", "peer_id": ids[to], "data": {"event": "message", "n": n}
+            }));
+            sender.await;
+            let receiver = &mut [&mut a, &mut c, &mut b][to];
+            if let Ok(m) =
+                tokio::time::timeout(Duration::from_millis(200), receiver.client.recv()).await
+            {
+                assert_eq!(m["event"], "message", "{m}");
+                break;
+            }
+            n += 1;
+            assert!(
+                killed.elapsed() < Duration::from_secs(5),
+                "no relay {from}->{to} within 5 s\n{}",
+                cluster.logs()
+            );
+        }
+    }
+    // A leave and a join, announced to everyone within 5 s.
+    x.client.send(json!({"event": "leave_room"})).await;
+    all.remove(&x.id);
+    let d = Member::join(&cluster.edge_url(1), room).await;
+    all.insert(d.id.clone());
+    assert_eq!(
+        d.view,
+        all.iter().filter(|id| **id != d.id).cloned().collect(),
+        "the joiner is told the true membership"
+    );
+    let left = Duration::from_secs(5).saturating_sub(killed.elapsed());
+    for m in [&mut a, &mut c, &mut b] {
+        assert!(
+            m.converges(&all, left).await,
+            "{} sees {:?}, the room holds {all:?} ({:?} after the kill)\n{}",
+            m.id,
+            m.view,
+            killed.elapsed(),
+            cluster.logs()
+        );
+    }
+    eprintln!(
+        "lease stream leader n{leader} killed: relays, a leave and a join done after {:?}",
+        killed.elapsed()
+    );
+    // No slot was given up or served twice.
+    cluster.settled().await;
+}
+
+/// Guarantee 7: members leave (socket closed, or `leave_room`) and join while the router owning
+/// their room is killed. Once a router has taken the slot over, every remaining member's view
+/// equals the true membership: nobody left behind as a ghost, nobody unannounced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leave_storm_during_a_router_kill_leaves_no_ghosts() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "leave-storm";
+    let mut members = Vec::new();
+    for i in 0..10 {
+        members.push(Member::join(&cluster.edge_url(i % 2), room).await);
+    }
+    let mut all: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
+    for m in &mut members {
+        assert!(m.converges(&all, Duration::from_secs(5)).await);
+    }
+    let owner = cluster.owner_of(room).await.expect("the room is served");
+    cluster.routers[owner].as_mut().unwrap().kill9().unwrap();
+
+    // Half of them go, in both ways, right after the kill.
+    for (i, mut m) in members.drain(5..).enumerate().collect::<Vec<_>>() {
+        if i % 2 == 0 {
+            m.client.send(json!({"event": "leave_room"})).await;
+        }
+        all.remove(&m.id);
+        drop(m);
+    }
+    // Two join meanwhile (they wait for the new owner).
+    for i in 0..2 {
+        let m = Member::join(&cluster.edge_url(i), room).await;
+        all.insert(m.id.clone());
+        members.push(m);
+    }
+    for m in &mut members {
+        assert!(
+            m.converges(&all, Duration::from_secs(10)).await,
+            "{} sees {:?}, the room holds {all:?}\n{}",
+            m.id,
+            m.view,
+            cluster.logs()
+        );
+    }
+    // And it stays so: nothing more arrives but the pong.
+    for m in &mut members {
+        m.client.sync().await;
+    }
+}
