@@ -11,65 +11,11 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::Client;
 use common::cluster::Cluster;
-use serde_json::{Value, json};
+use common::views::Member;
+use serde_json::json;
 use switchboard_proto::subject;
 use tokio::time::Instant;
-
-/// A member and what it has been told about its room.
-struct Member {
-    client: Client,
-    id: String,
-    view: BTreeSet<String>,
-}
-
-impl Member {
-    async fn join(url: &str, room: &str) -> Member {
-        let mut client = Client::connect_url(url).await;
-        let (id, joined) = client.join(room, json!({})).await;
-        let view = joined["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["peer_id"].as_str().unwrap().to_string())
-            .collect();
-        Member { client, id, view }
-    }
-
-    fn apply(&mut self, message: &Value) {
-        match message["event"].as_str() {
-            Some("new_peer") => {
-                let peer = message["peer_id"].as_str().unwrap().to_string();
-                assert!(
-                    self.view.insert(peer.clone()),
-                    "{} was told twice that {peer} joined",
-                    self.id
-                );
-            }
-            Some("peer_left") => {
-                self.view.remove(message["sender_id"].as_str().unwrap());
-            }
-            Some("error") => panic!("{} got an error: {message}", self.id),
-            _ => {}
-        }
-    }
-
-    /// Reads events until the view equals `truth` (without this member), or `within` runs out.
-    async fn converges(&mut self, truth: &BTreeSet<String>, within: Duration) -> bool {
-        let mut want = truth.clone();
-        want.remove(&self.id);
-        let deadline = Instant::now() + within;
-        while self.view != want {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.client.recv()).await {
-                Ok(message) => self.apply(&message),
-                Err(_) => return false,
-            }
-        }
-        true
-    }
-}
 
 /// The NATS node (index) leading the stream `name`, asked through JetStream's API.
 async fn stream_leader(cluster: &Cluster, name: &str) -> usize {
@@ -212,4 +158,132 @@ async fn a_leave_storm_during_a_router_kill_leaves_no_ghosts() {
     for m in &mut members {
         m.client.sync().await;
     }
+}
+
+/// The fault sequence a user of one cluster may live through in a bad week: the router owning
+/// their room dies, then an edge, then a NATS node. After each, joins, leaves and relays work again
+/// within 5 s and every member's view equals the membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_then_an_edge_then_a_nats_node_die() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "bad-week";
+    let mut on0 = vec![
+        Member::join(&cluster.edge_url(0), room).await,
+        Member::join(&cluster.edge_url(0), room).await,
+    ];
+    let mut on1 = vec![
+        Member::join(&cluster.edge_url(1), room).await,
+        Member::join(&cluster.edge_url(1), room).await,
+    ];
+    let mut all: BTreeSet<String> = on0.iter().chain(&on1).map(|m| m.id.clone()).collect();
+    let within = Duration::from_secs(5);
+
+    // 1. The room's router.
+    let owner = cluster.owner_of(room).await.expect("the room is served");
+    cluster.routers[owner].take().unwrap().kill9().unwrap();
+    let killed = Instant::now();
+    let joiner = Member::join(&cluster.edge_url(0), room).await;
+    assert!(
+        killed.elapsed() < within,
+        "join took {:?}",
+        killed.elapsed()
+    );
+    all.insert(joiner.id.clone());
+    on0.push(joiner);
+    for m in on0.iter_mut().chain(on1.iter_mut()) {
+        let left = within.saturating_sub(killed.elapsed());
+        assert!(
+            m.converges(&all, left).await,
+            "after the router: {} sees {:?}",
+            m.id,
+            m.view
+        );
+    }
+    cluster.add_router().await;
+
+    // 2. An edge, with its two members.
+    cluster.edges[1].take().unwrap().kill9().unwrap();
+    let killed = Instant::now();
+    for m in on1.drain(..) {
+        all.remove(&m.id);
+    }
+    for m in on0.iter_mut() {
+        let left = within.saturating_sub(killed.elapsed());
+        assert!(
+            m.converges(&all, left).await,
+            "after the edge: {} sees {:?}",
+            m.id,
+            m.view
+        );
+    }
+    let edge = cluster.add_edge().await;
+    cluster.settled().await;
+
+    // 3. The NATS node holding most of our connections.
+    let victim = cluster.busiest_nats_node().await;
+    cluster.nats.kill(victim).unwrap();
+    let killed = Instant::now();
+    let b = on0[1].id.clone();
+    on0[0]
+        .client
+        .send(json!({"event": "send_to_peer", "peer_id": b, "data": {"event": "message"}}))
+        .await;
+    let relayed = on0[1].client.recv().await;
+    assert_eq!(relayed["event"], "message", "{relayed}");
+    let late = Member::join(&cluster.edge_url(edge), room).await;
+    assert_eq!(late.view, all, "the joiner is told the true membership");
+    all.insert(late.id.clone());
+    let leaver = on0.pop().unwrap();
+    all.remove(&leaver.id);
+    drop(leaver);
+    on0.push(late);
+    for m in on0.iter_mut() {
+        let left = within.saturating_sub(killed.elapsed());
+        assert!(
+            m.converges(&all, left).await,
+            "after the NATS node: {} sees {:?}, the room holds {all:?}\n{}",
+            m.id,
+            m.view,
+            cluster.logs()
+        );
+    }
+}
+
+/// Guarantee 8 through a whole-NATS outage: clients leave while no NATS server runs (their edges
+/// cannot tell anyone). Once NATS is back, the others are told, and the room holds exactly who is
+/// left, as a new joiner sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_during_a_nats_outage_are_not_lost() {
+    let mut cluster = Cluster::start(2, 2).await;
+    let room = "outage-leaves";
+    let mut members = Vec::new();
+    for i in 0..8 {
+        members.push(Member::join(&cluster.edge_url(i % 2), room).await);
+    }
+    let mut all: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
+    for m in &mut members {
+        assert!(m.converges(&all, Duration::from_secs(5)).await);
+    }
+    for node in 0..cluster.nats.len() {
+        cluster.nats.kill(node).unwrap();
+    }
+    for (i, mut m) in members.drain(4..).enumerate().collect::<Vec<_>>() {
+        if i % 2 == 0 {
+            m.client.send(json!({"event": "leave_room"})).await;
+        }
+        all.remove(&m.id);
+    }
+    cluster.nats.restart_all().await.unwrap();
+    cluster.settled().await;
+    for m in &mut members {
+        assert!(
+            m.converges(&all, Duration::from_secs(10)).await,
+            "{} sees {:?}, the room holds {all:?}\n{}",
+            m.id,
+            m.view,
+            cluster.logs()
+        );
+    }
+    let late = Member::join(&cluster.edge_url(1), room).await;
+    assert_eq!(late.view, all);
 }
