@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use switchboard_proto::StatusRules;
 use switchboard_proto::limits::{
-    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
-    DEFAULT_RATE_PER_SECOND,
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ROOM_SIZE,
+    DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, MAX_JSON_DEPTH,
+    MIN_JSON_DEPTH,
 };
 pub use switchboard_router::cli::{LogFormat, Logging};
 use switchboard_router::nats::NatsArgs;
@@ -86,6 +87,12 @@ pub struct Config {
     /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+
+    /// Deepest nesting of objects and arrays in a client message, the message itself counting as one;
+    /// deeper is refused with `invalid message: nested too deeply`. At most 124, so that every bus
+    /// message built from a client message stays decodable.
+    #[arg(long, env = "SWITCHBOARD_MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH)]
+    pub max_json_depth: usize,
 
     /// Sustained messages per second a connection may send (token bucket refill rate).
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = DEFAULT_RATE_PER_SECOND)]
@@ -205,6 +212,17 @@ impl Config {
                 self.max_frame_bytes
             ));
         }
+        if !(MIN_JSON_DEPTH..=MAX_JSON_DEPTH).contains(&self.max_json_depth) {
+            // Deeper than the maximum, a status the edge accepted could not be decoded on the bus
+            // (serde_json's recursion limit) and its joiner would hide in the room.
+            return fail(format!(
+                "--max-json-depth must be between {MIN_JSON_DEPTH} and {MAX_JSON_DEPTH} (got {}): \
+                 the bus nests client messages {} levels deeper, within serde_json's limit of {}",
+                self.max_json_depth,
+                switchboard_proto::bus::ENVELOPE_DEPTH,
+                switchboard_proto::limits::SERDE_JSON_MAX_DEPTH,
+            ));
+        }
         if self.rate_limit == 0 || self.rate_burst == 0 {
             return fail("--rate-limit and --rate-burst must be at least 1".into());
         }
@@ -311,6 +329,7 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:4233".parse().unwrap());
         assert_eq!(config.admin_listen, "127.0.0.1:9233".parse().unwrap());
         assert_eq!(config.max_frame_bytes, 256 * 1024);
+        assert_eq!(config.max_json_depth, 32);
         assert_eq!((config.rate_limit, config.rate_burst), (50, 200));
         assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
         assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
@@ -329,6 +348,8 @@ mod tests {
         };
         assert!(bad(|c| c.max_frame_bytes = 10).contains("--max-frame-bytes"));
         assert!(bad(|c| c.rate_limit = 0).contains("--rate-limit"));
+        assert!(bad(|c| c.max_json_depth = 1).contains("--max-json-depth"));
+        assert!(bad(|c| c.max_json_depth = MAX_JSON_DEPTH + 1).contains("--max-json-depth"));
         assert!(bad(|c| c.idle_timeout = Duration::from_secs(1)).contains("--idle-timeout"));
         assert!(bad(|c| c.admin_listen = c.listen).contains("--admin-listen"));
         assert!(bad(|c| c.user_agents = vec!["".into()]).contains("--user-agents"));

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_proto::limits::close_code;
-use switchboard_proto::{ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode};
+use switchboard_proto::{
+    ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode_with_depth,
+};
 use switchboard_router::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
@@ -289,7 +291,7 @@ where
             return self.reply_error(ProtocolError::InvalidMessage).await.err();
         };
         let received = Instant::now();
-        let result = match decode(&text) {
+        let result = match decode_with_depth(&text, self.ctx.limits.max_json_depth) {
             Ok(message) => {
                 self.ctx.metrics.message_in(message.event());
                 self.on_client_message(message, received).await

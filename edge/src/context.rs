@@ -25,6 +25,8 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Rate-limited messages within 10 s that close the connection.
     pub rate_limit_close_after: u32,
+    /// Deepest nesting of a client message.
+    pub max_json_depth: usize,
     /// Outbound queue length.
     pub outbound_queue: usize,
     /// Interval between server pings.
@@ -48,6 +50,7 @@ impl Limits {
             rate_limit: config.rate_limit,
             rate_burst: config.rate_burst,
             rate_limit_close_after: config.rate_limit_close_after,
+            max_json_depth: config.max_json_depth,
             outbound_queue: config.outbound_queue,
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
