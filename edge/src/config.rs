@@ -136,6 +136,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 
+    /// Bytes queued for one client, whatever the number of messages: the most memory a client that
+    /// does not read can hold (an empty queue still takes one message of any size). Full queues are
+    /// treated as with --outbound-queue. At least --max-frame-bytes.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES", default_value_t = DEFAULT_OUTBOUND_QUEUE_BYTES)]
+    pub outbound_queue_bytes: usize,
+
     /// How long a peer message may wait for room in a full queue before its target is closed as a
     /// slow consumer (1008). Meanwhile only the sender's own input waits.
     #[arg(long, env = "SWITCHBOARD_SLOW_CLIENT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
@@ -177,6 +183,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_STATS_FILE")]
     pub stats_file: Option<PathBuf>,
 }
+
+/// Default of --outbound-queue-bytes: 16 frames of the default maximum size, so a reading client
+/// takes a burst of large messages; a sender's whole burst (--rate-burst, 200) of 20 KiB messages,
+/// several times a large SDP offer; the latest 4 KiB status of a thousand members. 8 clients that
+/// never read pin 32 MiB, not the 512 MiB that 256 messages of 256 KiB each allowed.
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
@@ -234,6 +246,13 @@ impl Config {
         }
         if self.outbound_queue == 0 {
             return fail("--outbound-queue must be at least 1".into());
+        }
+        if self.outbound_queue_bytes < self.max_frame_bytes {
+            // A client must be able to receive at least one largest frame besides what is queued.
+            return fail(format!(
+                "--outbound-queue-bytes ({}) must be at least --max-frame-bytes ({})",
+                self.outbound_queue_bytes, self.max_frame_bytes
+            ));
         }
         if self.ws_read_buffer < 256 {
             return fail("--ws-read-buffer must be at least 256".into());
@@ -330,6 +349,7 @@ mod tests {
         assert_eq!(config.admin_listen, "127.0.0.1:9233".parse().unwrap());
         assert_eq!(config.max_frame_bytes, 256 * 1024);
         assert_eq!(config.max_json_depth, 32);
+        assert_eq!(config.outbound_queue_bytes, 4 << 20);
         assert_eq!((config.rate_limit, config.rate_burst), (50, 200));
         assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
         assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
@@ -349,6 +369,7 @@ mod tests {
         assert!(bad(|c| c.max_frame_bytes = 10).contains("--max-frame-bytes"));
         assert!(bad(|c| c.rate_limit = 0).contains("--rate-limit"));
         assert!(bad(|c| c.max_json_depth = 1).contains("--max-json-depth"));
+        assert!(bad(|c| c.outbound_queue_bytes = 1000).contains("--outbound-queue-bytes"));
         assert!(bad(|c| c.max_json_depth = MAX_JSON_DEPTH + 1).contains("--max-json-depth"));
         assert!(bad(|c| c.idle_timeout = Duration::from_secs(1)).contains("--idle-timeout"));
         assert!(bad(|c| c.admin_listen = c.listen).contains("--admin-listen"));

@@ -51,7 +51,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = ConnId::for_edge(ctx.edge, rand::random());
-    let (tx, rx) = queue::bounded(ctx.limits.outbound_queue);
+    let (tx, rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
     ctx.metrics.connections.inc();
@@ -117,7 +117,7 @@ struct Blocked {
 /// Waits until the blocked relay's target has room (never, when nothing is blocked).
 async fn room(blocked: &Option<Blocked>) {
     match blocked {
-        Some(blocked) => blocked.outlet.room().await,
+        Some(blocked) => blocked.outlet.room(blocked.text.len()).await,
         None => std::future::pending().await,
     }
 }

@@ -27,8 +27,8 @@ pub struct Limits {
     pub rate_limit_close_after: u32,
     /// Deepest nesting of a client message.
     pub max_json_depth: usize,
-    /// Outbound queue length.
-    pub outbound_queue: usize,
+    /// Outbound queue bounds (messages and bytes).
+    pub outbound_queue: crate::queue::Limits,
     /// Interval between server pings.
     pub ping_interval: Duration,
     /// Silence after which a connection is closed.
@@ -51,7 +51,10 @@ impl Limits {
             rate_burst: config.rate_burst,
             rate_limit_close_after: config.rate_limit_close_after,
             max_json_depth: config.max_json_depth,
-            outbound_queue: config.outbound_queue,
+            outbound_queue: crate::queue::Limits {
+                messages: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             io_timeout: config.io_timeout,

@@ -4,11 +4,15 @@
 //! Label values are fixed, small sets (event names, error reasons, disconnect reasons); room ids and
 //! connection ids never become labels.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use switchboard_proto::ProtocolError;
+
+use crate::queue::QueueMetrics;
 
 /// Why a connection ended; the `reason` label of `switchboard_disconnects_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +131,8 @@ pub struct Metrics {
     /// Times this edge lost messages on its NATS subscriptions (slow consumer); each asks the routers
     /// to reconcile.
     pub bus_slow_consumers: IntCounter,
+    /// What the outbound queues report: bytes waiting, refusals by bound, coalesced updates.
+    pub queue: Arc<QueueMetrics>,
 }
 
 impl Metrics {
@@ -154,7 +160,27 @@ impl Metrics {
             Ok::<_, prometheus::Error>(h)
         };
 
+        let queue_full = counter_vec(
+            "switchboard_outbound_queue_full_total",
+            "Messages that found a client's outbound queue full, by the bound it met (messages or \
+             bytes). A room event or cross-edge relay then closes the client as a slow consumer; \
+             a local peer message waits for room.",
+            &["bound"],
+        )?;
+        let queue = Arc::new(QueueMetrics {
+            queued_bytes: gauge(
+                "switchboard_outbound_queued_bytes",
+                "Bytes waiting in the outbound queues of all clients.",
+            )?,
+            full_messages: queue_full.with_label_values(&["messages"]),
+            full_bytes: queue_full.with_label_values(&["bytes"]),
+            coalesced: counter(
+                "switchboard_status_updates_coalesced_total",
+                "peer_updated_status messages that replaced an unsent older one of the same member.",
+            )?,
+        });
         let metrics = Metrics {
+            queue,
             connections: gauge("switchboard_connections", "Open client connections.")?,
             connections_accepted: counter(
                 "switchboard_connections_accepted_total",
