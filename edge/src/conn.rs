@@ -270,10 +270,11 @@ where
             Message::Text(text) => Some(text),
             // Binary frames are not part of the protocol; they are answered, never fatal.
             Message::Binary(_) => None,
-            // tungstenite answers pings and close frames itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
-                return None;
-            }
+            // tungstenite answers pings itself; they take a token all the same, or a flood of them
+            // would be free work for the server.
+            Message::Ping(_) | Message::Pong(_) => return self.on_control_frame(),
+            // tungstenite answers close frames itself.
+            Message::Close(_) | Message::Frame(_) => return None,
         };
         match self.limiter.check(Instant::now()) {
             Verdict::Allow => {}
@@ -304,6 +305,23 @@ where
         match result {
             Ok(()) => None,
             Err(error) => self.reply_error(error).await.err(),
+        }
+    }
+
+    /// A ping or pong takes a token like any message. One over the limit is dropped without an
+    /// error (there is no request to answer, and a reply would feed the flood); sustained abuse
+    /// closes the connection as for text messages.
+    fn on_control_frame(&mut self) -> Option<DisconnectReason> {
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => None,
+            Verdict::Drop => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                None
+            }
+            Verdict::Close => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                Some(DisconnectReason::RateLimitAbuse)
+            }
         }
     }
 
