@@ -118,6 +118,13 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// File descriptors kept for everything but client connections: the admin port, NATS, listeners,
+    /// the runtime, files, and public HTTP requests still being answered (web files, 503s). If the
+    /// descriptor limit (raised to the hard limit at start) cannot cover --max-connections plus this,
+    /// the edge serves fewer clients and logs a warning.
+    #[arg(long, env = "SWITCHBOARD_FD_RESERVE", default_value_t = DEFAULT_FD_RESERVE)]
+    pub fd_reserve: usize,
+
     /// Largest status, in bytes of serialized JSON.
     #[arg(long, env = "SWITCHBOARD_MAX_STATUS_BYTES", default_value_t = DEFAULT_MAX_STATUS_BYTES)]
     pub max_status_bytes: usize,
@@ -190,6 +197,11 @@ pub struct Config {
 /// never read pin 32 MiB, not the 512 MiB that 256 messages of 256 KiB each allowed.
 pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Default of --fd-reserve: the edge itself needs about 16 descriptors (standard streams, listeners,
+/// the runtime's event loop, NATS, the statistics file); half the reserve is for public HTTP requests
+/// that are not WebSockets, the rest leaves room for admin scrapes and probes.
+pub const DEFAULT_FD_RESERVE: usize = 128;
+
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -243,6 +255,13 @@ impl Config {
         }
         if self.max_connections == 0 {
             return fail("--max-connections must be at least 1".into());
+        }
+        if self.fd_reserve < 32 {
+            return fail(format!(
+                "--fd-reserve must be at least 32 (got {}): the edge itself needs about 16 \
+                 descriptors, and public HTTP requests and the admin port share the rest",
+                self.fd_reserve
+            ));
         }
         if self.outbound_queue == 0 {
             return fail("--outbound-queue must be at least 1".into());
@@ -370,6 +389,7 @@ mod tests {
         assert!(bad(|c| c.rate_limit = 0).contains("--rate-limit"));
         assert!(bad(|c| c.max_json_depth = 1).contains("--max-json-depth"));
         assert!(bad(|c| c.outbound_queue_bytes = 1000).contains("--outbound-queue-bytes"));
+        assert!(bad(|c| c.fd_reserve = 8).contains("--fd-reserve"));
         assert!(bad(|c| c.max_json_depth = MAX_JSON_DEPTH + 1).contains("--max-json-depth"));
         assert!(bad(|c| c.idle_timeout = Duration::from_secs(1)).contains("--idle-timeout"));
         assert!(bad(|c| c.admin_listen = c.listen).contains("--admin-listen"));

@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer, StatusRules};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::bus::Bus;
+use crate::descriptors::Plan;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::web::Site;
@@ -37,15 +38,17 @@ pub struct Limits {
     pub io_timeout: Duration,
     /// How long a relay waits for room in a full target queue before the target is closed.
     pub slow_client_timeout: Duration,
-    /// Most concurrent connections.
+    /// Most concurrent connections: `--max-connections`, or fewer if descriptors are short.
     pub max_connections: usize,
+    /// Most public-port HTTP connections not (yet) upgraded (see `descriptors`).
+    pub pending_http: usize,
     /// tungstenite settings (frame size limit, buffers).
     pub websocket: WebSocketConfig,
 }
 
 impl Limits {
-    /// The limits of `config`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The limits of `config`, within the descriptors of `plan`.
+    pub fn from_config(config: &Config, plan: Plan) -> Self {
         Limits {
             rate_limit: config.rate_limit,
             rate_burst: config.rate_burst,
@@ -59,7 +62,8 @@ impl Limits {
             idle_timeout: config.idle_timeout,
             io_timeout: config.io_timeout,
             slow_client_timeout: config.slow_client_timeout,
-            max_connections: config.max_connections,
+            max_connections: plan.connections,
+            pending_http: plan.pending_http,
             websocket: WebSocketConfig::default()
                 .max_frame_size(Some(config.max_frame_bytes))
                 .max_message_size(Some(config.max_frame_bytes))
@@ -168,6 +172,8 @@ pub struct Context {
     pub lifecycle: Lifecycle,
     /// Connection places.
     pub slots: Slots,
+    /// Places for public-port HTTP connections that are not WebSockets (yet).
+    pub pending_http: Arc<Semaphore>,
     /// The demo page and the JS client.
     pub site: Site,
 }
@@ -181,10 +187,12 @@ impl Context {
         registry: Registry,
         bus: Bus,
         metrics: Metrics,
+        plan: Plan,
     ) -> Arc<Self> {
         Arc::new(Context {
             edge,
-            limits: Limits::from_config(config),
+            pending_http: Arc::new(Semaphore::new(plan.pending_http)),
+            limits: Limits::from_config(config, plan),
             status_rules: config.status_rules(),
             keyer,
             registry,

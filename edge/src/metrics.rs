@@ -131,6 +131,10 @@ pub struct Metrics {
     /// Times this edge lost messages on its NATS subscriptions (slow consumer); each asks the routers
     /// to reconcile.
     pub bus_slow_consumers: IntCounter,
+    /// The connection limit in force: `--max-connections`, or fewer if descriptors are short.
+    pub connections_limit: IntGauge,
+    /// `accept` calls that failed, by port (out of descriptors, mostly).
+    pub accept_errors: IntCounterVec,
     /// What the outbound queues report: bytes waiting, refusals by bound, coalesced updates.
     pub queue: Arc<QueueMetrics>,
 }
@@ -181,6 +185,16 @@ impl Metrics {
         });
         let metrics = Metrics {
             queue,
+            connections_limit: gauge(
+                "switchboard_connections_limit",
+                "Client connections allowed: --max-connections, or fewer if the descriptor limit \
+                 cannot cover them plus --fd-reserve.",
+            )?,
+            accept_errors: counter_vec(
+                "switchboard_accept_errors_total",
+                "Failed accepts of TCP connections (e.g. out of descriptors), by port.",
+                &["port"],
+            )?,
             connections: gauge("switchboard_connections", "Open client connections.")?,
             connections_accepted: counter(
                 "switchboard_connections_accepted_total",
@@ -285,6 +299,9 @@ impl Metrics {
         }
         for kind in ["command", "relay", "heartbeat", "resync"] {
             metrics.bus_errors.with_label_values(&[kind]);
+        }
+        for port in ["public", "admin"] {
+            metrics.accept_errors.with_label_values(&[port]);
         }
         for reason in ["capacity", "draining"] {
             metrics.connections_refused.with_label_values(&[reason]);

@@ -161,3 +161,116 @@ async fn clients_that_do_not_read_pin_no_more_than_the_byte_bound() {
     );
     drop((senders, sleepers));
 }
+
+/// Under a descriptor limit too low for --max-connections, the edge serves what fits: excess
+/// upgrades get HTTP 503 (not a failed accept), and the admin port answers throughout, even while
+/// idle connections crowd the public port. The limit is set from outside with prlimit(1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_descriptor_limit_lowers_the_connection_limit_and_admin_keeps_answering() {
+    const FD_LIMIT: usize = 128;
+    const RESERVE: usize = 32;
+    const CLIENTS: usize = FD_LIMIT - RESERVE;
+    let nofile = format!("--nofile={FD_LIMIT}:{FD_LIMIT}");
+    let reserve = RESERVE.to_string();
+    let edge = Process::spawn(
+        "prlimit",
+        [
+            nofile.as_str(),
+            BIN,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--fd-reserve",
+            &reserve,
+        ],
+    )
+    .await
+    .unwrap();
+    let (addr, admin) = (
+        edge.addr("listen").unwrap(),
+        edge.addr("admin_listen").unwrap(),
+    );
+    let url = format!("ws://{addr}/");
+    let admin_answers = || async {
+        assert_eq!(http_get(admin, "/healthz").await.unwrap().0, 200);
+        assert_eq!(http_get(admin, "/metrics").await.unwrap().0, 200);
+    };
+    assert!(
+        edge.log()
+            .contains("the descriptor limit cannot cover --max-connections"),
+        "{}",
+        edge.log()
+    );
+    assert_eq!(
+        metric(admin, "switchboard_connections_limit", &[]).await,
+        CLIENTS as f64
+    );
+
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        let mut client = Client::connect_url(&url).await;
+        if i % 16 == 0 {
+            client.sync().await;
+            admin_answers().await;
+        }
+        clients.push(client);
+    }
+    for _ in 0..5 {
+        let refused = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(&url))
+            .await
+            .expect("an answer, not a hang");
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 503)
+            }
+            other => panic!("expected HTTP 503, got {other:?}"),
+        }
+        admin_answers().await;
+    }
+
+    // Idle TCP connections to the public port, more than the descriptors left: the edge takes a few
+    // (it must read their requests) and leaves the rest waiting in the backlog.
+    let mut idle = Vec::new();
+    for _ in 0..2 * RESERVE {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    admin_answers().await;
+    drop(idle);
+    // Everyone connected is still served.
+    for client in clients.iter_mut().step_by(8) {
+        client.sync().await;
+    }
+    assert!(
+        metric(
+            admin,
+            "switchboard_connections_refused_total",
+            &[("reason", "capacity")]
+        )
+        .await
+            >= 5.0
+    );
+    assert_eq!(
+        metric(admin, "switchboard_accept_errors_total", &[]).await,
+        0.0,
+        "the edge never ran out of descriptors"
+    );
+}
+
+/// A descriptor limit that leaves nothing for clients after the reserve cannot work: exit 64.
+#[test]
+fn a_descriptor_limit_below_the_reserve_is_refused_at_start() {
+    let output = std::process::Command::new("prlimit")
+        .args([
+            "--nofile=64:64",
+            BIN,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--fd-reserve"));
+}
