@@ -9,8 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use switchboard_proto::StatusRules;
 use switchboard_proto::limits::{
-    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_ROOM_SIZE, DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST,
-    DEFAULT_RATE_PER_SECOND,
+    DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ROOM_SIZE,
+    DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, MAX_JSON_DEPTH,
+    MIN_JSON_DEPTH,
 };
 pub use switchboard_router::cli::{LogFormat, Logging};
 use switchboard_router::nats::NatsArgs;
@@ -87,6 +88,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 
+    /// Deepest nesting of objects and arrays in a client message, the message itself counting as one;
+    /// deeper is refused with `invalid message: nested too deeply`. At most 124, so that every bus
+    /// message built from a client message stays decodable.
+    #[arg(long, env = "SWITCHBOARD_MAX_JSON_DEPTH", default_value_t = DEFAULT_MAX_JSON_DEPTH)]
+    pub max_json_depth: usize,
+
     /// Sustained messages per second a connection may send (token bucket refill rate).
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT", default_value_t = DEFAULT_RATE_PER_SECOND)]
     pub rate_limit: u32,
@@ -111,6 +118,13 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 100_000)]
     pub max_connections: usize,
 
+    /// File descriptors kept for everything but client connections: the admin port, NATS, listeners,
+    /// the runtime, files, and public HTTP requests still being answered (web files, 503s). If the
+    /// descriptor limit (raised to the hard limit at start) cannot cover --max-connections plus this,
+    /// the edge serves fewer clients and logs a warning.
+    #[arg(long, env = "SWITCHBOARD_FD_RESERVE", default_value_t = DEFAULT_FD_RESERVE)]
+    pub fd_reserve: usize,
+
     /// Largest status, in bytes of serialized JSON.
     #[arg(long, env = "SWITCHBOARD_MAX_STATUS_BYTES", default_value_t = DEFAULT_MAX_STATUS_BYTES)]
     pub max_status_bytes: usize,
@@ -128,6 +142,12 @@ pub struct Config {
     /// consumer); a peer message waits up to --slow-client-timeout for room.
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
+
+    /// Bytes queued for one client, whatever the number of messages: the most memory a client that
+    /// does not read can hold (an empty queue still takes one message of any size). Full queues are
+    /// treated as with --outbound-queue. At least --max-frame-bytes.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES", default_value_t = DEFAULT_OUTBOUND_QUEUE_BYTES)]
+    pub outbound_queue_bytes: usize,
 
     /// How long a peer message may wait for room in a full queue before its target is closed as a
     /// slow consumer (1008). Meanwhile only the sender's own input waits.
@@ -171,6 +191,17 @@ pub struct Config {
     pub stats_file: Option<PathBuf>,
 }
 
+/// Default of --outbound-queue-bytes: 16 frames of the default maximum size, so a reading client
+/// takes a burst of large messages; a sender's whole burst (--rate-burst, 200) of 20 KiB messages,
+/// several times a large SDP offer; the latest 4 KiB status of a thousand members. 8 clients that
+/// never read pin 32 MiB, not the 512 MiB that 256 messages of 256 KiB each allowed.
+pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default of --fd-reserve: the edge itself needs about 16 descriptors (standard streams, listeners,
+/// the runtime's event loop, NATS, the statistics file); half the reserve is for public HTTP requests
+/// that are not WebSockets, the rest leaves room for admin scrapes and probes.
+pub const DEFAULT_FD_RESERVE: usize = 128;
+
 fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(s)
 }
@@ -205,6 +236,17 @@ impl Config {
                 self.max_frame_bytes
             ));
         }
+        if !(MIN_JSON_DEPTH..=MAX_JSON_DEPTH).contains(&self.max_json_depth) {
+            // Deeper than the maximum, a status the edge accepted could not be decoded on the bus
+            // (serde_json's recursion limit) and its joiner would hide in the room.
+            return fail(format!(
+                "--max-json-depth must be between {MIN_JSON_DEPTH} and {MAX_JSON_DEPTH} (got {}): \
+                 the bus nests client messages {} levels deeper, within serde_json's limit of {}",
+                self.max_json_depth,
+                switchboard_proto::bus::ENVELOPE_DEPTH,
+                switchboard_proto::limits::SERDE_JSON_MAX_DEPTH,
+            ));
+        }
         if self.rate_limit == 0 || self.rate_burst == 0 {
             return fail("--rate-limit and --rate-burst must be at least 1".into());
         }
@@ -214,8 +256,22 @@ impl Config {
         if self.max_connections == 0 {
             return fail("--max-connections must be at least 1".into());
         }
+        if self.fd_reserve < 32 {
+            return fail(format!(
+                "--fd-reserve must be at least 32 (got {}): the edge itself needs about 16 \
+                 descriptors, and public HTTP requests and the admin port share the rest",
+                self.fd_reserve
+            ));
+        }
         if self.outbound_queue == 0 {
             return fail("--outbound-queue must be at least 1".into());
+        }
+        if self.outbound_queue_bytes < self.max_frame_bytes {
+            // A client must be able to receive at least one largest frame besides what is queued.
+            return fail(format!(
+                "--outbound-queue-bytes ({}) must be at least --max-frame-bytes ({})",
+                self.outbound_queue_bytes, self.max_frame_bytes
+            ));
         }
         if self.ws_read_buffer < 256 {
             return fail("--ws-read-buffer must be at least 256".into());
@@ -301,98 +357,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use switchboard_proto::limits::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS};
-
-    #[test]
-    fn defaults_are_the_documented_ones() {
-        let config = Config::default();
-        assert_eq!(config.listen, "127.0.0.1:4233".parse().unwrap());
-        assert_eq!(config.admin_listen, "127.0.0.1:9233".parse().unwrap());
-        assert_eq!(config.max_frame_bytes, 256 * 1024);
-        assert_eq!((config.rate_limit, config.rate_burst), (50, 200));
-        assert_eq!(config.idle_timeout.as_secs(), DEFAULT_IDLE_TIMEOUT_SECS);
-        assert_eq!(config.shutdown_grace.as_secs(), DEFAULT_SHUTDOWN_GRACE_SECS);
-        assert_eq!(config.status_rules(), StatusRules::default());
-        assert!(config.demo_enabled(), "the demo is on standalone");
-        assert!(config.ice_servers.is_empty());
-        assert_eq!(config.validate(), Ok(()));
-    }
-
-    #[test]
-    fn nonsense_is_refused_with_the_flag_named() {
-        let bad = |f: fn(&mut Config)| {
-            let mut config = Config::default();
-            f(&mut config);
-            config.validate().unwrap_err().to_string()
-        };
-        assert!(bad(|c| c.max_frame_bytes = 10).contains("--max-frame-bytes"));
-        assert!(bad(|c| c.rate_limit = 0).contains("--rate-limit"));
-        assert!(bad(|c| c.idle_timeout = Duration::from_secs(1)).contains("--idle-timeout"));
-        assert!(bad(|c| c.admin_listen = c.listen).contains("--admin-listen"));
-        assert!(bad(|c| c.user_agents = vec!["".into()]).contains("--user-agents"));
-    }
-
-    #[test]
-    fn flags_parse() {
-        let config = Config::try_parse_from([
-            "switchboard-edge",
-            "--listen",
-            "127.0.0.1:0",
-            "--shutdown-grace",
-            "1m 30s",
-            "--user-agents",
-            "chrome,bot",
-        ])
-        .unwrap();
-        assert_eq!(config.listen.port(), 0);
-        assert_eq!(config.shutdown_grace, Duration::from_secs(90));
-        assert_eq!(config.user_agents, ["chrome", "bot"]);
-        assert!(Config::try_parse_from(["switchboard-edge", "--listen", "nowhere"]).is_err());
-    }
-
-    #[test]
-    fn the_demo_is_on_standalone_and_opt_in_for_a_cluster() {
-        let parse = |args: &[&str]| {
-            let args = ["switchboard-edge"].iter().chain(args);
-            Config::try_parse_from(args).unwrap().demo_enabled()
-        };
-        let nats = ["--nats", "nats://127.0.0.1:4222"];
-        assert!(parse(&[]));
-        assert!(!parse(&nats));
-        assert!(parse(&[&nats[..], &["--demo"]].concat()));
-        assert!(parse(&[&nats[..], &["--demo=true"]].concat()));
-        assert!(parse(&[&nats[..], &["--demo", "true"]].concat()));
-        assert!(!parse(&["--demo=false"]));
-        assert!(!parse(&["--demo", "false", "--listen", "127.0.0.1:0"]));
-        assert!(Config::try_parse_from(["switchboard-edge", "--demo=maybe"]).is_err());
-    }
-
-    #[test]
-    fn ice_servers_repeat_and_split_on_semicolons() {
-        let config = Config::try_parse_from([
-            "switchboard-edge",
-            "--ice-server",
-            "stun:a.example.org:3478; stun:b.example.org",
-            "--ice-server",
-            "turn:t.example.org:3478?transport=udp username=u credential=c",
-        ])
-        .unwrap();
-        let urls: Vec<_> = config
-            .ice_servers
-            .iter()
-            .map(|s| s.urls.join(","))
-            .collect();
-        assert_eq!(
-            urls,
-            [
-                "stun:a.example.org:3478",
-                "stun:b.example.org",
-                "turn:t.example.org:3478?transport=udp"
-            ]
-        );
-        let refused = Config::try_parse_from(["switchboard-edge", "--ice-server", "turn:t"]);
-        assert!(refused.unwrap_err().to_string().contains("username="));
-    }
-}
+mod tests;

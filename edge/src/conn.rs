@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_proto::limits::close_code;
-use switchboard_proto::{ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode};
+use switchboard_proto::{
+    ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode_with_depth,
+};
 use switchboard_router::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
@@ -49,7 +51,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = ConnId::for_edge(ctx.edge, rand::random());
-    let (tx, rx) = queue::bounded(ctx.limits.outbound_queue);
+    let (tx, rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
     ctx.metrics.connections.inc();
@@ -115,7 +117,7 @@ struct Blocked {
 /// Waits until the blocked relay's target has room (never, when nothing is blocked).
 async fn room(blocked: &Option<Blocked>) {
     match blocked {
-        Some(blocked) => blocked.outlet.room().await,
+        Some(blocked) => blocked.outlet.room(blocked.text.len()).await,
         None => std::future::pending().await,
     }
 }
@@ -268,10 +270,11 @@ where
             Message::Text(text) => Some(text),
             // Binary frames are not part of the protocol; they are answered, never fatal.
             Message::Binary(_) => None,
-            // tungstenite answers pings and close frames itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) | Message::Frame(_) => {
-                return None;
-            }
+            // tungstenite answers pings itself; they take a token all the same, or a flood of them
+            // would be free work for the server.
+            Message::Ping(_) | Message::Pong(_) => return self.on_control_frame(),
+            // tungstenite answers close frames itself.
+            Message::Close(_) | Message::Frame(_) => return None,
         };
         match self.limiter.check(Instant::now()) {
             Verdict::Allow => {}
@@ -289,7 +292,7 @@ where
             return self.reply_error(ProtocolError::InvalidMessage).await.err();
         };
         let received = Instant::now();
-        let result = match decode(&text) {
+        let result = match decode_with_depth(&text, self.ctx.limits.max_json_depth) {
             Ok(message) => {
                 self.ctx.metrics.message_in(message.event());
                 self.on_client_message(message, received).await
@@ -302,6 +305,23 @@ where
         match result {
             Ok(()) => None,
             Err(error) => self.reply_error(error).await.err(),
+        }
+    }
+
+    /// A ping or pong takes a token like any message. One over the limit is dropped without an
+    /// error (there is no request to answer, and a reply would feed the flood); sustained abuse
+    /// closes the connection as for text messages.
+    fn on_control_frame(&mut self) -> Option<DisconnectReason> {
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => None,
+            Verdict::Drop => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                None
+            }
+            Verdict::Close => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                Some(DisconnectReason::RateLimitAbuse)
+            }
         }
     }
 

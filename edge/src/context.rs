@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer, StatusRules};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::bus::Bus;
+use crate::descriptors::Plan;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::web::Site;
@@ -25,8 +26,10 @@ pub struct Limits {
     pub rate_burst: u32,
     /// Rate-limited messages within 10 s that close the connection.
     pub rate_limit_close_after: u32,
-    /// Outbound queue length.
-    pub outbound_queue: usize,
+    /// Deepest nesting of a client message.
+    pub max_json_depth: usize,
+    /// Outbound queue bounds (messages and bytes).
+    pub outbound_queue: crate::queue::Limits,
     /// Interval between server pings.
     pub ping_interval: Duration,
     /// Silence after which a connection is closed.
@@ -35,25 +38,32 @@ pub struct Limits {
     pub io_timeout: Duration,
     /// How long a relay waits for room in a full target queue before the target is closed.
     pub slow_client_timeout: Duration,
-    /// Most concurrent connections.
+    /// Most concurrent connections: `--max-connections`, or fewer if descriptors are short.
     pub max_connections: usize,
+    /// Most public-port HTTP connections not (yet) upgraded (see `descriptors`).
+    pub pending_http: usize,
     /// tungstenite settings (frame size limit, buffers).
     pub websocket: WebSocketConfig,
 }
 
 impl Limits {
-    /// The limits of `config`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The limits of `config`, within the descriptors of `plan`.
+    pub fn from_config(config: &Config, plan: Plan) -> Self {
         Limits {
             rate_limit: config.rate_limit,
             rate_burst: config.rate_burst,
             rate_limit_close_after: config.rate_limit_close_after,
-            outbound_queue: config.outbound_queue,
+            max_json_depth: config.max_json_depth,
+            outbound_queue: crate::queue::Limits {
+                messages: config.outbound_queue,
+                bytes: config.outbound_queue_bytes,
+            },
             ping_interval: config.ping_interval,
             idle_timeout: config.idle_timeout,
             io_timeout: config.io_timeout,
             slow_client_timeout: config.slow_client_timeout,
-            max_connections: config.max_connections,
+            max_connections: plan.connections,
+            pending_http: plan.pending_http,
             websocket: WebSocketConfig::default()
                 .max_frame_size(Some(config.max_frame_bytes))
                 .max_message_size(Some(config.max_frame_bytes))
@@ -162,6 +172,8 @@ pub struct Context {
     pub lifecycle: Lifecycle,
     /// Connection places.
     pub slots: Slots,
+    /// Places for public-port HTTP connections that are not WebSockets (yet).
+    pub pending_http: Arc<Semaphore>,
     /// The demo page and the JS client.
     pub site: Site,
 }
@@ -175,10 +187,12 @@ impl Context {
         registry: Registry,
         bus: Bus,
         metrics: Metrics,
+        plan: Plan,
     ) -> Arc<Self> {
         Arc::new(Context {
             edge,
-            limits: Limits::from_config(config),
+            pending_http: Arc::new(Semaphore::new(plan.pending_http)),
+            limits: Limits::from_config(config, plan),
             status_rules: config.status_rules(),
             keyer,
             registry,

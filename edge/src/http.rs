@@ -18,6 +18,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -31,6 +33,9 @@ type Body = Full<Bytes>;
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// Failed accepts are logged at most this often (they are counted in a metric every time).
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Which port a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Port {
@@ -42,30 +47,66 @@ pub enum Port {
 
 /// Accepts connections until the port's stop token fires: the public port stops at the start of a
 /// shutdown, the admin port at its very end (so `/readyz` reports draining meanwhile).
+///
+/// The public port holds at most `pending_http` connections that are not WebSockets (yet), and waits
+/// for one to end before accepting more: with the connection limit, that keeps its descriptors within
+/// the plan (`descriptors`), so the admin port can always accept and excess upgrades are answered 503.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, port: Port) {
     let stop = match port {
         Port::Public => ctx.lifecycle.stop_accepting.clone(),
         Port::Admin => ctx.lifecycle.stopped.clone(),
     };
+    let label = match port {
+        Port::Public => "public",
+        Port::Admin => "admin",
+    };
+    let mut last_logged: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener, &ctx, port) => accepted,
         };
         match accepted {
-            Ok((stream, _)) => {
+            Ok((stream, place)) => {
                 let ctx = ctx.clone();
-                tokio::spawn(serve_connection(stream, ctx, port));
+                tokio::spawn(serve_connection(stream, ctx, port, place));
             }
             Err(e) => {
-                warn!(error = %e, "accept failed");
+                ctx.metrics.accept_errors.with_label_values(&[label]).inc();
+                if last_logged.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                    warn!(error = %e, port = label, "accept failed (out of descriptors?)");
+                    last_logged = Some(Instant::now());
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
     }
 }
 
-async fn serve_connection(stream: TcpStream, ctx: Arc<Context>, port: Port) {
+/// Accepts one connection; on the public port, once a place for it is free.
+async fn accept(
+    listener: &TcpListener,
+    ctx: &Context,
+    port: Port,
+) -> std::io::Result<(TcpStream, Option<OwnedSemaphorePermit>)> {
+    let place = match port {
+        // The semaphore is never closed, so this only waits.
+        Port::Public => ctx.pending_http.clone().acquire_owned().await.ok(),
+        Port::Admin => None,
+    };
+    let (stream, _) = listener.accept().await?;
+    Ok((stream, place))
+}
+
+/// Serves one HTTP connection. `_place` is its place among the public port's pending connections,
+/// given back when the HTTP connection ends, which for a WebSocket is at the upgrade (from then on
+/// it counts under the connection limit).
+async fn serve_connection(
+    stream: TcpStream,
+    ctx: Arc<Context>,
+    port: Port,
+    _place: Option<OwnedSemaphorePermit>,
+) {
     // Signaling messages are small and latency-sensitive.
     let _ = stream.set_nodelay(true);
     let stopped = ctx.lifecycle.stopped.clone();
@@ -167,14 +208,14 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
             .connections_refused
             .with_label_values(&["draining"])
             .inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
+        return refused("shutting down\n");
     }
     let Some(slot) = ctx.slots.try_acquire(ctx.limits.max_connections) else {
         ctx.metrics
             .connections_refused
             .with_label_values(&["capacity"])
             .inc();
-        return text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
+        return refused("too many connections\n");
     };
 
     let on_upgrade = hyper::upgrade::on(&mut request);
@@ -206,6 +247,16 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    response
+}
+
+/// HTTP 503 for an upgrade the edge cannot take, closing the connection: a refused client should
+/// not hold a descriptor for a keep-alive it will not use.
+fn refused(body: &'static str) -> Response<Body> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, body);
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

@@ -14,7 +14,9 @@
 //! - [`bus`]: the way to the router; [`local_router`] is the in-process router, [`cluster`] the
 //!   edge's side of a cluster (NATS subscriptions, heartbeats, resync).
 //! - [`context`]: what connection tasks share, and the shutdown phases.
-//! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets.
+//! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets. [`queue`]: a client's bounded
+//!   outbound queue.
+//! - [`descriptors`]: the descriptor limit, and how many clients fit in it.
 //! - [`shutdown`]: the signal handling of the binary.
 
 pub mod bus;
@@ -22,6 +24,7 @@ pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod context;
+pub mod descriptors;
 pub mod http;
 pub mod ice;
 pub mod local_router;
@@ -41,7 +44,7 @@ use switchboard_proto::{EdgeId, RoomKeyer};
 use switchboard_router::RoomsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 pub use config::Config;
 pub use metrics::Metrics;
@@ -105,6 +108,9 @@ pub enum RunError {
     /// The NATS connection or its subscriptions could not be set up.
     #[error("nats: {0}")]
     Nats(anyhow::Error),
+    /// The descriptor limit leaves no room for clients.
+    #[error("descriptors: {0}")]
+    Descriptors(String),
 }
 
 /// Serves until `shutdown` resolves, then runs the graceful stop: stop accepting, fail readiness,
@@ -116,6 +122,21 @@ pub async fn run(
     shutdown: impl Future<Output = Shutdown>,
 ) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
+    let fd_limit = descriptors::soft_limit();
+    let plan = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve)
+        .map_err(RunError::Descriptors)?;
+    if plan.lowered {
+        warn!(
+            fd_limit = fd_limit.unwrap_or_default(),
+            max_connections = config.max_connections,
+            fd_reserve = config.fd_reserve,
+            connections = plan.connections,
+            "the descriptor limit cannot cover --max-connections plus --fd-reserve: serving fewer \
+             clients; raise the limit (ulimit -n, LimitNOFILE=, the container's nofile) or lower \
+             --max-connections"
+        );
+    }
+    metrics.connections_limit.set(plan.connections as i64);
     let edge = EdgeId(rand::random());
     let registry = Registry::new(edge, metrics.clone());
     let keyer = match &config.room_key_secret {
@@ -155,7 +176,7 @@ pub async fn run(
         (Bus::local(router_tx), Some(router))
     };
     let nats_bus = bus.as_nats().cloned();
-    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics);
+    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan);
     let cluster_tasks = match nats_bus {
         Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval)
             .await

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use switchboard_edge::{Config, Listeners, run, shutdown};
+use switchboard_edge::{Config, Listeners, descriptors, run, shutdown};
 use switchboard_router::cli;
-use tracing::error;
+use tracing::{error, warn};
 
 fn main() -> ExitCode {
     const NAME: &str = "switchboard-edge";
@@ -14,6 +14,18 @@ fn main() -> ExitCode {
     };
     if let Err(code) = cli::init_logging(NAME, &config.logging) {
         return code;
+    }
+    // Every client is a descriptor: take all the process may have (run() plans clients within it).
+    let fd_limit = match descriptors::raise_limit() {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            warn!(error = %e, "cannot raise the descriptor limit");
+            descriptors::soft_limit()
+        }
+    };
+    if let Err(e) = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve) {
+        error!("{e}");
+        return ExitCode::from(cli::EX_USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

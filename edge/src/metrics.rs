@@ -4,11 +4,15 @@
 //! Label values are fixed, small sets (event names, error reasons, disconnect reasons); room ids and
 //! connection ids never become labels.
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 use switchboard_proto::ProtocolError;
+
+use crate::queue::QueueMetrics;
 
 /// Why a connection ended; the `reason` label of `switchboard_disconnects_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +131,12 @@ pub struct Metrics {
     /// Times this edge lost messages on its NATS subscriptions (slow consumer); each asks the routers
     /// to reconcile.
     pub bus_slow_consumers: IntCounter,
+    /// The connection limit in force: `--max-connections`, or fewer if descriptors are short.
+    pub connections_limit: IntGauge,
+    /// `accept` calls that failed, by port (out of descriptors, mostly).
+    pub accept_errors: IntCounterVec,
+    /// What the outbound queues report: bytes waiting, refusals by bound, coalesced updates.
+    pub queue: Arc<QueueMetrics>,
 }
 
 impl Metrics {
@@ -154,7 +164,37 @@ impl Metrics {
             Ok::<_, prometheus::Error>(h)
         };
 
+        let queue_full = counter_vec(
+            "switchboard_outbound_queue_full_total",
+            "Messages that found a client's outbound queue full, by the bound it met (messages or \
+             bytes). A room event or cross-edge relay then closes the client as a slow consumer; \
+             a local peer message waits for room.",
+            &["bound"],
+        )?;
+        let queue = Arc::new(QueueMetrics {
+            queued_bytes: gauge(
+                "switchboard_outbound_queued_bytes",
+                "Bytes waiting in the outbound queues of all clients.",
+            )?,
+            full_messages: queue_full.with_label_values(&["messages"]),
+            full_bytes: queue_full.with_label_values(&["bytes"]),
+            coalesced: counter(
+                "switchboard_status_updates_coalesced_total",
+                "peer_updated_status messages that replaced an unsent older one of the same member.",
+            )?,
+        });
         let metrics = Metrics {
+            queue,
+            connections_limit: gauge(
+                "switchboard_connections_limit",
+                "Client connections allowed: --max-connections, or fewer if the descriptor limit \
+                 cannot cover them plus --fd-reserve.",
+            )?,
+            accept_errors: counter_vec(
+                "switchboard_accept_errors_total",
+                "Failed accepts of TCP connections (e.g. out of descriptors), by port.",
+                &["port"],
+            )?,
             connections: gauge("switchboard_connections", "Open client connections.")?,
             connections_accepted: counter(
                 "switchboard_connections_accepted_total",
@@ -259,6 +299,9 @@ impl Metrics {
         }
         for kind in ["command", "relay", "heartbeat", "resync"] {
             metrics.bus_errors.with_label_values(&[kind]);
+        }
+        for port in ["public", "admin"] {
+            metrics.accept_errors.with_label_values(&[port]);
         }
         for reason in ["capacity", "draining"] {
             metrics.connections_refused.with_label_values(&[reason]);

@@ -61,10 +61,11 @@ impl Outlet {
     /// Queues a room event without waiting. Room events come from the router, which serves every
     /// connection and must never wait for one: a full queue means the client does not read, and it is
     /// closed (slow consumer) rather than missing an event, which would corrupt its view of the room.
-    pub fn push(&self, text: Utf8Bytes) -> bool {
-        match self.tx.try_send(text) {
+    /// (A status update replacing an unsent one of the same member is no loss: see `queue`.)
+    pub fn push(&self, text: Utf8Bytes, kind: queue::Kind) -> bool {
+        match self.tx.try_send(text, kind) {
             Ok(()) => true,
-            Err(queue::Refused::Full(_)) => {
+            Err(queue::Refused::Full(..)) => {
                 self.mark_slow();
                 false
             }
@@ -75,16 +76,17 @@ impl Outlet {
     /// Queues a peer message if there is room; hands it back when the queue is full, so the sender
     /// can wait for room without blocking anyone else (see `conn`).
     pub fn offer(&self, text: Utf8Bytes) -> Result<(), Offer> {
-        match self.tx.try_send(text) {
+        match self.tx.try_send(text, queue::Kind::Other) {
             Ok(()) => Ok(()),
-            Err(queue::Refused::Full(text)) => Err(Offer::Full(text)),
+            Err(queue::Refused::Full(text, _)) => Err(Offer::Full(text)),
             Err(queue::Refused::Closed) => Err(Offer::Gone),
         }
     }
 
-    /// Waits until the queue has room for one more message (or is closed); `offer` again then.
-    pub async fn room(&self) {
-        self.tx.room().await;
+    /// Waits until the queue has room for a message of `len` bytes (or is closed); `offer` again
+    /// then.
+    pub async fn room(&self, len: usize) {
+        self.tx.room(len).await;
     }
 
     /// Marks the connection as not reading; its task closes it.
@@ -343,7 +345,7 @@ impl Registry {
                 _ => return,
             }
         };
-        if outlet.push(text) {
+        if outlet.push(text, queue::Kind::Other) {
             self.shared.metrics.messages_out(event, 1);
         }
     }
@@ -407,8 +409,12 @@ impl Registry {
             return;
         }
         // Encode once; every recipient shares the same bytes.
+        let kind = kind_of(&message);
         let text = Utf8Bytes::from(message.encode());
-        let delivered = outlets.iter().filter(|o| o.push(text.clone())).count();
+        let delivered = outlets
+            .iter()
+            .filter(|o| o.push(text.clone(), kind))
+            .count();
         self.shared.metrics.messages_out(event, delivered as u64);
     }
 
@@ -424,7 +430,8 @@ impl Registry {
             }
             entry.outlet.clone()
         };
-        if outlet.push(Utf8Bytes::from(ServerMessage::Error(error).encode())) {
+        let text = Utf8Bytes::from(ServerMessage::Error(error).encode());
+        if outlet.push(text, queue::Kind::Other) {
             self.shared.metrics.error(error);
         }
     }
@@ -432,6 +439,17 @@ impl Registry {
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.state().conns.len()
+    }
+}
+
+/// How a room event may replace or block replacing another in a queue.
+fn kind_of(message: &ServerMessage) -> queue::Kind {
+    match message {
+        ServerMessage::PeerUpdatedStatus { sender_id, .. } => queue::Kind::Status(*sender_id),
+        ServerMessage::NewPeer { peer_id, .. } => queue::Kind::Membership(*peer_id),
+        ServerMessage::PeerLeft { sender_id } => queue::Kind::Membership(*sender_id),
+        ServerMessage::JoinedRoom { .. } => queue::Kind::RoomChange,
+        _ => queue::Kind::Other,
     }
 }
 

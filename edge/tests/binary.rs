@@ -130,6 +130,12 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
     for (args, needle) in [
         (vec!["--listen", "not-an-address"], "--listen"),
         (vec!["--rate-limit", "0"], "--rate-limit"),
+        (vec!["--max-json-depth", "125"], "--max-json-depth"),
+        (
+            vec!["--outbound-queue-bytes", "1024"],
+            "--outbound-queue-bytes",
+        ),
+        (vec!["--fd-reserve", "8"], "--fd-reserve"),
         (
             vec!["--idle-timeout", "1s", "--ping-interval", "5s"],
             "--idle-timeout",
@@ -171,6 +177,9 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "max-room-size",
         "max-connections",
         "outbound-queue",
+        "outbound-queue-bytes",
+        "max-json-depth",
+        "fd-reserve",
         "ping-interval",
         "idle-timeout",
         "shutdown-grace",

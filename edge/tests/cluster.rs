@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Client;
 use common::cluster::Cluster;
+use common::{Client, nested_status};
 use serde_json::json;
 
 /// Guarantee 1: clients on different edges in one room see each other and exchange
@@ -713,4 +713,38 @@ async fn nats_credentials_are_used() {
         503
     );
     wrong.kill9().unwrap();
+}
+
+/// A status at the deepest nesting an edge can be configured to accept crosses the bus (wrapped in a
+/// command to the router, then in an event to each edge) and reaches members on both edges: nobody
+/// joins unannounced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_at_the_maximum_nesting_is_announced_on_both_edges() {
+    use switchboard_proto::limits::MAX_JSON_DEPTH;
+    let depth = MAX_JSON_DEPTH.to_string();
+    let cluster = Cluster::start_with(1, 2, &["--max-json-depth", &depth]).await;
+    let room = "deepest";
+    let mut near = Client::connect_url(&cluster.edge_url(0)).await;
+    let mut far = Client::connect_url(&cluster.edge_url(1)).await;
+    near.join(room, json!({})).await;
+    far.join(room, json!({})).await;
+    near.expect("new_peer").await;
+
+    // The join message is one level deeper than the status: exactly the maximum.
+    let deepest = nested_status(MAX_JSON_DEPTH - 1);
+    let mut joiner = Client::connect_url(&cluster.edge_url(0)).await;
+    let (joiner_id, _) = joiner.join(room, deepest.clone()).await;
+    let announced = json!({"event": "new_peer", "peer_id": joiner_id, "status": deepest});
+    assert_eq!(near.recv().await, announced, "{}", cluster.logs());
+    assert_eq!(far.recv().await, announced, "{}", cluster.logs());
+
+    // Status updates take the same way.
+    joiner
+        .send(json!({"event": "update_status", "status": deepest}))
+        .await;
+    let updated =
+        json!({"event": "peer_updated_status", "status": deepest, "sender_id": joiner_id});
+    for client in [&mut near, &mut far, &mut joiner] {
+        assert_eq!(client.recv().await, updated, "{}", cluster.logs());
+    }
 }

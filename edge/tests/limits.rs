@@ -197,6 +197,55 @@ async fn rate_limit_drops_then_closes() {
     .await;
 }
 
+/// WebSocket pings and pongs take tokens from the same bucket as messages: a client flooding them is
+/// closed with 1008 like one flooding messages (excess control frames get no error reply), and
+/// nobody else notices.
+#[tokio::test]
+async fn control_frame_floods_are_rate_limited_too() {
+    let edge = TestEdge::start_with(|c| {
+        c.rate_limit = 1;
+        c.rate_burst = 10;
+        c.rate_limit_close_after = 5;
+    })
+    .await;
+    let mut bystander = Client::connect(&edge).await;
+    bystander.join("r", json!({})).await;
+    for flood in [
+        Message::Ping(Default::default()),
+        Message::Pong(Default::default()),
+    ] {
+        let mut c = Client::connect(&edge).await;
+        // Burst (10) plus strikes (5), then one more.
+        for _ in 0..16 {
+            c.send_raw(flood.clone()).await;
+        }
+        let (seen, ended) = c.drain_until_closed().await;
+        assert_eq!(
+            seen,
+            Vec::<serde_json::Value>::new(),
+            "no replies to control frames"
+        );
+        assert_eq!(
+            ended,
+            Ended::Close(Some(1008), "rate limit exceeded".into())
+        );
+        bystander.sync().await;
+    }
+    edge.wait_metric(
+        "switchboard_disconnects_total",
+        &[("reason", "rate_limit_abuse")],
+        2.0,
+    )
+    .await;
+    // Within its rate, a client may ping as it likes (the bucket refills): the edge's own pings'
+    // pongs never get a well-behaved client closed.
+    let mut polite = Client::connect(&edge).await;
+    for _ in 0..5 {
+        polite.send_raw(Message::Ping(Default::default())).await;
+    }
+    polite.sync().await;
+}
+
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503() {
     let edge = TestEdge::start_with(|c| c.max_connections = 2).await;

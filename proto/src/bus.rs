@@ -11,6 +11,13 @@ use crate::{ConnId, EdgeId, ProtocolError, RoomKey, ServerMessage, Status, Store
 /// the same number: it decides which router owns a room.
 pub const DEFAULT_SLOTS: u32 = 64;
 
+/// The most levels of nesting a bus message adds above the client message its content came from. A
+/// client's status sits one level below the top of its message (`{"event":…,"status":{…}}`) and
+/// four below the top of the deepest bus message that carries it,
+/// `{"Deliver":{"message":{"NewPeer":{"status":{…}}}}}`: three more. `Command::Join` and
+/// `Command::UpdateStatus` add one. proto/tests/bus_depth.rs proves the bound, and that it is tight.
+pub const ENVELOPE_DEPTH: usize = 3;
+
 /// A membership change, as the edge holding `conn` asks for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {

@@ -11,7 +11,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::limits::FORWARD_EVENTS;
+use crate::depth::{self, ParseError};
+use crate::limits::{DEFAULT_MAX_JSON_DEPTH, FORWARD_EVENTS};
 use crate::{ConnId, ProtocolError, RoomId};
 
 /// Every event a client may send.
@@ -68,14 +69,25 @@ impl ClientMessage {
     }
 }
 
-/// Decodes one text frame.
-///
-/// Errors, in order: not JSON -> `invalid message`; not an object -> `invalid message: not a hash`;
-/// `event` missing, `null` or `false` -> `no event given`; any other unknown or non-string event ->
-/// `unknown event`; then per event: `join_room` room id rules (`no room id given`, `room id too
-/// long`); `send_to_peer` with non-object `data` -> `cannot send raw data`.
+/// Decodes one text frame, nested at most [`DEFAULT_MAX_JSON_DEPTH`] deep (see [`decode_with_depth`]).
 pub fn decode(text: &str) -> Result<ClientMessage, ProtocolError> {
-    let value: Value = serde_json::from_str(text).map_err(|_| ProtocolError::InvalidMessage)?;
+    decode_with_depth(text, DEFAULT_MAX_JSON_DEPTH)
+}
+
+/// Decodes one text frame whose objects and arrays nest at most `max_depth` deep, the message
+/// itself counting as one (`{"event":"join_room","status":{}}` is 2 deep).
+///
+/// Errors, in order: not JSON -> `invalid message`, or, if the nesting passes `max_depth` before
+/// the text stops being JSON (it is read left to right), `invalid message: nested too deeply`; not
+/// an object -> `invalid message: not a hash`; `event` missing, `null` or `false` -> `no event
+/// given`; any other unknown or non-string event -> `unknown event`; then per event: `join_room`
+/// room id rules (`no room id given`, `room id too long`); `send_to_peer` with non-object `data` ->
+/// `cannot send raw data`.
+pub fn decode_with_depth(text: &str, max_depth: usize) -> Result<ClientMessage, ProtocolError> {
+    let value = depth::parse(text, max_depth).map_err(|e| match e {
+        ParseError::Syntax => ProtocolError::InvalidMessage,
+        ParseError::TooDeep => ProtocolError::NestedTooDeeply,
+    })?;
     let Value::Object(mut map) = value else {
         return Err(ProtocolError::NotAHash);
     };
@@ -194,15 +206,44 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_an_invalid_message_not_a_crash() {
+    fn deep_nesting_is_refused_not_a_crash() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(err(&deep), ProtocolError::InvalidMessage);
+        assert_eq!(err(&deep), ProtocolError::NestedTooDeeply);
         let deep_obj = format!(
             r#"{{"event":"ping","x":{}1{}}}"#,
             "[".repeat(10_000),
             "]".repeat(10_000)
         );
-        assert_eq!(err(&deep_obj), ProtocolError::InvalidMessage);
+        assert_eq!(err(&deep_obj), ProtocolError::NestedTooDeeply);
+    }
+
+    #[test]
+    fn the_depth_limit_counts_the_message_itself() {
+        // A join whose status nests `levels` deep below the status object.
+        let join = |levels: usize| {
+            format!(
+                r#"{{"event":"join_room","room_id":"r","status":{{"x":{}1{}}}}}"#,
+                "[".repeat(levels),
+                "]".repeat(levels)
+            )
+        };
+        // message (1) + status (1) + 30 arrays = 32: the default limit, accepted.
+        assert!(decode(&join(30)).is_ok());
+        assert_eq!(err(&join(31)), ProtocolError::NestedTooDeeply);
+        assert!(decode_with_depth(&join(31), 33).is_ok());
+        assert_eq!(
+            decode_with_depth(r#"{"event":"ping"}"#, 1),
+            Ok(ClientMessage::Ping)
+        );
+        assert_eq!(
+            decode_with_depth(r#"{"event":"update_status","status":{}}"#, 1),
+            Err(ProtocolError::NestedTooDeeply)
+        );
+        // Not JSON before the limit is reached: the plain parse error, as before.
+        assert_eq!(
+            err(r#"{"event":"ping","x":[}"#),
+            ProtocolError::InvalidMessage
+        );
     }
 
     #[test]

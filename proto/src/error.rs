@@ -65,6 +65,10 @@ pub enum ProtocolError {
     /// server is stopping). Nothing was changed; the client may retry.
     #[error("service unavailable")]
     Unavailable,
+    /// Extension: objects and arrays nested deeper than the configured limit. In the `invalid
+    /// message` class (the frame is refused while it is parsed), with the reason after the colon.
+    #[error("invalid message: nested too deeply")]
+    NestedTooDeeply,
 }
 
 impl ProtocolError {
@@ -91,11 +95,12 @@ impl ProtocolError {
             InvalidStatus => "invalid_status",
             StatusTooLarge => "status_too_large",
             Unavailable => "unavailable",
+            NestedTooDeeply => "nested_too_deeply",
         }
     }
 
     /// Every variant, for exhaustive tests and for pre-registering metric label values.
-    pub const ALL: [ProtocolError; 19] = {
+    pub const ALL: [ProtocolError; 20] = {
         use ProtocolError::*;
         [
             InvalidMessage,
@@ -117,6 +122,7 @@ impl ProtocolError {
             InvalidStatus,
             StatusTooLarge,
             Unavailable,
+            NestedTooDeeply,
         ]
     };
 }
@@ -151,6 +157,7 @@ mod tests {
             (InvalidStatus, "invalid status"),
             (StatusTooLarge, "status too large"),
             (Unavailable, "service unavailable"),
+            (NestedTooDeeply, "invalid message: nested too deeply"),
         ];
         assert_eq!(expected.len(), ProtocolError::ALL.len());
         for (error, text) in expected {

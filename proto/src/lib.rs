@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`client`]: messages a client sends, and [`decode`] with palava's exact error order.
+//! - [`depth`]: JSON parsing with a nesting limit, so that whatever the edge accepts fits the bus.
 //! - [`server`]: messages the server sends, encoded to JSON text.
 //! - [`status`]: peer status validation (`name`, `user_agent`, size) and the stored subset.
 //! - [`room`]: room ids and the keyed [`RoomKey`] that stands for a room everywhere after the edge.
@@ -17,6 +18,7 @@
 
 pub mod bus;
 pub mod client;
+pub mod depth;
 pub mod error;
 pub mod id;
 pub mod limits;
@@ -25,7 +27,7 @@ pub mod server;
 pub mod status;
 pub mod subject;
 
-pub use client::{ClientMessage, ForwardEvent, decode};
+pub use client::{ClientMessage, ForwardEvent, decode, decode_with_depth};
 pub use error::ProtocolError;
 pub use id::{ConnId, EdgeId};
 pub use room::{RoomId, RoomKey, RoomKeyer};

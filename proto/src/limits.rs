@@ -22,6 +22,23 @@ pub const DEFAULT_USER_AGENTS: &[&str] = &["firefox", "chrome", "safari", "edge"
 /// Default largest WebSocket frame/message a client may send.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 256 * 1024;
 
+/// Default deepest nesting of objects and arrays in a client message, the message itself counting as
+/// one (`{"event":"ping"}` is 1 deep, a join's status object 2). Statuses and peer messages are flat
+/// in practice; 32 leaves ample room while keeping every bus message far from serde_json's limit.
+pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
+
+/// The least nesting limit that still lets a client send a status or a peer message (both objects
+/// inside the message object).
+pub const MIN_JSON_DEPTH: usize = 2;
+
+/// How deep serde_json nests when it decodes (it refuses the 128th level with "recursion limit
+/// exceeded"). Routers and edges decode bus messages with it.
+pub const SERDE_JSON_MAX_DEPTH: usize = 127;
+
+/// The deepest nesting limit the edge may be configured with: a client message this deep, wrapped in
+/// the deepest bus message ([`crate::bus::ENVELOPE_DEPTH`] levels more), still decodes everywhere.
+pub const MAX_JSON_DEPTH: usize = SERDE_JSON_MAX_DEPTH - crate::bus::ENVELOPE_DEPTH;
+
 /// Default sustained client message rate (token bucket refill, messages per second).
 pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
 

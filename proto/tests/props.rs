@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseResult;
 use serde_json::{Map, Value, json};
-use switchboard_proto::limits::{FORWARD_EVENTS, MAX_NAME_CHARS, MAX_ROOM_ID_CHARS};
+use switchboard_proto::depth::depth;
+use switchboard_proto::limits::{
+    DEFAULT_MAX_JSON_DEPTH, FORWARD_EVENTS, MAX_NAME_CHARS, MAX_ROOM_ID_CHARS,
+};
 use switchboard_proto::{
     ClientMessage, ConnId, ForwardEvent, PeerEntry, ProtocolError, RoomId, ServerMessage, Status,
     StatusRules, StoredStatus, decode,
@@ -149,8 +152,21 @@ fn chars(min: usize, max: usize) -> impl Strategy<Value = String> {
     ]
 }
 
+/// Text that is not JSON is `invalid message`, or `invalid message: nested too deeply` when it
+/// nested too deeply before it broke.
+fn not_json(got: &Result<ClientMessage, ProtocolError>) -> bool {
+    matches!(
+        got,
+        Err(ProtocolError::InvalidMessage | ProtocolError::NestedTooDeeply)
+    )
+}
+
 /// The decoder's contract, written out from docs: what `decode` must return for a JSON value.
 fn check_decode(value: &Value, got: Result<ClientMessage, ProtocolError>) -> TestCaseResult {
+    if depth(value) > DEFAULT_MAX_JSON_DEPTH {
+        prop_assert_eq!(got, Err(ProtocolError::NestedTooDeeply));
+        return Ok(());
+    }
     let Value::Object(map) = value else {
         prop_assert_eq!(got, Err(ProtocolError::NotAHash));
         return Ok(());
@@ -255,7 +271,7 @@ proptest! {
         let got = decode(&text);
         match serde_json::from_str::<Value>(&text) {
             Ok(value) => check_decode(&value, got)?,
-            Err(_) => prop_assert_eq!(got, Err(ProtocolError::InvalidMessage)),
+            Err(_) => prop_assert!(not_json(&got), "{got:?}"),
         }
     }
 
@@ -279,7 +295,7 @@ proptest! {
         let got = decode(&text);
         match serde_json::from_str::<Value>(&text) {
             Ok(value) => check_decode(&value, got)?,
-            Err(_) => prop_assert_eq!(got, Err(ProtocolError::InvalidMessage)),
+            Err(_) => prop_assert!(not_json(&got), "{got:?}"),
         }
     }
 

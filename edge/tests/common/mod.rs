@@ -485,3 +485,17 @@ fn parse_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     }
     (buf.len() >= at + len).then(|| (opcode, buf[at..at + len].to_vec(), at + len))
 }
+
+/// A status object nested `levels` deep, the status object itself included (1 is `{"name":…}`); in
+/// a join or status update the message adds one more level.
+pub fn nested_status(levels: usize) -> Value {
+    let mut value = json!("bottom");
+    for i in 1..levels {
+        value = if i % 2 == 0 {
+            json!([value])
+        } else {
+            json!({"in": value})
+        };
+    }
+    json!({"name": "deep", "x": value})
+}

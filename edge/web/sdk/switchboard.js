@@ -38,6 +38,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   'invalid status': 'invalid_status',
   'status too large': 'status_too_large',
   'service unavailable': 'unavailable',
+  'invalid message: nested too deeply': 'nested_too_deeply',
 });
 
 /** Error codes that arise in the client itself rather than in a server `error` event. */
@@ -63,9 +64,9 @@ export const CLIENT_ERROR_CODES = Object.freeze({
 // flight, and never both at once, so an error with one of these texts belongs to that request.
 const JOIN_ERRORS = new Set(['no_room_id', 'room_id_too_long', 'already_joined', 'blank_name',
   'name_too_long', 'unknown_user_agent', 'invalid_status', 'status_too_large', 'room_full', 'unavailable',
-  'rate_limited']);
+  'rate_limited', 'nested_too_deeply']);
 const STATUS_ERRORS = new Set(['not_in_room', 'blank_name', 'name_too_long', 'unknown_user_agent',
-  'invalid_status', 'status_too_large', 'unavailable', 'rate_limited']);
+  'invalid_status', 'status_too_large', 'unavailable', 'rate_limited', 'nested_too_deeply']);
 
 /** Every error this client reports: a `code` from SERVER_ERROR_CODES or CLIENT_ERROR_CODES. */
 export class SwitchboardError extends Error {
