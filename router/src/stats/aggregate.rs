@@ -229,7 +229,10 @@ mod tests {
         tally.room_closed(10, 3);
         let writes = tally.writes();
         assert_eq!(writes[0].events, 2);
-        assert_eq!(writes[0].totals.room_peaks, BTreeMap::from([(2, 1), (3, 1)]));
+        assert_eq!(
+            writes[0].totals.room_peaks,
+            BTreeMap::from([(2, 1), (3, 1)])
+        );
     }
 
     #[test]
@@ -237,7 +240,10 @@ mod tests {
         let mut tally = LocalTally::new(2);
         tally.room_closed(10, 2);
         tally.room_closed(12, 2);
-        assert_eq!(tally.writes().iter().map(|w| w.hour).collect::<Vec<_>>(), [12]);
+        assert_eq!(
+            tally.writes().iter().map(|w| w.hour).collect::<Vec<_>>(),
+            [12]
+        );
         assert_eq!(tally.pending(), 1);
     }
 
@@ -260,11 +266,17 @@ mod tests {
         stored.put(10, "a-2", peaks(&[(2, 1), (5, 1)]));
         stored.put(11, "b-1", peaks(&[(3, 4)]));
         let view = stored.combined("me", &HourlyStats::new(24), 24, 11);
-        assert_eq!(view.hours()[&10].room_peaks, BTreeMap::from([(2, 2), (5, 1)]));
+        assert_eq!(
+            view.hours()[&10].room_peaks,
+            BTreeMap::from([(2, 2), (5, 1)])
+        );
         assert_eq!(view.hours()[&11].room_peaks, BTreeMap::from([(3, 4)]));
         stored.remove(10, "a-1");
         let view = stored.combined("me", &HourlyStats::new(24), 24, 11);
-        assert_eq!(view.hours()[&10].room_peaks, BTreeMap::from([(2, 1), (5, 1)]));
+        assert_eq!(
+            view.hours()[&10].room_peaks,
+            BTreeMap::from([(2, 1), (5, 1)])
+        );
     }
 
     #[test]
@@ -312,6 +324,9 @@ mod tests {
         assert_eq!(stored.records(), 2);
         let view = stored.combined("r2-cccc", &HourlyStats::new(24), 24, 10);
         assert_eq!(view.hours()[&10].room_peaks, BTreeMap::from([(2, 1001)]));
-        assert_eq!(view.hours()[&10].connection_time, BTreeMap::from([(0, 1000)]));
+        assert_eq!(
+            view.hours()[&10].connection_time,
+            BTreeMap::from([(0, 1000)])
+        );
     }
 }
