@@ -8,12 +8,15 @@
 //!   one: a pending peak of a room that then closes is replaced by the deletion ("closed" wins), and a
 //!   deletion never races a peak write of the same room.
 //! - A failed write stays in the map and is retried, unless a newer operation for its room came.
+//! - A closed room's entry is removed from the bucket's stream (a subject purge), not covered by a
+//!   KV delete or purge marker: markers stay in the stream forever, one per room ever seen.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use async_nats::jetstream::stream::PurgeError;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use switchboard_proto::RoomKey;
@@ -154,7 +157,7 @@ enum PeakWriteError {
     #[error("cannot store a room peak: {0}")]
     Put(#[source] kv::PutError),
     #[error("cannot remove a closed room's peak: {0}")]
-    Purge(#[source] kv::PurgeError),
+    Purge(#[source] PurgeError),
 }
 
 async fn apply(store: &kv::Store, room: RoomKey, op: PeakOp) -> Result<(), PeakWriteError> {
@@ -167,7 +170,13 @@ async fn apply(store: &kv::Store, room: RoomKey, op: PeakOp) -> Result<(), PeakW
                 .map_err(PeakWriteError::Put)?;
         }
         PeakOp::Delete => {
-            store.purge(key).await.map_err(PeakWriteError::Purge)?;
+            // Removes the key's messages from the stream, leaving nothing behind.
+            store
+                .stream
+                .purge()
+                .filter(format!("{}{key}", store.prefix))
+                .await
+                .map_err(PeakWriteError::Purge)?;
         }
     }
     Ok(())
