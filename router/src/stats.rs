@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`HourStats`], [`HourlyStats`]: the counts, and adding them up.
 //! - [`aggregate`]: how a cluster of routers stores them as per-process totals and sums them back
-//!   ([`LocalTally`], [`StoredStats`]).
+//!   ([`aggregate::LocalTally`], [`aggregate::StoredStats`]).
 
 pub mod aggregate;
 

@@ -2,8 +2,8 @@
 //! peak member count (KV `sb-peaks`) and palava's hourly statistics as per-process aggregates (KV
 //! `sb-stats`), which every router reads back into the same cluster-wide totals.
 //!
-//! A slot task never waits for storage: it hands peaks to a batching writer ([`peaks`]) and counts
-//! statistics in memory, stored every second ([`hourly`]).
+//! A slot task never waits for storage: it hands peaks to a batching writer (`peaks`) and counts
+//! statistics in memory, stored every second (`hourly`).
 //!
 //! # Layout
 //! - [`Store`]: the handle slot tasks and the admin port use.
