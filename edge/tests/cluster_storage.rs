@@ -95,7 +95,10 @@ async fn stats(cluster: &Cluster, router: usize) -> Value {
 fn totals(hourly: &Value) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
     let (mut peaks, mut minutes) = (BTreeMap::new(), BTreeMap::new());
     for hour in hourly["hours"].as_object().unwrap().values() {
-        for (field, sums) in [("room_peaks", &mut peaks), ("connection_time", &mut minutes)] {
+        for (field, sums) in [
+            ("room_peaks", &mut peaks),
+            ("connection_time", &mut minutes),
+        ] {
             for (value, n) in hour[field].as_object().unwrap() {
                 *sums.entry(value.clone()).or_insert(0) += n.as_u64().unwrap();
             }
@@ -153,12 +156,17 @@ async fn rooms_of(cluster: &Cluster, router: usize, prefix: &str, n: usize) -> V
 }
 
 fn now_hour() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() / 3600
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 3600
 }
 
 /// Churn leaves nothing behind that grows with it: after rooms opened and closed, `sb-peaks` holds no
 /// entry (not even a deletion marker) for them, and ten times as many joins in the same hour leave the
-/// statistics bucket with exactly as many records. Every join and leave is still counted.
+/// statistics bucket with exactly as many records. Every join and leave is still counted. The
+/// bucket keeps the configured retention.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_grows_with_hours_and_open_rooms_not_with_joins() {
     let cluster = Cluster::start(2, 2).await;
@@ -238,6 +246,27 @@ async fn storage_grows_with_hours_and_open_rooms_not_with_joins() {
         .to_string();
     assert_eq!(keys, [open]);
     assert_eq!(messages(&js, &peaks_stream).await, 1);
+
+    // The bucket's max age is the retention; a router started with another retention updates it.
+    let max_age = || async {
+        let stream = js.get_stream(&stats_stream).await.unwrap();
+        stream.cached_info().config.max_age
+    };
+    assert_eq!(max_age().await, Duration::from_secs(3600 * 168));
+    let mut cluster = cluster;
+    cluster
+        .add_router_with(&["--stats-retention-hours", "24"])
+        .await;
+    wait_until(PATIENCE, || async {
+        max_age().await == Duration::from_secs(3600 * 24)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "retention not applied to the bucket: {e}\n{}",
+            cluster.logs()
+        )
+    });
 }
 
 /// The hourly statistics served at `/stats` are exactly the same before and after the router that
@@ -268,9 +297,7 @@ async fn hourly_statistics_are_exact_after_their_router_is_killed() {
     cluster.settled().await;
     assert_eq!(stats(&cluster, 1).await["hourly"], before);
 
-    let restarted = cluster
-        .add_router_with(&["--router-id", &killed_id])
-        .await;
+    let restarted = cluster.add_router_with(&["--router-id", &killed_id]).await;
     cluster.settled().await;
     let seen = wait_for_totals(&cluster, restarted, &peaks, &minutes).await;
     assert_eq!(seen, before);
