@@ -1,6 +1,6 @@
 //! What travels between edges and routers: membership [`Command`]s (edge to the router owning the
-//! room's slot), [`EdgeEvent`]s (router to edge), and the messages of resync, heartbeats and
-//! statistics. Standalone, commands and events pass in memory; in a cluster they are JSON on NATS
+//! room's slot), [`EdgeEvent`]s (router to edge), and the messages of resync, presence and
+//! heartbeats. Standalone, commands and events pass in memory; in a cluster they are JSON on NATS
 //! (subjects in [`crate::subject`]).
 
 use serde::{Deserialize, Serialize};
@@ -217,25 +217,6 @@ pub struct Heartbeat {
     pub edge: EdgeId,
     /// Its open client connections.
     pub connections: u64,
-}
-
-/// A statistics event, as stored in the statistics stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StatEvent {
-    /// A room closed during UTC hour `hour` (hours since the epoch) with `peak` members.
-    RoomClosed {
-        /// The hour.
-        hour: u64,
-        /// The room's peak member count.
-        peak: u64,
-    },
-    /// A member left during `hour` after `minutes` whole minutes in its room.
-    MemberLeft {
-        /// The hour.
-        hour: u64,
-        /// Whole minutes in the room.
-        minutes: u64,
-    },
 }
 
 #[cfg(test)]

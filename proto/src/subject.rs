@@ -52,22 +52,36 @@ pub const RESYNC: &str = "sb.resync";
 /// Edges that lost room events ask the routers to reconcile their slots.
 pub const RECONCILE: &str = "sb.reconcile";
 
-/// Statistics events published by router `router` into the statistics stream.
-pub fn stats(router: &str) -> String {
-    format!("{PREFIX}.stats.{router}")
-}
-
-/// Subjects of the statistics stream.
-pub const STATS_SUBJECTS: &str = "sb.stats.>";
-
 /// JetStream key-value bucket holding one lease per slot (`slot.<n>` -> owning router).
 pub const LEASES_BUCKET: &str = "sb-leases";
 
 /// JetStream key-value bucket holding the peak member count of each open room (room key -> peak).
 pub const PEAKS_BUCKET: &str = "sb-peaks";
 
-/// JetStream stream of statistics events (room closed with a peak, member left after some minutes).
-pub const STATS_STREAM: &str = "SB_STATS";
+/// JetStream key-value bucket holding the hourly statistics as aggregates: under
+/// [`stats_key`]`(hour, instance)`, one router process's totals for one UTC hour.
+pub const STATS_BUCKET: &str = "sb-stats";
+
+/// The key in [`STATS_BUCKET`] of the totals that router process `instance` counted during UTC hour
+/// `hour` (hours since the epoch). `instance` names one process (router id and a random part), so a
+/// restarted router never overwrites what its previous incarnation stored.
+pub fn stats_key(hour: u64, instance: &str) -> String {
+    format!("hour.{hour}.{instance}")
+}
+
+/// The hour and instance of a [`stats_key`]; `None` for any other key.
+pub fn parse_stats_key(key: &str) -> Option<(u64, &str)> {
+    let rest = key.strip_prefix("hour.")?;
+    let (hour, instance) = rest.split_once('.')?;
+    if instance.is_empty() || hour.is_empty() || !hour.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((hour.parse().ok()?, instance))
+}
+
+/// The JetStream stream in which versions before [`STATS_BUCKET`] journaled every statistics event.
+/// No longer written or read; routers only mention it in their log when they find it.
+pub const LEGACY_STATS_STREAM: &str = "SB_STATS";
 
 /// NATS header of a peer message naming the room (key) it was sent in.
 pub const HEADER_ROOM: &str = "Sb-Room";
@@ -94,6 +108,22 @@ mod tests {
         assert_eq!(slot(7), "sb.slot.7");
         assert!(edge_heartbeat(edge).starts_with(EDGE_HEARTBEATS.trim_end_matches('*')));
         assert!(router_heartbeat("r1").starts_with(ROUTER_HEARTBEATS.trim_end_matches('*')));
-        assert!(stats("r1").starts_with(STATS_SUBJECTS.trim_end_matches('>')));
+    }
+
+    #[test]
+    fn stats_keys_round_trip() {
+        let key = stats_key(494_000, "router-1-0a1b2c3d");
+        assert_eq!(key, "hour.494000.router-1-0a1b2c3d");
+        assert_eq!(parse_stats_key(&key), Some((494_000, "router-1-0a1b2c3d")));
+        for other in [
+            "slot.3",
+            "hour.x.r1",
+            "hour.12.",
+            "hour..r1",
+            "hour.12",
+            "hour.+1.r1",
+        ] {
+            assert_eq!(parse_stats_key(other), None, "{other}");
+        }
     }
 }

@@ -1,6 +1,13 @@
 //! palava's hourly statistics: `room_peaks` (peak size -> rooms that closed with it) and
 //! `connection_time` (whole minutes in a room -> number of leaves), bucketed by the UTC hour in which
 //! the room closed or the member left. Only a bounded number of hours is kept.
+//!
+//! # Layout
+//! - [`HourStats`], [`HourlyStats`]: the counts, and adding them up.
+//! - [`aggregate`]: how a cluster of routers stores them as per-process totals and sums them back
+//!   ([`aggregate::LocalTally`], [`aggregate::StoredStats`]).
+
+pub mod aggregate;
 
 use std::collections::BTreeMap;
 
@@ -13,6 +20,23 @@ pub struct HourStats {
     pub room_peaks: BTreeMap<u64, u64>,
     /// Whole minutes spent in a room -> number of leaves this hour after that long.
     pub connection_time: BTreeMap<u64, u64>,
+}
+
+impl HourStats {
+    /// Adds `other`'s counts into these.
+    pub fn add(&mut self, other: &HourStats) {
+        for (&peak, &n) in &other.room_peaks {
+            *self.room_peaks.entry(peak).or_default() += n;
+        }
+        for (&minutes, &n) in &other.connection_time {
+            *self.connection_time.entry(minutes).or_default() += n;
+        }
+    }
+
+    /// How many events these counts hold (rooms closed plus leaves).
+    pub fn events(&self) -> u64 {
+        self.room_peaks.values().sum::<u64>() + self.connection_time.values().sum::<u64>()
+    }
 }
 
 /// Statistics per UTC hour (hours since the epoch), keeping the newest `retention_hours`.
@@ -58,14 +82,18 @@ impl HourlyStats {
     /// Adds `other`'s counts into these (used when statistics are restored or merged from storage).
     pub fn merge(&mut self, other: &HourlyStats) {
         for (&hour, stats) in &other.hours {
-            let bucket = self.bucket(hour);
-            for (&peak, &n) in &stats.room_peaks {
-                *bucket.room_peaks.entry(peak).or_default() += n;
-            }
-            for (&minutes, &n) in &stats.connection_time {
-                *bucket.connection_time.entry(minutes).or_default() += n;
-            }
+            self.add_hour(hour, stats);
         }
+    }
+
+    /// Adds `stats` into the counts of `hour`.
+    pub fn add_hour(&mut self, hour: u64, stats: &HourStats) {
+        self.bucket(hour).add(stats);
+    }
+
+    /// Drops every hour before `oldest`.
+    pub fn forget_before(&mut self, oldest: u64) {
+        self.hours = self.hours.split_off(&oldest);
     }
 
     fn bucket(&mut self, hour: u64) -> &mut HourStats {
@@ -109,6 +137,32 @@ mod tests {
             stats.member_left(hour, 1);
         }
         assert_eq!(stats.hours().keys().copied().collect::<Vec<_>>(), [7, 8, 9]);
+    }
+
+    #[test]
+    fn forget_before_keeps_the_newer_hours() {
+        let mut stats = HourlyStats::new(24);
+        for hour in 5..9 {
+            stats.room_closed(hour, 2);
+        }
+        stats.forget_before(7);
+        assert_eq!(stats.hours().keys().copied().collect::<Vec<_>>(), [7, 8]);
+    }
+
+    #[test]
+    fn hour_stats_add_and_count_events() {
+        let mut a = HourStats {
+            room_peaks: BTreeMap::from([(2, 3)]),
+            connection_time: BTreeMap::from([(0, 5)]),
+        };
+        let b = HourStats {
+            room_peaks: BTreeMap::from([(2, 1), (4, 1)]),
+            connection_time: BTreeMap::from([(7, 2)]),
+        };
+        a.add(&b);
+        assert_eq!(a.room_peaks, BTreeMap::from([(2, 4), (4, 1)]));
+        assert_eq!(a.connection_time, BTreeMap::from([(0, 5), (7, 2)]));
+        assert_eq!(a.events(), 12);
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl Cluster {
     }
 
     pub async fn add_router(&mut self) -> usize {
+        self.add_router_with(&[]).await
+    }
+
+    /// Starts a router with `extra` arguments besides the usual ones (e.g. `--router-id`).
+    pub async fn add_router_with(&mut self, extra: &[&str]) -> usize {
         let mut args: Vec<String> = [
             "--nats",
             &self.nats.url_list(),
@@ -87,6 +92,7 @@ impl Cluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.nats_args.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::spawn(binary_path("switchboard-router").unwrap(), args)
             .await
             .expect("router starts");

@@ -110,6 +110,7 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
         "/stats" => match shared.store.get() {
             Some(store) => json(&serde_json::json!({
                 "router": shared.router_id,
+                "instance": store.instance(),
                 "rooms": shared.metrics.rooms.get(),
                 "members": shared.metrics.members.get(),
                 "hourly": store.hourly(),

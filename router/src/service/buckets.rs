@@ -76,28 +76,6 @@ pub async fn key_value(
     Ok(store)
 }
 
-/// The stream `config` names, created if missing and given `config.num_replicas` replicas if it has
-/// fewer.
-pub async fn stream(
-    js: &jetstream::Context,
-    config: stream::Config,
-) -> Result<stream::Stream, BucketError> {
-    let name = config.name.clone();
-    let replicas = config.num_replicas;
-    let mut existing = js
-        .get_or_create_stream(config)
-        .await
-        .map_err(|e| failed("create stream", &name)(Box::new(e)))?;
-    let current = existing
-        .info()
-        .await
-        .map_err(|e| failed("stream info", &name)(Box::new(e)))?
-        .config
-        .clone();
-    update(js, current, replicas, None).await;
-    Ok(existing)
-}
-
 /// Raises the replica count to `replicas` (never lowers it: an operator may have raised it on
 /// purpose) and sets `max_age` if given. Failing is loud but not fatal: the router still works with
 /// the stream as it is.

@@ -52,8 +52,9 @@ pub struct RouterMetrics {
     pub room_peak_members: Histogram,
     /// Minutes spent in a room, observed at each leave.
     pub connection_minutes: Histogram,
-    /// Writes to JetStream not yet acknowledged, by kind (`peaks`: rooms whose latest peak is not
-    /// stored yet; `stats`: statistics events).
+    /// What is not stored in JetStream yet, by kind (`peaks`: rooms whose latest peak, or the removal
+    /// of a closed room's entry, is not written yet; `stats`: statistics events counted since the last
+    /// acknowledged write of their hour). What a crash of this router would lose.
     pub store_pending: IntGaugeVec,
 }
 
@@ -181,8 +182,9 @@ impl RouterMetrics {
             store_pending: register!(IntGaugeVec::new(
                 Opts::new(
                     "switchboard_router_store_pending",
-                    "Writes to JetStream not yet acknowledged, by kind (peaks: rooms whose latest \
-                     peak is not stored yet; stats: statistics events)."
+                    "What is not stored in JetStream yet, by kind (peaks: rooms whose latest peak \
+                     or removal is not written yet; stats: statistics events counted since their \
+                     hour was last stored)."
                 ),
                 &["kind"]
             )?),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use rand::seq::SliceRandom;
 use switchboard_proto::bus::EdgeEvent;
 use switchboard_proto::subject;
@@ -145,21 +145,10 @@ pub async fn run(
     let leases_kv =
         buckets::key_value(&js, subject::LEASES_BUCKET, Duration::ZERO, replicas).await?;
     let peaks_kv = buckets::key_value(&js, subject::PEAKS_BUCKET, Duration::ZERO, replicas).await?;
-    let stats_stream = buckets::stream(
-        &js,
-        stream::Config {
-            name: subject::STATS_STREAM.to_string(),
-            subjects: vec![subject::STATS_SUBJECTS.to_string()],
-            max_age: Duration::from_secs(3600 * config.stats_retention_hours),
-            num_replicas: replicas,
-            ..Default::default()
-        },
-    )
-    .await?;
+    let stats_kv = store::stats_bucket(&js, config.stats_retention_hours, replicas).await?;
     let store = Store::start(
-        js,
         peaks_kv,
-        stats_stream,
+        stats_kv,
         &router_id,
         config.stats_retention_hours,
         metrics.clone(),
@@ -209,6 +198,7 @@ pub async fn run(
     {
         warn!("slots not handed over within the shutdown grace; their leases will expire");
     }
+    shared.store.finish().await;
     liveness_stop.cancel();
     let _ = liveness_task.await;
     let _ = health_task.await;

@@ -16,9 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_nats::{Message, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use switchboard_proto::bus::{
-    Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest, StatEvent,
-};
+use switchboard_proto::bus::{Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest};
 use switchboard_proto::{EdgeId, RoomKey, ServerMessage, subject};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
@@ -444,26 +442,21 @@ impl SlotTask {
                 }
                 Effect::RoomClosed { peak } => {
                     self.shared.metrics.room_peak_members.observe(peak as f64);
-                    self.shared.store.stat(StatEvent::RoomClosed {
-                        hour: now.hour(),
-                        peak,
-                    });
+                    self.shared.store.count_room_closed(now.hour(), peak);
                 }
                 Effect::MemberLeft { minutes } => {
                     self.shared
                         .metrics
                         .connection_minutes
                         .observe(minutes as f64);
-                    self.shared.store.stat(StatEvent::MemberLeft {
-                        hour: now.hour(),
-                        minutes,
-                    });
+                    self.shared.store.count_member_left(now.hour(), minutes);
                 }
             }
         }
     }
 
-    /// Stores raised peaks, and forgets those of rooms that closed.
+    /// Stores raised peaks, and forgets those of rooms that closed (after `apply` counted their peak
+    /// in the hourly statistics: `Effect::RoomClosed` comes before this).
     fn store_peaks(&mut self, touched: Option<RoomKey>) {
         match touched {
             Some(room) => match self.rooms.room_size(room) {
@@ -475,7 +468,7 @@ impl SlotTask {
                 }
                 None => {
                     if self.peaks.remove(&room).is_some() {
-                        self.shared.store.room_closed(room);
+                        self.shared.store.forget_peak(room);
                     }
                 }
             },
@@ -489,7 +482,7 @@ impl SlotTask {
                     .collect();
                 for room in closed {
                     self.peaks.remove(&room);
-                    self.shared.store.room_closed(room);
+                    self.shared.store.forget_peak(room);
                 }
             }
         }
