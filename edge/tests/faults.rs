@@ -56,6 +56,11 @@ async fn losing_the_lease_stream_leader_loses_nothing() {
     }
 
     let leader = stream_leader(&cluster, &format!("KV_{}", subject::LEASES_BUCKET)).await;
+    let admins: Vec<_> = (0..2)
+        .map(|i| cluster.router(i).addr("admin_listen").unwrap())
+        .collect();
+    let sampling = tokio::sync::watch::channel(true);
+    let sampler = tokio::spawn(sample_routers(admins.clone(), sampling.1));
     cluster.nats.kill(leader).unwrap();
     let killed = Instant::now();
 
@@ -109,8 +114,74 @@ async fn losing_the_lease_stream_leader_loses_nothing() {
         "lease stream leader n{leader} killed: relays, a leave and a join done after {:?}",
         killed.elapsed()
     );
+    // Watch readiness through the whole election (it takes about 5 s on 2.15).
+    tokio::time::sleep_until(killed + Duration::from_secs(8)).await;
+    sampling.0.send_replace(false);
+    let samples = sampler.await.unwrap();
+    let said: BTreeSet<&str> = samples.iter().map(String::as_str).collect();
+    let unreachable = samples.iter().filter(|a| a.contains("lease store")).count();
+    eprintln!(
+        "routers' /readyz in the 8 s after the kill: {said:?}; {unreachable} of {} samples said the \
+         lease store was unreachable",
+        samples.len()
+    );
+    // Each answer is one of the documented states a router can truly be in around a NATS node loss
+    // (never "starting": nothing restarted).
+    for answer in &said {
+        assert!(
+            [
+                "ready",
+                "not ready: NATS disconnected",
+                "not ready: cannot hear itself on NATS (not serving)",
+                "not ready: lease store (JetStream) unreachable; held slots are still served",
+            ]
+            .contains(answer),
+            "a router's /readyz said {answer:?} after the node loss"
+        );
+    }
+    // And once JetStream has a new leader, every router is ready again.
+    switchboard_testkit::wait_until(Duration::from_secs(15), || async {
+        let mut ready = true;
+        for admin in &admins {
+            ready &= matches!(
+                switchboard_testkit::http_get(*admin, "/readyz").await,
+                Ok((200, _))
+            );
+        }
+        ready
+    })
+    .await
+    .unwrap_or_else(|e| panic!("routers not ready again: {e}\n{}", cluster.logs()));
     // No slot was given up or served twice.
     cluster.settled().await;
+}
+
+/// Polls the routers' `/readyz` and `/slots` every 100 ms until told to stop; returns every
+/// readiness answer seen, and fails if two routers ever list the same slot as served.
+async fn sample_routers(
+    admins: Vec<std::net::SocketAddr>,
+    running: tokio::sync::watch::Receiver<bool>,
+) -> Vec<String> {
+    let mut answers = Vec::new();
+    while *running.borrow() {
+        let mut served = BTreeSet::new();
+        for admin in &admins {
+            if let Ok((_, body)) = switchboard_testkit::http_get(*admin, "/readyz").await {
+                answers.push(body.trim().to_string());
+            }
+            if let Ok((200, body)) = switchboard_testkit::http_get(*admin, "/slots").await {
+                let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+                for slot in value["slots"].as_array().unwrap() {
+                    assert!(
+                        served.insert(slot.as_u64().unwrap()),
+                        "slot {slot} listed by two routers at once"
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    answers
 }
 
 /// Guarantee 7: members leave (socket closed, or `leave_room`) and join while the router owning
@@ -286,4 +357,32 @@ async fn leaves_during_a_nats_outage_are_not_lost() {
     }
     let late = Member::join(&cluster.edge_url(1), room).await;
     assert_eq!(late.view, all);
+}
+
+/// Replication comes from the NATS cluster as it really is: on three servers, with default flags,
+/// the buckets get 3 replicas, and a lease bucket an older version (or a one-server start) made with
+/// 1 replica and a max age is raised to 3 replicas and loses its max age when the routers start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_are_replicated_across_the_nats_cluster() {
+    use async_nats::jetstream::{self, kv};
+
+    let nats = switchboard_testkit::NatsCluster::start(3).await.unwrap();
+    let client = async_nats::connect(nats.url(0)).await.unwrap();
+    let js = jetstream::new(client);
+    js.create_key_value(kv::Config {
+        bucket: subject::LEASES_BUCKET.to_string(),
+        history: 1,
+        max_age: Duration::from_secs(2),
+        num_replicas: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cluster = Cluster::start_on(nats, 2, 1, &[], None).await;
+    for bucket in [subject::LEASES_BUCKET, subject::PEAKS_BUCKET] {
+        let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+        let config = stream.info().await.unwrap().config.clone();
+        assert_eq!(config.num_replicas, 3, "{bucket}\n{}", cluster.logs());
+        assert_eq!(config.max_age, Duration::ZERO, "{bucket} keys never expire");
+    }
 }

@@ -53,6 +53,17 @@ impl Cluster {
         let nats = NatsCluster::start_with_token(3, token)
             .await
             .expect("nats cluster starts");
+        Self::start_on(nats, routers, edges, edge_args, token).await
+    }
+
+    /// Like [`Cluster::start`], on a NATS cluster the test prepared.
+    pub async fn start_on(
+        nats: NatsCluster,
+        routers: usize,
+        edges: usize,
+        edge_args: &[&str],
+        token: Option<&str>,
+    ) -> Cluster {
         let mut cluster = Cluster {
             nats,
             routers: Vec::new(),

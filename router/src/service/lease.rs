@@ -16,7 +16,7 @@
 //! owner raises every edge's epoch in its resync before it serves, so a deposed owner that has not
 //! noticed yet cannot change what any client sees (docs/architecture.md has the whole argument).
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use switchboard_proto::subject;
 
@@ -47,6 +47,7 @@ pub enum Holder {
 #[derive(Clone)]
 pub struct Leases {
     kv: kv::Store,
+    js: jetstream::Context,
     owner: String,
 }
 
@@ -66,10 +67,11 @@ fn store(e: impl std::error::Error + Send + Sync + 'static) -> LeaseError {
 }
 
 impl Leases {
-    /// Leases in `kv` on behalf of router process `owner`.
-    pub fn new(kv: kv::Store, owner: &str) -> Self {
+    /// Leases in `kv` (reached through `js`) on behalf of router process `owner`.
+    pub fn new(kv: kv::Store, js: jetstream::Context, owner: &str) -> Self {
         Leases {
             kv,
+            js,
             owner: owner.to_string(),
         }
     }
@@ -138,8 +140,10 @@ impl Leases {
             .map_err(store)
     }
 
-    /// One round trip to the bucket's stream: whether the lease store answers now.
+    /// Whether the lease store can take writes now: its stream's leader answers. (A read would not
+    /// tell: any replica answers reads, also while the stream elects a leader and takes no writes.)
     pub async fn probe(&self) -> Result<(), LeaseError> {
-        self.kv.get("probe").await.map(drop).map_err(store)
+        let stream = format!("KV_{}", subject::LEASES_BUCKET);
+        self.js.get_stream(stream).await.map(drop).map_err(store)
     }
 }

@@ -157,7 +157,7 @@ pub async fn run(
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
     let shared = Arc::new(Shared {
-        leases: Leases::new(leases_kv, &owner),
+        leases: Leases::new(leases_kv, js.clone(), &owner),
         config,
         router_id,
         owner,
