@@ -156,6 +156,20 @@ async fn losing_the_lease_stream_leader_loses_nothing() {
     cluster.settled().await;
 }
 
+/// `n` members of `room`, alternating between the two edges, once each knows all the others; and
+/// the room's membership.
+async fn room_of(n: usize, cluster: &Cluster, room: &str) -> (Vec<Member>, BTreeSet<String>) {
+    let mut members = Vec::new();
+    for i in 0..n {
+        members.push(Member::join(&cluster.edge_url(i % 2), room).await);
+    }
+    let all: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
+    for m in &mut members {
+        assert!(m.converges(&all, Duration::from_secs(5)).await);
+    }
+    (members, all)
+}
+
 /// Polls the routers' `/readyz` and `/slots` every 100 ms until told to stop; returns every
 /// readiness answer seen, and fails if two routers ever list the same slot as served.
 async fn sample_routers(
@@ -191,14 +205,7 @@ async fn sample_routers(
 async fn a_leave_storm_during_a_router_kill_leaves_no_ghosts() {
     let mut cluster = Cluster::start(2, 2).await;
     let room = "leave-storm";
-    let mut members = Vec::new();
-    for i in 0..10 {
-        members.push(Member::join(&cluster.edge_url(i % 2), room).await);
-    }
-    let mut all: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
-    for m in &mut members {
-        assert!(m.converges(&all, Duration::from_secs(5)).await);
-    }
+    let (mut members, mut all) = room_of(10, &cluster, room).await;
     let owner = cluster.owner_of(room).await.expect("the room is served");
     cluster.routers[owner].as_mut().unwrap().kill9().unwrap();
 
@@ -327,14 +334,7 @@ async fn a_router_then_an_edge_then_a_nats_node_die() {
 async fn leaves_during_a_nats_outage_are_not_lost() {
     let mut cluster = Cluster::start(2, 2).await;
     let room = "outage-leaves";
-    let mut members = Vec::new();
-    for i in 0..8 {
-        members.push(Member::join(&cluster.edge_url(i % 2), room).await);
-    }
-    let mut all: BTreeSet<String> = members.iter().map(|m| m.id.clone()).collect();
-    for m in &mut members {
-        assert!(m.converges(&all, Duration::from_secs(5)).await);
-    }
+    let (mut members, mut all) = room_of(8, &cluster, room).await;
     for node in 0..cluster.nats.len() {
         cluster.nats.kill(node).unwrap();
     }

@@ -17,16 +17,11 @@ pub struct Member {
 }
 
 impl Member {
+    /// Joins `room` through the edge at `url`; panics if refused.
     pub async fn join(url: &str, room: &str) -> Member {
-        let mut client = Client::connect_url(url).await;
-        let (id, joined) = client.join(room, json!({})).await;
-        let view = joined["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["peer_id"].as_str().unwrap().to_string())
-            .collect();
-        Member { client, id, view }
+        Self::try_join(url, room)
+            .await
+            .expect("the join is not refused")
     }
 
     pub fn apply(&mut self, message: &Value) {
