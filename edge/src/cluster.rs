@@ -23,7 +23,7 @@ use switchboard_proto::bus::{
     Command, EdgeEvent, Heartbeat, MemberRecord, ReconcileRequest, ResyncReply, ResyncRequest,
 };
 use switchboard_proto::{ConnId, RoomKey, subject};
-use switchboard_router::nats::Link;
+use switchboard_runtime::nats::Link;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::{debug, info, warn};
@@ -37,7 +37,7 @@ pub async fn start(
     ctx: Arc<Context>,
     bus: NatsBus,
     heartbeat_interval: Duration,
-) -> anyhow::Result<Vec<JoinHandle<()>>> {
+) -> Result<Vec<JoinHandle<()>>, async_nats::SubscribeError> {
     let client = bus.client.clone();
     let inbox = client.subscribe(subject::edge_inbox(ctx.edge)).await?;
     let resyncs = client.subscribe(subject::RESYNC).await?;
@@ -112,16 +112,6 @@ fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
                 ctx.registry.refuse(conn, room, error);
             }
         }
-        Ok(EdgeEvent::Resync { slots, owned }) => {
-            let members = ctx.registry.members(slots, Some(&owned));
-            if !members.is_empty() {
-                info!(
-                    members = members.len(),
-                    "a router asked for our members: rejoining"
-                );
-                tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
-            }
-        }
         Err(e) => debug!(error = %e, "malformed event from a router"),
     }
 }
@@ -172,13 +162,18 @@ async fn reconcile_after_loss(ctx: Arc<Context>, bus: NatsBus) {
             changed = slow.changed() => if changed.is_err() { return },
         }
         ctx.metrics.bus_slow_consumers.inc();
-        let request = ReconcileRequest { edge: ctx.edge };
-        let Ok(payload) = serde_json::to_vec(&request) else {
-            continue;
-        };
-        if let Err(e) = bus.client.publish(subject::RECONCILE, payload.into()).await {
-            warn!(error = %e, "cannot ask the routers to reconcile");
-        }
+        request_reconcile(&ctx, &bus).await;
+    }
+}
+
+/// Asks every router to reconcile its slots with the edges (this one's views may be stale).
+async fn request_reconcile(ctx: &Context, bus: &NatsBus) {
+    let request = ReconcileRequest { edge: ctx.edge };
+    let Ok(payload) = serde_json::to_vec(&request) else {
+        return;
+    };
+    if let Err(e) = bus.client.publish(subject::RECONCILE, payload.into()).await {
+        warn!(error = %e, "cannot ask the routers to reconcile");
     }
 }
 
@@ -203,6 +198,9 @@ async fn heartbeat_loop(ctx: Arc<Context>, bus: NatsBus, interval: Duration) {
                     let members = ctx.registry.members(bus.slots, None);
                     info!(members = members.len(), "NATS connection back: re-establishing memberships");
                     tokio::spawn(rejoin(ctx.clone(), bus.clone(), members));
+                    // Room events sent while the link was down are lost: have the routers correct
+                    // what this edge's clients were told.
+                    request_reconcile(&ctx, &bus).await;
                 }
                 was_up = up;
             }

@@ -13,8 +13,8 @@ use switchboard_proto::limits::{
     DEFAULT_MAX_STATUS_BYTES, DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, MAX_JSON_DEPTH,
     MIN_JSON_DEPTH,
 };
-pub use switchboard_router::cli::{LogFormat, Logging};
-use switchboard_router::nats::NatsArgs;
+pub use switchboard_runtime::cli::{LogFormat, Logging};
+use switchboard_runtime::nats::NatsArgs;
 
 use crate::ice::IceServer;
 
@@ -202,14 +202,8 @@ pub const DEFAULT_OUTBOUND_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// that are not WebSockets, the rest leaves room for admin scrapes and probes.
 pub const DEFAULT_FD_RESERVE: usize = 128;
 
-fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
-}
-
-/// A setting that parsed but makes no sense.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub use switchboard_runtime::config::ConfigError;
+use switchboard_runtime::config::parse_duration;
 
 impl Default for Config {
     /// The documented defaults, ignoring `SWITCHBOARD_*` variables (tests must not depend on the

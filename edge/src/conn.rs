@@ -17,7 +17,7 @@ use switchboard_proto::limits::close_code;
 use switchboard_proto::{
     ClientMessage, ConnId, ProtocolError, ServerMessage, Status, decode_with_depth,
 };
-use switchboard_router::Command;
+use switchboard_rooms::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, MissedTickBehavior, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;

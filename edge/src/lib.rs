@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer};
-use switchboard_router::RoomsConfig;
+use switchboard_rooms::RoomsConfig;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -100,14 +100,17 @@ pub struct BoundAddresses {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// A listener could not be handed to tokio.
-    #[error("listener: {0}")]
+    #[error("cannot use a listener")]
     Listener(#[from] io::Error),
     /// Metrics could not be registered.
-    #[error("metrics: {0}")]
+    #[error("cannot register the metrics")]
     Metrics(#[from] prometheus::Error),
-    /// The NATS connection or its subscriptions could not be set up.
-    #[error("nats: {0}")]
-    Nats(anyhow::Error),
+    /// The NATS connection could not be set up.
+    #[error("cannot set up the NATS connection")]
+    Nats(#[from] switchboard_runtime::nats::ConnectError),
+    /// The edge's NATS subscriptions could not be made.
+    #[error("cannot subscribe on NATS")]
+    Subscribe(#[from] async_nats::SubscribeError),
     /// The descriptor limit leaves no room for clients.
     #[error("descriptors: {0}")]
     Descriptors(String),
@@ -148,8 +151,7 @@ pub async fn run(
         let (client, link, slow_consumers) = config
             .nats
             .connect_watching(&format!("switchboard-edge-{edge}"))
-            .await
-            .map_err(RunError::Nats)?;
+            .await?;
         let bus = NatsBus {
             client,
             link,
@@ -178,9 +180,7 @@ pub async fn run(
     let nats_bus = bus.as_nats().cloned();
     let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan);
     let cluster_tasks = match nats_bus {
-        Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval)
-            .await
-            .map_err(RunError::Nats)?,
+        Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval).await?,
         None => Vec::new(),
     };
 

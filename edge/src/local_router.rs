@@ -6,9 +6,9 @@
 //! (atomically) at most every [`SAVE_INTERVAL`] while they change, and once more when the task ends.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use switchboard_router::{Effect, HourlyStats, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::{Effect, HourlyStats, Rooms, RoomsConfig, UnixMillis};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
@@ -130,9 +130,5 @@ async fn store(path: &Path, stats: &HourlyStats) {
 }
 
 fn now() -> UnixMillis {
-    // A clock before 1970 is a broken host; count it as the epoch rather than fail joins.
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    UnixMillis(since_epoch.as_millis() as u64)
+    UnixMillis(switchboard_runtime::clock::unix_millis())
 }

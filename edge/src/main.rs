@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use switchboard_edge::{Config, Listeners, descriptors, run, shutdown};
-use switchboard_router::cli;
+use switchboard_runtime::cli;
 use tracing::{error, warn};
 
 fn main() -> ExitCode {
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     match runtime.block_on(async move { run(config, listeners, shutdown::signal(grace)).await }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!(error = %e, "switchboard-edge failed");
+            error!(error = %switchboard_runtime::describe(&e), "switchboard-edge failed");
             ExitCode::FAILURE
         }
     }

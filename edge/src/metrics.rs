@@ -6,11 +6,9 @@
 
 use std::sync::Arc;
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
 use switchboard_proto::ProtocolError;
+use switchboard_runtime::metrics::{Registrar, RoomMetrics, bus_errors, render};
 
 use crate::queue::QueueMetrics;
 
@@ -142,27 +140,14 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Result<Metrics, prometheus::Error> {
-        let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok::<_, prometheus::Error>(h)
-        };
+        let r = Registrar::new();
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| r.counter_vec(name, help, labels);
+        let gauge = |name: &str, help: &str| r.gauge(name, help);
+        let counter = |name: &str, help: &str| r.counter(name, help);
+        let histogram =
+            |name: &str, help: &str, buckets: Vec<f64>| r.histogram(name, help, buckets);
+        let room = RoomMetrics::register(&r)?;
 
         let queue_full = counter_vec(
             "switchboard_outbound_queue_full_total",
@@ -221,25 +206,10 @@ impl Metrics {
                 &["reason"],
             )?,
             joins: counter("switchboard_joins_total", "Successful room joins.")?,
-            rooms: gauge("switchboard_rooms", "Open rooms.")?,
-            members: gauge(
-                "switchboard_room_members",
-                "Connections that are in a room.",
-            )?,
-            room_peak_members: histogram(
-                "switchboard_room_peak_members",
-                "Peak member count of each room, observed when it closes (palava's room_peaks).",
-                vec![
-                    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0,
-                ],
-            )?,
-            connection_minutes: histogram(
-                "switchboard_connection_minutes",
-                "Whole minutes spent in a room, observed at each leave (palava's connection_time).",
-                vec![
-                    0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0,
-                ],
-            )?,
+            rooms: room.rooms,
+            members: room.members,
+            room_peak_members: room.room_peak_members,
+            connection_minutes: room.connection_minutes,
             relay_seconds: histogram(
                 "switchboard_relay_seconds",
                 "Time from reading a send_to_peer to queueing its forward for the target.",
@@ -258,11 +228,7 @@ impl Metrics {
                 "switchboard_bus_command_retries_total",
                 "Command attempts repeated while a slot had no serving router.",
             )?,
-            bus_errors: counter_vec(
-                "switchboard_bus_errors_total",
-                "Bus operations that failed, by kind.",
-                &["kind"],
-            )?,
+            bus_errors: bus_errors(&r, &["command", "relay", "heartbeat", "resync"])?,
             heartbeats: counter(
                 "switchboard_edge_heartbeats_total",
                 "Heartbeats published to the routers.",
@@ -283,7 +249,7 @@ impl Metrics {
                 "switchboard_bus_slow_consumers_total",
                 "Times NATS dropped messages for this edge (slow consumer); each triggers a reconciliation.",
             )?,
-            registry,
+            registry: r.finish()?,
         };
         for reason in DisconnectReason::ALL {
             metrics.disconnects.with_label_values(&[reason.label()]);
@@ -297,19 +263,12 @@ impl Metrics {
         for event in OUT_EVENTS {
             metrics.messages.with_label_values(&[event, "out"]);
         }
-        for kind in ["command", "relay", "heartbeat", "resync"] {
-            metrics.bus_errors.with_label_values(&[kind]);
-        }
         for port in ["public", "admin"] {
             metrics.accept_errors.with_label_values(&[port]);
         }
         for reason in ["capacity", "draining"] {
             metrics.connections_refused.with_label_values(&[reason]);
         }
-        #[cfg(target_os = "linux")]
-        metrics.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
         Ok(metrics)
     }
 
@@ -336,10 +295,6 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail for well-formed metric families; an error would leave a
-        // partial body, which Prometheus reports as a scrape error: visible, not silent.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        render(&self.registry)
     }
 }

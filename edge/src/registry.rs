@@ -454,7 +454,5 @@ fn kind_of(message: &ServerMessage) -> queue::Kind {
 }
 
 fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    switchboard_runtime::clock::unix_millis()
 }

@@ -134,14 +134,6 @@ pub enum EdgeEvent {
         /// Why.
         error: ProtocolError,
     },
-    /// The router does not know this edge's members in `slots` (it took them over while the edge was
-    /// unreachable): send a [`Command::Rejoin`] for each.
-    Resync {
-        /// Total number of slots (for `RoomKey::slot`).
-        slots: u32,
-        /// The slots concerned.
-        owned: Vec<u32>,
-    },
 }
 
 /// A router taking over `slot` asks every edge for its members there.

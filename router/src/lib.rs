@@ -1,27 +1,16 @@
-//! Switchboard's router: room membership, statuses and palava's statistics.
+//! Switchboard's router service: the process that serves rooms in a cluster.
 //!
-//! The heart is [`Rooms`], a synchronous state machine: `apply(now, command) -> effects`. It never
-//! reads a clock, spawns a task or touches a socket, so every ordering and failure case can be tested
-//! deterministically; a driver (in-process in the standalone edge, over NATS in a cluster) owns the
-//! I/O and turns [`Effect`]s into messages.
+//! Rooms are hashed into slots; each router holds the leases of some slots and runs, for each, a task
+//! that owns the slot's [`switchboard_rooms::Rooms`] (the pure state machine), applies the commands
+//! the edges send over NATS, publishes the effects, reconciles with the edges after anything that may
+//! have made views diverge, and stores peaks and hourly statistics in JetStream.
 //!
 //! # Layout
-//! - [`rooms`]: [`Rooms`], its [`Command`]s and [`Effect`]s.
-//! - [`reconcile`]: bringing a slot's rooms and the edges' views in line with the edges' members.
-//! - [`stats`]: per-hour `room_peaks` and `connection_time` statistics.
-//! - [`time`]: [`UnixMillis`], the only notion of time the state machine has.
-//! - [`service`]: the `switchboard-router` service around it (NATS, leases, slots, admin port).
-//! - [`nats`]: NATS connection options shared by the router and the edge.
-//! - [`cli`]: command-line plumbing shared by both binaries (exit codes, logging, ready file).
+//! - [`service`]: the service: configuration, leases, liveness, slot tasks, balancing, storage, the
+//!   admin port and metrics.
+//!
+//! The room state machine is `switchboard-rooms`; what the edge and router binaries share (NATS
+//! options, command line, logging, signals, admin HTTP, clock, common metrics) is
+//! `switchboard-runtime`.
 
-pub mod cli;
-pub mod nats;
-pub mod reconcile;
-pub mod rooms;
 pub mod service;
-pub mod stats;
-pub mod time;
-
-pub use rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig};
-pub use stats::{HourStats, HourlyStats};
-pub use time::UnixMillis;

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use switchboard_router::cli;
 use switchboard_router::service::{self, Config};
+use switchboard_runtime::{cli, signal};
 use tracing::error;
 
 fn main() -> ExitCode {
@@ -43,26 +43,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match runtime.block_on(service::run(config, admin, shutdown_signal())) {
+    match runtime.block_on(service::run(config, admin, async {
+        // SIGTERM or SIGINT: hand the slots over and stop; a second one exits at once.
+        signal::first_then_force().await;
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!(error = %e, "switchboard-router failed");
+            // `{:#}` shows the whole chain of causes.
+            error!(error = format!("{e:#}"), "switchboard-router failed");
             ExitCode::FAILURE
         }
     }
-}
-
-/// SIGTERM or SIGINT: hand the slots over and stop.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = tokio::signal::ctrl_c() => return,
-            }
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

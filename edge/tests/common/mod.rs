@@ -270,6 +270,24 @@ impl Client {
         self.ws.send(message).await.unwrap();
     }
 
+    /// The next text message as JSON within `limit`, or `None` (pings and pongs are skipped);
+    /// panics on close.
+    pub async fn recv_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?
+                .expect("connection open")
+                .expect("no websocket error");
+            match frame {
+                Message::Text(text) => return Some(serde_json::from_str(&text).unwrap()),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text message, got {other:?}"),
+            }
+        }
+    }
+
     /// The next text message as JSON (pings and pongs are skipped); panics on close or timeout.
     pub async fn recv(&mut self) -> Value {
         loop {

@@ -49,9 +49,9 @@ impl Member {
         let deadline = Instant::now() + within;
         while self.view != want {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.client.recv()).await {
-                Ok(message) => self.apply(&message),
-                Err(_) => return false,
+            match self.client.recv_within(left).await {
+                Some(message) => self.apply(&message),
+                None => return false,
             }
         }
         true
@@ -84,9 +84,7 @@ impl Member {
 
     /// Reads whatever has arrived, without waiting.
     pub async fn drain(&mut self) {
-        while let Ok(message) =
-            tokio::time::timeout(Duration::from_millis(1), self.client.recv()).await
-        {
+        while let Some(message) = self.client.recv_within(Duration::from_millis(1)).await {
             self.apply(&message);
         }
     }

@@ -5,11 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -23,7 +19,8 @@ use tokio::sync::watch;
 
 use super::metrics::RouterMetrics;
 use super::store::Store;
-use crate::nats::Link;
+use switchboard_runtime::http::{self, Body, json, text};
+use switchboard_runtime::nats::Link;
 
 /// What the admin port shows; available before the router has reached JetStream.
 pub struct Admin {
@@ -52,7 +49,9 @@ pub struct Health {
     pub hears_itself: bool,
 }
 
-type Body = Full<Bytes>;
+/// A client must send its request headers within this (as on the edge's admin port, whose
+/// `--io-timeout` defaults to the same), so idle or slow connections cannot pile up.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves the admin port until `stop`.
 pub async fn serve(listener: TcpListener, shared: Arc<Admin>, stop: CancellationToken) {
@@ -72,7 +71,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Admin>, stop: Cancellation
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&request, &shared)) }
             });
-            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection =
+                http::builder(IO_TIMEOUT).serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 () = stop.cancelled() => {}
@@ -99,14 +99,7 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
             };
             text(StatusCode::SERVICE_UNAVAILABLE, reason)
         }
-        "/metrics" => {
-            let mut response = Response::new(Body::from(shared.metrics.render()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
+        "/metrics" => http::metrics(shared.metrics.render()),
         "/stats" => match shared.store.get() {
             Some(store) => json(&serde_json::json!({
                 "router": shared.router_id,
@@ -132,19 +125,4 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response
-}
-
-fn json(value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }

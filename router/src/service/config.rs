@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-pub use crate::cli::{LogFormat, Logging};
-use crate::nats::NatsArgs;
+pub use switchboard_runtime::cli::{LogFormat, Logging};
+use switchboard_runtime::nats::NatsArgs;
 
-fn parse_duration(s: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(s)
-}
+pub use switchboard_runtime::config::ConfigError;
+use switchboard_runtime::config::parse_duration;
 
 /// Switchboard router: owns room slots in a cluster (leases in NATS JetStream), orders each room's
 /// membership events and fans them out to the edges.
@@ -83,11 +82,6 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 }
-
-/// A setting that parsed but makes no sense.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
 
 impl Config {
     /// Checks settings against each other; run before connecting or binding.

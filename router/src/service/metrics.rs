@@ -1,9 +1,7 @@
 //! The router's Prometheus metrics (its own registry, exported at `/metrics`).
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use switchboard_runtime::metrics::{Registrar, RoomMetrics, bus_errors, render};
 
 /// Metrics of one router process.
 #[derive(Clone)]
@@ -20,7 +18,7 @@ pub struct RouterMetrics {
     /// Slots lost: another router took them over (this one was deposed or presumed gone).
     pub lease_losses: IntCounter,
     /// Reconciliations of a slot with the edges, by reason (`takeover`, `resume`, `lag`,
-    /// `lost_events`, `periodic`).
+    /// `lost_events`, `edge_appeared`, `retry`, `periodic`).
     pub reconciles: IntCounterVec,
     /// Corrections announced by reconciliations, by kind (`peer_left`, `new_peer`, `removed`).
     pub reconcile_corrections: IntCounterVec,
@@ -61,136 +59,103 @@ pub struct RouterMetrics {
 impl RouterMetrics {
     /// Registers every metric in a fresh registry.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        macro_rules! register {
-            ($metric:expr) => {{
-                let metric = $metric;
-                registry.register(Box::new(metric.clone()))?;
-                metric
-            }};
-        }
+        let r = Registrar::new();
+        let room = RoomMetrics::register(&r)?;
         let metrics = RouterMetrics {
-            slots_owned: register!(IntGauge::new(
+            slots_owned: r.gauge(
                 "switchboard_router_slots_owned",
-                "Slots this router serves."
-            )?),
-            lease_store_up: register!(IntGauge::new(
+                "Slots this router serves.",
+            )?,
+            lease_store_up: r.gauge(
                 "switchboard_router_lease_store_up",
-                "1 while the lease store (JetStream KV) answers; takeovers wait for it."
-            )?),
-            hears_itself: register!(IntGauge::new(
+                "1 while the lease store (JetStream KV) answers; takeovers wait for it.",
+            )?,
+            hears_itself: r.gauge(
                 "switchboard_router_hears_itself",
-                "1 while this router hears its own presence on NATS (it serves only then)."
-            )?),
-            slots_paused: register!(IntGauge::new(
+                "1 while this router hears its own presence on NATS (it serves only then).",
+            )?,
+            slots_paused: r.gauge(
                 "switchboard_router_slots_paused",
-                "Slots held but not served at the moment (this router is cut off from NATS)."
-            )?),
-            lease_losses: register!(IntCounter::new(
+                "Slots held but not served at the moment (this router is cut off from NATS).",
+            )?,
+            lease_losses: r.counter(
                 "switchboard_router_lease_losses_total",
-                "Slots lost to another router (this one was deposed or presumed gone)."
-            )?),
-            reconciles: register!(IntCounterVec::new(
-                Opts::new(
-                    "switchboard_router_reconciles_total",
-                    "Reconciliations of a slot with the edges, by reason."
-                ),
-                &["reason"]
-            )?),
-            reconcile_corrections: register!(IntCounterVec::new(
-                Opts::new(
-                    "switchboard_router_reconcile_corrections_total",
-                    "Corrections found by reconciliations, by kind (peer_left, new_peer, removed)."
-                ),
-                &["kind"]
-            )?),
-            lost_events: register!(IntCounterVec::new(
-                Opts::new(
-                    "switchboard_router_lost_events_total",
-                    "Times this router may have missed events (NATS slow consumer, lagging notices); \
-                     each triggers a reconciliation."
-                ),
-                &["cause"]
-            )?),
-            slot_takeovers: register!(IntCounter::new(
+                "Slots lost to another router (this one was deposed or presumed gone).",
+            )?,
+            reconciles: r.counter_vec(
+                "switchboard_router_reconciles_total",
+                "Reconciliations of a slot with the edges, by reason.",
+                &["reason"],
+            )?,
+            reconcile_corrections: r.counter_vec(
+                "switchboard_router_reconcile_corrections_total",
+                "Corrections found by reconciliations, by kind (peer_left, new_peer, removed).",
+                &["kind"],
+            )?,
+            lost_events: r.counter_vec(
+                "switchboard_router_lost_events_total",
+                "Times this router may have missed events (NATS slow consumer, lagging notices); \
+                     each triggers a reconciliation.",
+                &["cause"],
+            )?,
+            slot_takeovers: r.counter(
                 "switchboard_router_slot_takeovers_total",
-                "Slots acquired and served (failovers, rebalancing, start-up)."
-            )?),
-            slot_releases: register!(IntCounter::new(
+                "Slots acquired and served (failovers, rebalancing, start-up).",
+            )?,
+            slot_releases: r.counter(
                 "switchboard_router_slot_releases_total",
-                "Slots handed over on purpose (rebalancing, shutdown)."
-            )?),
-            resync_seconds: register!(Histogram::with_opts(
-                HistogramOpts::new(
-                    "switchboard_router_resync_seconds",
-                    "From acquiring a slot to serving it: rebuilding membership from the edges."
-                )
-                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14)?)
-            )?),
-            commands: register!(IntCounterVec::new(
-                Opts::new("switchboard_router_commands_total", "Membership commands handled."),
-                &["command"]
-            )?),
-            command_seconds: register!(Histogram::with_opts(
-                HistogramOpts::new(
-                    "switchboard_router_command_seconds",
-                    "Time to apply a command and publish its effects."
-                )
-                .buckets(prometheus::exponential_buckets(0.000_01, 2.0, 16)?)
-            )?),
-            bus_errors: register!(IntCounterVec::new(
-                Opts::new(
-                    "switchboard_bus_publish_errors_total",
-                    "Bus messages that could not be published, by kind."
-                ),
-                &["kind"]
-            )?),
-            edges_alive: register!(IntGauge::new(
+                "Slots handed over on purpose (rebalancing, shutdown).",
+            )?,
+            resync_seconds: r.histogram(
+                "switchboard_router_resync_seconds",
+                "From acquiring a slot to serving it: rebuilding membership from the edges.",
+                prometheus::exponential_buckets(0.001, 2.0, 14)?,
+            )?,
+            commands: r.counter_vec(
+                "switchboard_router_commands_total",
+                "Membership commands handled.",
+                &["command"],
+            )?,
+            command_seconds: r.histogram(
+                "switchboard_router_command_seconds",
+                "Time to apply a command and publish its effects.",
+                prometheus::exponential_buckets(0.000_01, 2.0, 16)?,
+            )?,
+            bus_errors: bus_errors(&r, &["event", "reply", "stats", "peak"])?,
+            edges_alive: r.gauge(
                 "switchboard_router_edges_alive",
-                "Edges currently sending heartbeats."
-            )?),
-            edges_lost: register!(IntCounter::new(
+                "Edges currently sending heartbeats.",
+            )?,
+            edges_lost: r.counter(
                 "switchboard_router_edges_lost_total",
-                "Edges declared dead after their heartbeats stopped."
-            )?),
-            routers_alive: register!(IntGauge::new(
+                "Edges declared dead after their heartbeats stopped.",
+            )?,
+            routers_alive: r.gauge(
                 "switchboard_router_routers_alive",
-                "Routers currently present, this one included."
-            )?),
-            rooms: register!(IntGauge::new(
-                "switchboard_rooms",
-                "Open rooms in the slots this router serves."
-            )?),
-            members: register!(IntGauge::new(
-                "switchboard_room_members",
-                "Members of the rooms this router serves."
-            )?),
-            room_peak_members: register!(Histogram::with_opts(
-                HistogramOpts::new(
-                    "switchboard_room_peak_members",
-                    "Peak member count of each room, observed when it closes (palava's room_peaks)."
-                )
-                .buckets(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0])
-            )?),
-            connection_minutes: register!(Histogram::with_opts(
-                HistogramOpts::new(
-                    "switchboard_connection_minutes",
-                    "Whole minutes spent in a room, observed at each leave (palava's connection_time)."
-                )
-                .buckets(vec![0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0])
-            )?),
-            store_pending: register!(IntGaugeVec::new(
-                Opts::new(
-                    "switchboard_router_store_pending",
-                    "What is not stored in JetStream yet, by kind (peaks: rooms whose latest peak \
+                "Routers currently present, this one included.",
+            )?,
+            rooms: room.rooms,
+            members: room.members,
+            room_peak_members: room.room_peak_members,
+            connection_minutes: room.connection_minutes,
+            store_pending: r.gauge_vec(
+                "switchboard_router_store_pending",
+                "What is not stored in JetStream yet, by kind (peaks: rooms whose latest peak \
                      or removal is not written yet; stats: statistics events counted since their \
-                     hour was last stored)."
-                ),
-                &["kind"]
-            )?),
-            registry,
+                     hour was last stored).",
+                &["kind"],
+            )?,
+            registry: r.finish()?,
         };
-        for reason in ["takeover", "resume", "lag", "lost_events", "periodic"] {
+        for reason in [
+            "takeover",
+            "resume",
+            "lag",
+            "lost_events",
+            "edge_appeared",
+            "retry",
+            "periodic",
+        ] {
             metrics.reconciles.with_label_values(&[reason]);
         }
         for kind in ["peer_left", "new_peer", "removed"] {
@@ -199,23 +164,14 @@ impl RouterMetrics {
         for cause in ["slow_consumer", "notices_lagged"] {
             metrics.lost_events.with_label_values(&[cause]);
         }
-        for kind in ["event", "reply", "stats", "peak"] {
-            metrics.bus_errors.with_label_values(&[kind]);
-        }
         for kind in ["peaks", "stats"] {
             metrics.store_pending.with_label_values(&[kind]);
         }
-        #[cfg(target_os = "linux")]
-        metrics.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
         Ok(metrics)
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        render(&self.registry)
     }
 }

@@ -9,16 +9,15 @@
 //! - [`store`]: room peaks and statistics in JetStream.
 //! - [`admin`]: the admin HTTP port.
 //! - [`buckets`]: creating (and updating) the JetStream buckets and streams.
+//! - [`balance`]: the slot balancing policy, a pure function of what the router knows.
 //! - [`metrics`]: Prometheus metrics.
 //!
-//! Balancing: every router aims at `ceil(slots / routers present)` slots. A slot is free when no
-//! present router claims it (router presence carries the slots each holds). Below target a router
-//! takes free slots at once; at or above it, only after a slot has been free for a lease lifetime
-//! (someone below target had first pick), which also covers failover: a router silent for a lease
-//! lifetime is presumed gone, and its slots are taken over at its lease's revision. Above target it
-//! hands slots over, one per round. SIGTERM hands every slot over.
+//! Balancing (the policy is [`balance`]): every router aims at `ceil(slots / routers present)`
+//! slots; a router silent for a lease lifetime is presumed gone, and its slots are taken over at its
+//! lease's revision. SIGTERM hands every slot over.
 
 pub mod admin;
+pub mod balance;
 pub mod buckets;
 pub mod config;
 pub mod lease;
@@ -34,10 +33,9 @@ use std::time::Duration;
 use async_nats::Client;
 use async_nats::jetstream;
 use rand::seq::SliceRandom;
-use switchboard_proto::bus::EdgeEvent;
 use switchboard_proto::subject;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -46,7 +44,7 @@ use tracing::{debug, info, warn};
 pub use config::Config;
 use lease::Holder;
 use lease::Leases;
-use liveness::{Liveness, Notice};
+use liveness::Liveness;
 use metrics::RouterMetrics;
 use slot::SlotEnd;
 use store::Store;
@@ -130,7 +128,9 @@ pub async fn run(
 
     // The replica count needs the server's INFO, which arrives with the first connection.
     let mut link_up = link.clone();
-    link_up.wait_for(|l| *l == crate::nats::Link::Up).await?;
+    link_up
+        .wait_for(|l| *l == switchboard_runtime::nats::Link::Up)
+        .await?;
     let js = jetstream::new(client.clone());
     let replicas = config.replicas.unwrap_or_else(|| {
         // Every server of a cluster advertises its client URL to clients; a lone server none.
@@ -269,9 +269,7 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
     let slots = shared.config.slots;
     let ttl = shared.config.lease_ttl;
     let mut running: HashMap<u32, Running> = HashMap::new();
-    // Free slots and when they were first seen free.
-    let mut free_since: HashMap<u32, Instant> = HashMap::new();
-    let mut notices = shared.liveness.subscribe();
+    let mut balancer = balance::Balancer::new(ttl);
 
     // Listen to heartbeats and presence for a whole lease lifetime before taking slots: a router
     // not heard from by then is gone, so resync knows every edge and balancing every router and
@@ -287,14 +285,6 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            notice = notices.recv() => {
-                match notice {
-                    Ok(Notice::EdgeAppeared(edge)) => ask_to_rejoin(&shared, edge, &running).await,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break,
-                }
-                continue;
-            }
             _ = round.tick() => {}
         }
         running.retain(|slot, r| {
@@ -304,51 +294,35 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
             }
             !done
         });
-        if !shared.liveness.hears_itself() {
-            // Cut off: what we see of the others says nothing now.
-            continue;
-        }
-
-        let routers = shared.liveness.routers().max(1);
-        let target = (slots as usize).div_ceil(routers);
+        let held: BTreeSet<u32> = running.keys().copied().collect();
         let claimed: HashSet<u32> = shared.liveness.claimed_by_others().into_iter().collect();
-        let now = Instant::now();
-        free_since.retain(|slot, _| !claimed.contains(slot) && !running.contains_key(slot));
-        for slot in (0..slots).filter(|s| !claimed.contains(s) && !running.contains_key(s)) {
-            free_since.entry(slot).or_insert(now);
-        }
-
-        if running.len() > target {
-            // Hand one over per round, so the others take them up gradually.
-            if let Some(&slot) = running.keys().max()
-                && let Some(r) = running.get(&slot)
-            {
-                r.stop.cancel();
-            }
-            continue;
-        }
-        let mut candidates: Vec<u32> = free_since
-            .iter()
-            .filter(|(_, since)| running.len() < target || now.duration_since(**since) >= ttl)
-            .map(|(slot, _)| *slot)
-            .collect();
-        candidates.shuffle(&mut rand::rng());
-        let wanted = if running.len() < target {
-            target - running.len()
-        } else {
-            candidates.len()
+        let facts = balance::Facts {
+            slots,
+            routers: shared.liveness.routers(),
+            held: &held,
+            claimed: &claimed,
+            hears_itself: shared.liveness.hears_itself(),
         };
+        let (mut candidates, wanted) = match balancer.plan(&facts, Instant::now()) {
+            balance::Action::Wait => continue,
+            balance::Action::HandOver(slot) => {
+                if let Some(r) = running.get(&slot) {
+                    r.stop.cancel();
+                }
+                continue;
+            }
+            balance::Action::Take { candidates, wanted } => (candidates, wanted),
+        };
+        candidates.shuffle(&mut rand::rng());
         for slot in candidates.into_iter().take(wanted) {
             match take(&shared, slot).await {
                 Ok(Some(lease)) => {
-                    free_since.remove(&slot);
+                    balancer.not_free(slot);
                     let stop = CancellationToken::new();
                     let task = tokio::spawn(slot::serve(shared.clone(), lease, stop.clone()));
                     running.insert(slot, Running { stop, task });
                 }
-                Ok(None) => {
-                    free_since.remove(&slot);
-                }
+                Ok(None) => balancer.not_free(slot),
                 Err(e) => {
                     // Takeovers wait for the lease store; held slots are served meanwhile.
                     debug!(slot, error = %e, "cannot take a slot now");
@@ -391,31 +365,5 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
         Ok(lease) => Ok(Some(lease)),
         Err(lease::LeaseError::Taken) => Ok(None),
         Err(e) => Err(e),
-    }
-}
-
-/// An edge this router did not know: ask it to re-announce its members in our slots (it may have
-/// been cut off and declared lost, or we may have taken slots over while it was unreachable).
-async fn ask_to_rejoin(
-    shared: &Shared,
-    edge: switchboard_proto::EdgeId,
-    running: &HashMap<u32, Running>,
-) {
-    if running.is_empty() {
-        return;
-    }
-    let mut owned: Vec<u32> = running.keys().copied().collect();
-    owned.sort_unstable();
-    let event = EdgeEvent::Resync {
-        slots: shared.config.slots,
-        owned,
-    };
-    if let Ok(payload) = serde_json::to_vec(&event)
-        && let Err(e) = shared
-            .client
-            .publish(subject::edge_events(edge), payload.into())
-            .await
-    {
-        warn!(edge = %edge, error = %e, "cannot ask an edge to rejoin");
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::{Message, Subscriber};
 use bytes::Bytes;
@@ -26,8 +26,8 @@ use tracing::{debug, info, warn};
 use super::Shared;
 use super::lease::Lease;
 use super::liveness::Notice;
-use crate::reconcile::reconcile;
-use crate::{Effect, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::reconcile::reconcile;
+use switchboard_rooms::{Effect, Rooms, RoomsConfig, UnixMillis};
 
 /// How a slot task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
         }),
         peaks: HashMap::new(),
         counted: (0, 0),
+        follow_up: None,
+        follow_ups: 0,
         shared: shared.clone(),
         slot,
         epoch: lease.epoch,
@@ -193,7 +195,16 @@ struct SlotTask {
     peaks: HashMap<RoomKey, usize>,
     /// (rooms, members) last added to the process-wide gauges.
     counted: (i64, i64),
+    /// When to reconcile again because an edge did not answer the last time.
+    follow_up: Option<Instant>,
+    /// Follow-ups since every edge last answered.
+    follow_ups: u32,
 }
+
+/// Pause before asking edges that did not answer a reconciliation again.
+const FOLLOW_UP: Duration = Duration::from_secs(1);
+/// Follow-ups in a row; after that, the periodic reconciliation takes over.
+const MAX_FOLLOW_UPS: u32 = 5;
 
 impl SlotTask {
     /// Serves commands until this router must pause or the task must end.
@@ -222,25 +233,35 @@ impl SlotTask {
                     }
                 }
                 _ = serving_until.changed() => {}
-                notice = notices.recv() => match notice {
-                    Ok(Notice::EdgeLost(edge)) => self.apply(Command::EdgeLost { edge }).await,
-                    Ok(Notice::Deposed { slot, ours }) if slot == self.slot && ours == self.epoch => {
-                        return Outcome::End(SlotEnd::Lost);
+                notice = notices.recv() => {
+                    // Take every notice already queued too, so that a burst (edges reconnecting
+                    // after a NATS outage) costs one reconciliation, not one each.
+                    let mut reason = None;
+                    let mut next = Some(notice);
+                    while let Some(notice) = next {
+                        match self.on_notice(notice).await {
+                            Ok(None) => {}
+                            Ok(Some(wanted)) => reason = reason.or(Some(wanted)),
+                            Err(end) => return Outcome::End(end),
+                        }
+                        next = match notices.try_recv() {
+                            Ok(notice) => Some(Ok(notice)),
+                            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                Some(Err(RecvError::Lagged(n)))
+                            }
+                            Err(_) => None,
+                        };
                     }
-                    Ok(Notice::Reconcile) => self.reconcile_logged("lost_events").await,
-                    Ok(Notice::EdgeAppeared(_) | Notice::Deposed { .. }) => {}
-                    Err(RecvError::Lagged(missed)) => {
-                        // Edge-lost notices may be among those missed: ask the edges.
-                        warn!(slot = self.slot, missed, "missed router notices: reconciling");
-                        self.shared
-                            .metrics
-                            .lost_events
-                            .with_label_values(&["notices_lagged"])
-                            .inc();
-                        self.reconcile_logged("lag").await;
+                    if let Some(reason) = reason {
+                        self.reconcile_logged(reason).await;
                     }
-                    Err(RecvError::Closed) => return Outcome::End(SlotEnd::Released),
-                },
+                }
+                () = async { sleep_until(self.follow_up.unwrap_or_else(Instant::now)).await },
+                    if self.follow_up.is_some() =>
+                {
+                    self.follow_up = None;
+                    self.reconcile_logged("retry").await;
+                }
                 _ = async { periodic.as_mut()?.tick().await; Some(()) }, if periodic.is_some() => {
                     self.reconcile_logged("periodic").await;
                 }
@@ -259,6 +280,41 @@ impl SlotTask {
         }
     }
 
+    /// Acts on one notice; returns why a reconciliation is wanted, if it is, or how the task ends.
+    async fn on_notice(
+        &mut self,
+        notice: Result<Notice, RecvError>,
+    ) -> Result<Option<&'static str>, SlotEnd> {
+        match notice {
+            Ok(Notice::EdgeLost(edge)) => {
+                self.apply(Command::EdgeLost { edge }).await;
+                Ok(None)
+            }
+            Ok(Notice::Deposed { slot, ours }) if slot == self.slot && ours == self.epoch => {
+                Err(SlotEnd::Lost)
+            }
+            Ok(Notice::Deposed { .. }) => Ok(None),
+            Ok(Notice::Reconcile) => Ok(Some("lost_events")),
+            // An edge this router did not hear before (new, or back after being cut off): its
+            // clients' views may lack what happened meanwhile.
+            Ok(Notice::EdgeAppeared(_)) => Ok(Some("edge_appeared")),
+            Err(RecvError::Lagged(missed)) => {
+                // Edge-lost notices may be among those missed: ask the edges.
+                warn!(
+                    slot = self.slot,
+                    missed, "missed router notices: reconciling"
+                );
+                self.shared
+                    .metrics
+                    .lost_events
+                    .with_label_values(&["notices_lagged"])
+                    .inc();
+                Ok(Some("lag"))
+            }
+            Err(RecvError::Closed) => Err(SlotEnd::Released),
+        }
+    }
+
     async fn reconcile_logged(&mut self, reason: &'static str) {
         if let Err(e) = self.reconcile(reason).await {
             warn!(slot = self.slot, reason, error = %e, "reconciliation failed");
@@ -266,7 +322,7 @@ impl SlotTask {
     }
 
     /// Asks every edge for its members and views in the slot (raising their epoch for it to ours),
-    /// then brings the rooms and the views in line (see [`crate::reconcile`]).
+    /// then brings the rooms and the views in line (see [`switchboard_rooms::reconcile`]).
     async fn reconcile(&mut self, reason: &'static str) -> anyhow::Result<()> {
         self.shared
             .metrics
@@ -295,6 +351,12 @@ impl SlotTask {
                     let missing: Vec<String> =
                         expected.difference(&answered).map(|e| e.to_string()).collect();
                     warn!(slot = self.slot, ?missing, "resync: edges did not answer in time");
+                    // Their clients' views are not corrected yet: ask again shortly (an edge
+                    // that has just reconnected may not have renewed its subscription yet).
+                    if self.follow_ups < MAX_FOLLOW_UPS {
+                        self.follow_ups += 1;
+                        self.follow_up = Some(Instant::now() + FOLLOW_UP);
+                    }
                     break;
                 }
                 reply = replies.next() => {
@@ -309,6 +371,9 @@ impl SlotTask {
             }
         }
         let _ = replies.unsubscribe().await;
+        if expected.is_subset(&answered) {
+            self.follow_ups = 0;
+        }
 
         let (slots, slot) = (self.shared.config.slots, self.slot);
         let effects = reconcile(&mut self.rooms, now(), &reports, |room| {
@@ -549,8 +614,5 @@ impl SlotTask {
 }
 
 fn now() -> UnixMillis {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    UnixMillis(since_epoch.as_millis() as u64)
+    UnixMillis(switchboard_runtime::clock::unix_millis())
 }

@@ -14,7 +14,7 @@ mod hourly;
 mod peaks;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use switchboard_proto::{RoomKey, subject};
@@ -22,9 +22,9 @@ use tracing::{info, warn};
 
 use super::buckets::{self, BucketError};
 use super::metrics::RouterMetrics;
-use crate::HourlyStats;
 use hourly::Hourly;
 use peaks::{PeakOp, PendingPeaks};
+use switchboard_rooms::HourlyStats;
 
 /// Bound on storing what is pending when the router stops.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -134,8 +134,5 @@ pub async fn stats_bucket(
 }
 
 fn current_hour() -> u64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    since_epoch.as_secs() / 3600
+    switchboard_rooms::UnixMillis(switchboard_runtime::clock::unix_millis()).hour()
 }

@@ -1,4 +1,4 @@
-//! palava's hourly statistics in KV `sb-stats`, as aggregates (`crate::stats::aggregate` says why):
+//! palava's hourly statistics in KV `sb-stats`, as aggregates (`switchboard_rooms::stats::aggregate` says why):
 //! this process counts into its own tally and stores each changed hour's totals every
 //! [`FLUSH_INTERVAL`] (and once more when it stops); every process follows the whole bucket and adds
 //! the totals up for `/stats`.
@@ -14,10 +14,10 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::HourStats;
-use crate::HourlyStats;
 use crate::service::metrics::RouterMetrics;
-use crate::stats::aggregate::{LocalTally, StoredStats};
+use switchboard_rooms::HourStats;
+use switchboard_rooms::HourlyStats;
+use switchboard_rooms::stats::aggregate::{LocalTally, StoredStats};
 
 /// How often changed hours are stored: what a crash of the router can lose at most.
 pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);

@@ -10,7 +10,7 @@ use switchboard_proto::{
     ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StatusRules,
     StoredStatus,
 };
-use switchboard_router::{Command, Effect, MemberRecord, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig, UnixMillis};
 
 const E1: EdgeId = EdgeId(1);
 const E2: EdgeId = EdgeId(2);

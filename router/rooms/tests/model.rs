@@ -22,7 +22,7 @@ use switchboard_proto::{
     ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StatusRules,
     StoredStatus,
 };
-use switchboard_router::{Command, Effect, HourStats, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::{Command, Effect, HourStats, Rooms, RoomsConfig, UnixMillis};
 
 const CONNS: usize = 7;
 const ROOMS: u8 = 3;

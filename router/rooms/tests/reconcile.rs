@@ -5,8 +5,8 @@
 
 use switchboard_proto::bus::{ResyncReply, RoomView};
 use switchboard_proto::{ConnId, EdgeId, RoomKey, ServerMessage, StoredStatus};
-use switchboard_router::reconcile::reconcile;
-use switchboard_router::{Command, Effect, MemberRecord, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::reconcile::reconcile;
+use switchboard_rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig, UnixMillis};
 
 const E1: EdgeId = EdgeId(1);
 const E2: EdgeId = EdgeId(2);

@@ -43,6 +43,20 @@ pub struct NatsArgs {
     pub nats_tls_ca: Option<PathBuf>,
 }
 
+/// Why a connection to NATS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The credentials file could not be read or parsed.
+    #[error("cannot use the NATS credentials file")]
+    Credentials(#[source] std::io::Error),
+    /// A server URL is not a NATS URL.
+    #[error("invalid NATS server URL")]
+    Url(#[source] std::io::Error),
+    /// The client refused the options (TLS set-up, for instance).
+    #[error("cannot connect to NATS")]
+    Connect(#[source] async_nats::ConnectError),
+}
+
 /// Connection state, observed through the client's event callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
@@ -85,7 +99,10 @@ impl NatsArgs {
 
     /// Connects (retrying until a server answers) and reports the link state on the returned watch.
     /// `name` identifies the process in the servers' monitoring.
-    pub async fn connect(&self, name: &str) -> anyhow::Result<(Client, watch::Receiver<Link>)> {
+    pub async fn connect(
+        &self,
+        name: &str,
+    ) -> Result<(Client, watch::Receiver<Link>), ConnectError> {
         let (client, link, _) = self.connect_watching(name).await?;
         Ok((client, link))
     }
@@ -95,7 +112,7 @@ impl NatsArgs {
     pub async fn connect_watching(
         &self,
         name: &str,
-    ) -> anyhow::Result<(Client, watch::Receiver<Link>, watch::Receiver<u64>)> {
+    ) -> Result<(Client, watch::Receiver<Link>, watch::Receiver<u64>), ConnectError> {
         let (link_tx, link_rx) = watch::channel(Link::Down);
         let (slow_tx, slow_rx) = watch::channel(0u64);
         let initial = link_tx.clone();
@@ -157,7 +174,10 @@ impl NatsArgs {
             options = options.token(token.clone());
         }
         if let Some(creds) = &self.nats_creds {
-            options = options.credentials_file(creds).await?;
+            options = options
+                .credentials_file(creds)
+                .await
+                .map_err(ConnectError::Credentials)?;
         }
         if let Some(ca) = &self.nats_tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
@@ -166,8 +186,12 @@ impl NatsArgs {
             .urls
             .iter()
             .map(|url| url.parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()?;
-        let client = options.connect(servers).await?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConnectError::Url)?;
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(ConnectError::Connect)?;
         let _ = this.set(client.clone());
         // The callback may have fired before anyone looked; the state says where we are now.
         if client.connection_state() == async_nats::connection::State::Connected {

@@ -1,0 +1,63 @@
+//! The admin ports' HTTP: one set of HTTP/1 settings (a client that sends its headers slowly or never
+//! cannot hold a connection open), and the responses both binaries give.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioTimer;
+
+/// The body of every response.
+pub type Body = Full<Bytes>;
+
+/// Largest request head accepted; admin requests and WebSocket upgrades are small.
+const MAX_BUF: usize = 64 * 1024;
+
+/// HTTP/1 connection settings: request headers must arrive within `io_timeout`.
+pub fn builder(io_timeout: Duration) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(io_timeout)
+        .max_buf_size(MAX_BUF);
+    builder
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A JSON response (pretty-printed: operators read these with curl).
+pub fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => {
+            let mut response = Response::new(Body::from(body));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
+    }
+}
+
+/// The Prometheus text exposition `body`.
+pub fn metrics(body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
