@@ -219,7 +219,7 @@ pub async fn run(
     Ok(())
 }
 
-/// The shutdown sequence of protocol.md.
+/// The shutdown sequence of docs/protocol.md ("Lifecycle").
 async fn drain(ctx: &Context, grace: Duration) {
     let lifecycle = &ctx.lifecycle;
     lifecycle.set_ready(false);

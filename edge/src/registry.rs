@@ -2,7 +2,7 @@
 //! those connections are in.
 //!
 //! The room view lets the edge check `send_to_peer` targets and relay peer messages without asking a
-//! router (design.md: relays never touch the router). It is built only from the room events the router
+//! router (relays never touch the router: docs/architecture.md, "Inside the edge"). It is built only from the room events the router
 //! sends for local members, in the router's order, so it converges to the router's membership.
 //!
 //! A connection's membership moves `None -> Joining(room) -> Joined(room) -> None`. Room events are

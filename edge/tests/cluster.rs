@@ -1,4 +1,4 @@
-//! The cluster's guarantees (design.md), against real processes: a 3-node nats-server cluster with
+//! The cluster's guarantees (docs/architecture.md, "Failure cases and their bounds"), against real processes: a 3-node nats-server cluster with
 //! JetStream, two routers and two edges, all on loopback. Clients are spread over both edges.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

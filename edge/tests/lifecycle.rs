@@ -1,11 +1,11 @@
-//! The shutdown sequence (protocol.md, "Lifecycle"), readiness, and the HTTP endpoints.
+//! The shutdown sequence (docs/protocol.md, "Lifecycle"), readiness, and the HTTP endpoints.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Client, Ended, TestEdge, http_get};
+use common::{Client, Ended, TestEdge, http_get, parse_metric};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,19 +106,30 @@ async fn http_endpoints() {
 
     let (status, metrics) = http_get(edge.admin, "/metrics").await;
     assert_eq!(status, 200);
-    for name in [
-        "switchboard_connections",
-        "switchboard_rooms",
-        "switchboard_room_members",
-        "switchboard_joins_total",
-        "switchboard_messages_total",
-        "switchboard_errors_total",
-        "switchboard_disconnects_total",
-        "switchboard_relay_seconds",
-        "process_resident_memory_bytes",
+    // The one client and its join show in the metrics an operator watches first.
+    for (name, labels, want) in [
+        ("switchboard_connections", &[][..], 1.0),
+        ("switchboard_rooms", &[], 1.0),
+        ("switchboard_room_members", &[], 1.0),
+        ("switchboard_joins_total", &[], 1.0),
+        (
+            "switchboard_messages_total",
+            &[("event", "join_room"), ("direction", "in")],
+            1.0,
+        ),
+        (
+            "switchboard_messages_total",
+            &[("event", "joined_room"), ("direction", "out")],
+            1.0,
+        ),
     ] {
-        assert!(metrics.contains(name), "{name} missing from /metrics");
+        assert_eq!(
+            parse_metric(&metrics, name, labels),
+            want,
+            "{name} {labels:?}"
+        );
     }
+    assert!(parse_metric(&metrics, "process_resident_memory_bytes", &[]) > 0.0);
     let (status, stats) = http_get(edge.admin, "/stats").await;
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();

@@ -3,7 +3,7 @@
 //!
 //! The first 32 bits of a connection id are the [`EdgeId`] of the edge that holds it; the remaining 90
 //! free bits are random. So any process can tell from an id alone where to send a message for that
-//! connection (`sb.conn.<edge>.<id>`), and an edge receives all of its connections' messages with one
+//! connection (`sb.edge.<edge>.conn.<id>`, see [`crate::subject::conn`]), and an edge receives all of its connections' messages with one
 //! wildcard subscription instead of one subscription per connection.
 
 use std::fmt;
@@ -35,16 +35,6 @@ impl ConnId {
         let b = self.0.as_bytes();
         EdgeId(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-
-    /// The raw 16 bytes, for compact encodings on the bus.
-    pub fn as_bytes(&self) -> &[u8; 16] {
-        self.0.as_bytes()
-    }
-
-    /// Rebuilds an id from its 16 bytes as produced by [`ConnId::as_bytes`].
-    pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        ConnId(Uuid::from_bytes(bytes))
-    }
 }
 
 /// Parsing accepts only the canonical lowercase hyphenated v4 form, the only one we ever hand out:
@@ -57,7 +47,7 @@ impl FromStr for ConnId {
             return Err(InvalidConnId);
         }
         let uuid = Uuid::try_parse(s).map_err(|_| InvalidConnId)?;
-        if uuid.get_version_num() != 4 {
+        if uuid.get_version_num() != 4 || uuid.get_variant() != uuid::Variant::RFC4122 {
             return Err(InvalidConnId);
         }
         Ok(ConnId(uuid))
@@ -139,7 +129,6 @@ mod tests {
         assert_eq!(text, text.to_lowercase());
         assert_eq!(&text[14..15], "4", "version nibble");
         assert_eq!(text.parse::<ConnId>(), Ok(id));
-        assert_eq!(ConnId::from_bytes(*id.as_bytes()), id);
     }
 
     #[test]

@@ -4,9 +4,6 @@
 /// The protocol version answered to `info`; palava-client checks it.
 pub const PROTOCOL_VERSION: &str = "1.0.0";
 
-/// palava's port.
-pub const DEFAULT_PORT: u16 = 4233;
-
 /// Longest room id, in Unicode scalar values (palava counted characters, not bytes).
 pub const MAX_ROOM_ID_CHARS: usize = 50;
 

@@ -181,7 +181,6 @@ async fn a_drained_queue_gives_back_what_a_burst_grew() {
     for _ in 0..1000 {
         assert_eq!(tx.try_send(text("x"), Kind::Other), Ok(()));
     }
-    assert!(tx.shared.lock().items.capacity() >= 1000);
     while rx.try_recv().is_some() {}
     assert!(tx.shared.lock().items.capacity() <= KEEP_CAPACITY);
 }

@@ -391,27 +391,6 @@ impl Rooms {
         }
     }
 
-    /// The room `conn` is in.
-    pub fn room_of(&self, conn: ConnId) -> Option<RoomKey> {
-        self.members.get(&conn).copied()
-    }
-
-    /// Whether `a` and `b` are members of the same room ("is X in my room").
-    pub fn same_room(&self, a: ConnId, b: ConnId) -> bool {
-        match (self.members.get(&a), self.members.get(&b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => false,
-        }
-    }
-
-    /// The members of `room` in join order (empty if the room does not exist).
-    pub fn members(&self, room: RoomKey) -> Vec<ConnId> {
-        self.rooms
-            .get(&room)
-            .map(|r| r.others(None).into_iter().map(|(id, _)| id).collect())
-            .unwrap_or_default()
-    }
-
     /// Current and peak member count of `room`, if it exists.
     pub fn room_size(&self, room: RoomKey) -> Option<(usize, usize)> {
         self.rooms.get(&room).map(|r| (r.members.len(), r.peak))
