@@ -227,6 +227,23 @@ async fn serves_with_no_other_process_and_drains_on_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A second SIGTERM during a long drain ends the process at once, as users expect of a second
+/// Ctrl-C or `kill` (the first alone would wait out the 60 s grace for the connected client).
+#[tokio::test]
+async fn a_second_signal_ends_a_long_drain_at_once() {
+    let mut process = start(&["--shutdown-grace", "60s"]).await;
+    let listen = process.addresses.listen;
+    let mut a = Client::connect_url(&format!("ws://{listen}/")).await;
+    a.join("drain", json!({})).await;
+
+    signal(&process.child, "TERM");
+    assert_eq!(a.recv().await, json!({"event": "shutdown", "seconds": 60}));
+    signal(&process.child, "TERM");
+    // Well within the grace: wait_exit gives up after PATIENCE (10 s).
+    let status = wait_exit(&mut process.child).await;
+    assert_eq!(status.code(), Some(143), "{status:?}");
+}
+
 #[tokio::test]
 async fn sigint_closes_at_once_and_logs_are_json_when_asked() {
     let mut process = start(&["--shutdown-grace", "30s", "--log-format", "json"]).await;
