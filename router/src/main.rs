@@ -49,8 +49,7 @@ fn main() -> ExitCode {
     })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // `{:#}` shows the whole chain of causes.
-            error!(error = format!("{e:#}"), "switchboard-router failed");
+            error!(error = %switchboard_runtime::describe(&e), "switchboard-router failed");
             ExitCode::FAILURE
         }
     }

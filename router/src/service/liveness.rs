@@ -159,7 +159,7 @@ impl Liveness {
         router_timeout: Duration,
         metrics: RouterMetrics,
         stop: CancellationToken,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), async_nats::SubscribeError> {
         let mut edges = client.subscribe(subject::EDGE_HEARTBEATS).await?;
         let mut routers = client.subscribe(subject::ROUTER_HEARTBEATS).await?;
         let mut reconciles = client.subscribe(subject::RECONCILE).await?;

@@ -92,12 +92,38 @@ impl Shared {
     }
 }
 
+/// Why the router could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Metrics could not be registered.
+    #[error("cannot register the metrics")]
+    Metrics(#[from] prometheus::Error),
+    /// The admin listener could not be used.
+    #[error("cannot use the admin listener")]
+    Listener(#[from] std::io::Error),
+    /// The NATS connection could not be set up.
+    #[error("cannot set up the NATS connection")]
+    Nats(#[from] switchboard_runtime::nats::ConnectError),
+    /// A JetStream bucket could not be set up.
+    #[error("cannot set up JetStream storage")]
+    Storage(#[from] buckets::BucketError),
+    /// The NATS connection went away for good before start-up was over.
+    #[error("the NATS connection closed during start-up")]
+    Stopped,
+    /// The slot manager ended by itself (a bug: it runs until shutdown).
+    #[error("the slot manager ended unexpectedly")]
+    ManagerEnded,
+    /// The slot manager panicked.
+    #[error("the slot manager failed")]
+    ManagerFailed(#[from] tokio::task::JoinError),
+}
+
 /// Runs the router until `shutdown` resolves, then hands its slots over.
 pub async fn run(
     config: Config,
     admin: std::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> Result<(), RunError> {
     let router_id = config.router_id();
     let owner = format!("{router_id}-{:08x}", rand::random::<u32>());
     let metrics = RouterMetrics::new()?;
@@ -130,7 +156,8 @@ pub async fn run(
     let mut link_up = link.clone();
     link_up
         .wait_for(|l| *l == switchboard_runtime::nats::Link::Up)
-        .await?;
+        .await
+        .map_err(|_| RunError::Stopped)?;
     let js = jetstream::new(client.clone());
     let replicas = config.replicas.unwrap_or_else(|| {
         // Every server of a cluster advertises its client URL to clients; a lone server none.
@@ -188,7 +215,10 @@ pub async fn run(
     // once `stop` fires (dropping it instead would leave its slot tasks serving and renewing).
     let mut manager = tokio::spawn(manage(shared.clone(), stop.clone()));
     tokio::select! {
-        result = &mut manager => return result?.and_then(|()| Err(anyhow::anyhow!("slot manager ended"))),
+        result = &mut manager => {
+            result?;
+            return Err(RunError::ManagerEnded);
+        }
         () = shutdown => info!("shutting down: handing slots over"),
     }
     stop.cancel();
@@ -265,7 +295,7 @@ struct Running {
 }
 
 /// The balancing loop: acquires, serves and hands over slots until `stop`, then releases all.
-async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<()> {
+async fn manage(shared: Arc<Shared>, stop: CancellationToken) {
     let slots = shared.config.slots;
     let ttl = shared.config.lease_ttl;
     let mut running: HashMap<u32, Running> = HashMap::new();
@@ -277,7 +307,7 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
     let observe = shared.config.edge_timeout.max(ttl);
     tokio::select! {
         () = tokio::time::sleep(observe) => {}
-        () = stop.cancelled() => return Ok(()),
+        () = stop.cancelled() => return,
     }
     shared.started.send_replace(true);
 
@@ -325,7 +355,7 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
                 Ok(None) => balancer.not_free(slot),
                 Err(e) => {
                     // Takeovers wait for the lease store; held slots are served meanwhile.
-                    debug!(slot, error = %e, "cannot take a slot now");
+                    debug!(slot, error = %switchboard_runtime::describe(&e), "cannot take a slot now");
                     break;
                 }
             }
@@ -338,7 +368,6 @@ async fn manage(shared: Arc<Shared>, stop: CancellationToken) -> anyhow::Result<
     for (_, r) in running.drain() {
         let _ = r.task.await;
     }
-    Ok(())
 }
 
 /// Takes `slot` if nobody present holds it: `None` if someone does (or won the race).

@@ -77,7 +77,7 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
         }
         let started = Instant::now();
         if let Err(e) = task.reconcile(reason).await {
-            warn!(slot, error = %e, "cannot ask the edges for their members; giving the slot up");
+            warn!(slot, error = %switchboard_runtime::describe(&e), "cannot ask the edges for their members; giving the slot up");
             break SlotEnd::Released;
         }
         shared
@@ -132,7 +132,7 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
         SlotEnd::Released => {
             shared.metrics.slot_releases.inc();
             if let Err(e) = shared.leases.release(lease).await {
-                debug!(slot, error = %e, "lease release failed; the others take it over later");
+                debug!(slot, error = %switchboard_runtime::describe(&e), "lease release failed; the others take it over later");
             }
             info!(slot, "slot handed over");
         }
@@ -199,6 +199,23 @@ struct SlotTask {
     follow_up: Option<Instant>,
     /// Follow-ups since every edge last answered.
     follow_ups: u32,
+}
+
+/// Why the edges could not be asked for their reports.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The reply inbox could not be subscribed.
+    #[error("cannot subscribe to the replies")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    /// The request could not be published.
+    #[error("cannot publish the resync request")]
+    Publish(#[from] async_nats::PublishError),
+    /// The request could not be flushed to the server.
+    #[error("cannot flush the resync request")]
+    Flush(#[from] async_nats::client::FlushError),
+    /// The request could not be encoded.
+    #[error("cannot encode the resync request")]
+    Encode(#[from] serde_json::Error),
 }
 
 /// Pause before asking edges that did not answer a reconciliation again.
@@ -317,13 +334,13 @@ impl SlotTask {
 
     async fn reconcile_logged(&mut self, reason: &'static str) {
         if let Err(e) = self.reconcile(reason).await {
-            warn!(slot = self.slot, reason, error = %e, "reconciliation failed");
+            warn!(slot = self.slot, reason, error = %switchboard_runtime::describe(&e), "reconciliation failed");
         }
     }
 
     /// Asks every edge for its members and views in the slot (raising their epoch for it to ours),
     /// then brings the rooms and the views in line (see [`switchboard_rooms::reconcile`]).
-    async fn reconcile(&mut self, reason: &'static str) -> anyhow::Result<()> {
+    async fn reconcile(&mut self, reason: &'static str) -> Result<(), ReconcileError> {
         self.shared
             .metrics
             .reconciles
