@@ -32,7 +32,8 @@ pub struct Logging {
     )]
     pub log_format: LogFormat,
 
-    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `switchboard_edge=debug`).
+    /// Log filter (tracing EnvFilter syntax, e.g. `info`, or `info,switchboard_router=debug` to see
+    /// every command a router applies).
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
     pub log: String,
 }

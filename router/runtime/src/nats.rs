@@ -12,8 +12,8 @@ use tracing::{info, warn};
 /// NATS connection settings, flattened into each binary's configuration.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URLs, comma-separated (nats://host:port). With --nats the edge runs as a node of a
-    /// cluster; the client fails over between these servers.
+    /// NATS server URLs, comma-separated (nats://host:port); the client fails over between them. (An
+    /// edge given --nats runs as a node of a cluster; a router needs it.)
     #[arg(long = "nats", env = "SWITCHBOARD_NATS", value_delimiter = ',')]
     pub urls: Vec<String>,
 
