@@ -454,7 +454,8 @@ where
                 DisconnectReason::FrameTooLarge
             }
             WsError::Utf8(_) => {
-                self.close(stream, 1007, "invalid utf-8").await;
+                self.close(stream, close_code::INVALID_PAYLOAD, "invalid utf-8")
+                    .await;
                 DisconnectReason::ProtocolViolation
             }
             // A client that vanishes without a close frame (tab closed, network gone) just left.
@@ -463,7 +464,8 @@ where
             }
             WsError::Protocol(e) => {
                 debug!(conn.id = %self.id, error = %e, "closing: websocket protocol violation");
-                self.close(stream, 1002, "protocol error").await;
+                self.close(stream, close_code::PROTOCOL_ERROR, "protocol error")
+                    .await;
                 DisconnectReason::ProtocolViolation
             }
             WsError::ConnectionClosed | WsError::AlreadyClosed => DisconnectReason::ClientClosed,

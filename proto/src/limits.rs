@@ -54,12 +54,14 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 /// `send_to_peer` payload events a client may forward.
 pub const FORWARD_EVENTS: &[&str] = &["offer", "answer", "ice_candidate", "message"];
 
-/// WebSocket close codes the server uses.
+/// WebSocket close codes the server sends (RFC 6455, section 7.4.1, and one private code).
 pub mod close_code {
-    /// Normal closure (the client asked to close, or it idled out).
+    /// Normal closure: the connection idled out (no frame, not even a pong, within the idle timeout).
     pub const NORMAL: u16 = 1000;
-    /// The server process is going away for a reason other than a graceful shutdown.
-    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke the WebSocket protocol itself (an unmasked frame, a reserved opcode, ...).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// Policy violation: sustained rate-limit abuse, or a client that does not read its messages.
     pub const POLICY: u16 = 1008;
     /// A frame or message larger than the configured limit.
