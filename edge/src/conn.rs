@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::context::{Context, Slot};
+use crate::context::{ConnectionPermit, Context};
 use crate::metrics::{self, DisconnectReason};
 use crate::queue;
 use crate::ratelimit::{RateLimiter, Verdict};
@@ -44,9 +44,9 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 type Stream<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
 
-/// Serves one upgraded WebSocket until it ends. `_slot` holds the connection's place under
+/// Serves one upgraded WebSocket until it ends. `_permit` holds the connection's place under
 /// `--max-connections` until then.
-pub async fn serve<S>(ws: WebSocketStream<S>, ctx: Arc<Context>, _slot: Slot)
+pub async fn serve<S>(ws: WebSocketStream<S>, ctx: Arc<Context>, _permit: ConnectionPermit)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

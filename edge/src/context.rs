@@ -38,8 +38,6 @@ pub struct Limits {
     pub io_timeout: Duration,
     /// How long a relay waits for room in a full target queue before the target is closed.
     pub slow_client_timeout: Duration,
-    /// Most concurrent connections: `--max-connections`, or fewer if descriptors are short.
-    pub max_connections: usize,
     /// Most public-port HTTP connections not (yet) upgraded (see `descriptors`).
     pub pending_http: usize,
     /// tungstenite settings (frame size limit, buffers).
@@ -62,7 +60,6 @@ impl Limits {
             idle_timeout: config.idle_timeout,
             io_timeout: config.io_timeout,
             slow_client_timeout: config.slow_client_timeout,
-            max_connections: plan.connections,
             pending_http: plan.pending_http,
             websocket: WebSocketConfig::default()
                 .max_frame_size(Some(config.max_frame_bytes))
@@ -119,33 +116,48 @@ impl Lifecycle {
     }
 }
 
-/// Counts connections against `--max-connections`; a [`Slot`] is one taken place.
-#[derive(Debug, Clone, Default)]
-pub struct Slots {
+/// The places for client connections under `--max-connections` (lowered if descriptors are short).
+/// Not to be confused with `--slots`, the hash slots rooms map to in a cluster.
+///
+/// A counter rather than a `tokio::sync::Semaphore`: each connection's task holds its permit for its
+/// whole life, and an owned semaphore permit is twice the size of this one (docs/benchmarks.md counts
+/// the bytes of an idle connection).
+#[derive(Debug)]
+pub struct ConnectionPermits {
     used: Arc<AtomicUsize>,
+    max: usize,
 }
 
 /// One connection's place under `--max-connections`, given back on drop.
 #[derive(Debug)]
-pub struct Slot {
+pub struct ConnectionPermit {
     used: Arc<AtomicUsize>,
 }
 
-impl Slots {
-    /// Takes a place if fewer than `max` are taken.
-    pub fn try_acquire(&self, max: usize) -> Option<Slot> {
+impl ConnectionPermits {
+    /// `max` places, all free.
+    pub fn new(max: usize) -> Self {
+        ConnectionPermits {
+            used: Arc::default(),
+            max,
+        }
+    }
+
+    /// Takes a place if one is free.
+    pub fn try_acquire(&self) -> Option<ConnectionPermit> {
+        let max = self.max;
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot {
+            .map(|_| ConnectionPermit {
                 used: self.used.clone(),
             })
     }
 }
 
-impl Drop for Slot {
+impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         self.used.fetch_sub(1, Ordering::AcqRel);
     }
@@ -170,8 +182,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Shutdown phases and readiness.
     pub lifecycle: Lifecycle,
-    /// Connection places.
-    pub slots: Slots,
+    /// Places for client connections (`--max-connections`).
+    pub connection_permits: ConnectionPermits,
     /// Places for public-port HTTP connections that are not WebSockets (yet).
     pub pending_http: Arc<Semaphore>,
     /// The demo page and the JS client.
@@ -199,7 +211,7 @@ impl Context {
             bus,
             metrics,
             lifecycle: Lifecycle::new(),
-            slots: Slots::default(),
+            connection_permits: ConnectionPermits::new(plan.connections),
             site: Site::new(config.demo_enabled(), &config.ice_servers),
         })
     }

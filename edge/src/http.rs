@@ -210,7 +210,7 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
             .inc();
         return refused("shutting down\n");
     }
-    let Some(slot) = ctx.slots.try_acquire(ctx.limits.max_connections) else {
+    let Some(permit) = ctx.connection_permits.try_acquire() else {
         ctx.metrics
             .connections_refused
             .with_label_values(&["capacity"])
@@ -232,7 +232,7 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
                 .await;
                 // Boxed: inline, the connection's future would sit next to the upgrade's state
                 // (which the compiler keeps alongside it) for the connection's whole life.
-                Box::pin(crate::conn::serve(ws, task_ctx, slot)).await;
+                Box::pin(crate::conn::serve(ws, task_ctx, permit)).await;
             }
             Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
             Err(_) => debug!("websocket upgrade timed out"),
