@@ -1,0 +1,247 @@
+//! The handling of one client message: rate limit, decode, the protocol's checks, and the way to
+//! the router or the target peer. What is left for the loop to do comes back as [`Handled`].
+
+use switchboard_proto::{ClientMessage, ProtocolError, ServerMessage, Status, decode_with_depth};
+use switchboard_rooms::Command;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::Conn;
+use super::end::End;
+use crate::metrics;
+use crate::ratelimit::Verdict;
+use crate::registry::{Offer, Outlet, PeerRoute};
+
+/// What handling one frame left for the loop to do.
+pub(super) enum Handled {
+    /// Nothing: read the next frame.
+    Done,
+    /// A peer message waits for room in its target's queue: read nothing more from this client until
+    /// the target takes it, or is closed for not taking it in time.
+    Parked(Relay),
+}
+
+/// A peer message for a client of this edge, from the moment it is read until its target's queue
+/// takes it.
+pub(super) struct Relay {
+    outlet: Outlet,
+    text: Utf8Bytes,
+    event: &'static str,
+    received: Instant,
+    /// When the target is closed as a slow consumer if it still has no room.
+    deadline: Instant,
+}
+
+impl Relay {
+    /// Gives up on the target, which made no room in time: it is closed as a slow consumer, and the
+    /// message dropped.
+    pub(super) fn give_up(self) {
+        self.outlet.mark_slow();
+    }
+}
+
+/// Waits until the parked relay's target has room (never, when nothing is parked).
+pub(super) async fn room(parked: &Option<Relay>) {
+    match parked {
+        Some(relay) => relay.outlet.room(relay.text.len()).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) fn deadline(parked: &Option<Relay>) -> Instant {
+    parked
+        .as_ref()
+        .map_or_else(Instant::now, |relay| relay.deadline)
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Handles one frame.
+    pub(super) async fn on_message(&mut self, message: Message) -> Result<Handled, End> {
+        let text = match message {
+            Message::Text(text) => Some(text),
+            // Binary frames are not part of the protocol; they are answered, never fatal.
+            Message::Binary(_) => None,
+            // tungstenite answers pings itself; they take a token all the same, or a flood of them
+            // would be free work for the server.
+            Message::Ping(_) | Message::Pong(_) => return self.on_control_frame(),
+            // tungstenite answers close frames itself.
+            Message::Close(_) | Message::Frame(_) => return Ok(Handled::Done),
+        };
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Drop => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                return self.reply_error(ProtocolError::RateLimited).await;
+            }
+            Verdict::Close => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                return Err(End::RATE_LIMIT_ABUSE);
+            }
+        }
+        let Some(text) = text else {
+            self.ctx.metrics.message_in(metrics::INVALID);
+            return self.reply_error(ProtocolError::InvalidMessage).await;
+        };
+        let received = Instant::now();
+        let result = match decode_with_depth(&text, self.ctx.limits.max_json_depth) {
+            Ok(message) => {
+                self.ctx.metrics.message_in(message.event());
+                self.on_client_message(message, received).await
+            }
+            Err(error) => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                Err(error)
+            }
+        };
+        match result {
+            Ok(handled) => Ok(handled),
+            Err(error) => self.reply_error(error).await,
+        }
+    }
+
+    /// A ping or pong takes a token like any message. One over the limit is dropped without an
+    /// error (there is no request to answer, and a reply would feed the flood); sustained abuse
+    /// closes the connection as for text messages.
+    fn on_control_frame(&mut self) -> Result<Handled, End> {
+        match self.limiter.check(Instant::now()) {
+            Verdict::Allow => Ok(Handled::Done),
+            Verdict::Drop => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                Ok(Handled::Done)
+            }
+            Verdict::Close => {
+                self.ctx.metrics.message_in(metrics::INVALID);
+                Err(End::RATE_LIMIT_ABUSE)
+            }
+        }
+    }
+
+    async fn on_client_message(
+        &mut self,
+        message: ClientMessage,
+        received: Instant,
+    ) -> Result<Handled, ProtocolError> {
+        let ctx = self.ctx.clone();
+        match message {
+            ClientMessage::Info => self.reply(ServerMessage::Info).await,
+            ClientMessage::Ping => self.reply(ServerMessage::Pong).await,
+            ClientMessage::JoinRoom { room_id, status } => {
+                // Protocol order: room id (checked by decode), already joined, then status.
+                if ctx.registry.membership(self.id).room().is_some() {
+                    return Err(ProtocolError::AlreadyJoined);
+                }
+                let status = Status::validate(status, &ctx.status_rules)?;
+                let room = ctx.keyer.key(&room_id);
+                ctx.registry.begin_join(self.id, room, status.stored())?;
+                let join = Command::Join {
+                    conn: self.id,
+                    edge: ctx.edge,
+                    room,
+                    status,
+                };
+                if ctx.bus.command(join).await.is_err() {
+                    ctx.registry.leave(self.id);
+                    return Err(ProtocolError::Unavailable);
+                }
+            }
+            ClientMessage::LeaveRoom => {
+                // Leaving when in no room is silently ignored, as in palava.
+                if let Some(room) = ctx.registry.leave(self.id) {
+                    let leave = Command::Leave {
+                        conn: self.id,
+                        edge: ctx.edge,
+                        room,
+                    };
+                    let _ = ctx.bus.command(leave).await;
+                }
+            }
+            ClientMessage::UpdateStatus { status } => {
+                let room = ctx
+                    .registry
+                    .membership(self.id)
+                    .room()
+                    .ok_or(ProtocolError::NotInRoom)?;
+                let status = Status::validate(status, &ctx.status_rules)?;
+                let stored = status.stored();
+                let update = Command::UpdateStatus {
+                    conn: self.id,
+                    edge: ctx.edge,
+                    room,
+                    status,
+                };
+                ctx.bus
+                    .command(update)
+                    .await
+                    .map_err(|_| ProtocolError::Unavailable)?;
+                ctx.registry.merge_status(self.id, stored);
+            }
+            ClientMessage::SendToPeer { peer_id, data } => {
+                let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
+                let text = || {
+                    Utf8Bytes::from(
+                        ServerMessage::Forward {
+                            sender_id: self.id,
+                            data,
+                        }
+                        .encode(),
+                    )
+                };
+                match route {
+                    PeerRoute::Local(outlet) => {
+                        let relay = Relay {
+                            outlet,
+                            text: text(),
+                            event: event.name(),
+                            received,
+                            deadline: received + ctx.limits.slow_client_timeout,
+                        };
+                        return Ok(self.offer(relay).map_or(Handled::Done, Handled::Parked));
+                    }
+                    PeerRoute::Remote(target) => {
+                        let room = ctx
+                            .registry
+                            .membership(self.id)
+                            .room()
+                            .ok_or(ProtocolError::NotInRoom)?;
+                        // A failed publish means the bus is down: the message is lost like one sent
+                        // just before a crash; the client's ICE restart or a new offer recovers.
+                        // Counted as sent to a client by the edge that writes it to its socket.
+                        if ctx
+                            .bus
+                            .relay(target, room, event.name(), text())
+                            .await
+                            .is_ok()
+                        {
+                            ctx.metrics
+                                .relay_seconds
+                                .observe(received.elapsed().as_secs_f64());
+                        }
+                    }
+                    PeerRoute::Gone => {}
+                }
+            }
+        }
+        Ok(Handled::Done)
+    }
+
+    /// Offers `relay` to its target's queue; hands it back if the queue is full.
+    pub(super) fn offer(&self, relay: Relay) -> Option<Relay> {
+        match relay.outlet.offer(relay.text) {
+            Ok(()) => {
+                self.ctx.metrics.messages_out(relay.event, 1);
+                self.ctx
+                    .metrics
+                    .relay_seconds
+                    .observe(relay.received.elapsed().as_secs_f64());
+                None
+            }
+            Err(Offer::Full(text)) => Some(Relay { text, ..relay }),
+            // The target is closing; its `peer_left` is on the way.
+            Err(Offer::Gone) => None,
+        }
+    }
+}
