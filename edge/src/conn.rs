@@ -142,9 +142,9 @@ where
         // A connection that arrives while the edge is already draining hears about it at once.
         let already = *announce.borrow_and_update();
         if let Some(seconds) = already
-            && self.announce(seconds).await.is_err()
+            && let Err(end) = self.announce(seconds).await
         {
-            return End::quiet(DisconnectReason::IoError);
+            return end;
         }
 
         let mut parked: Option<Relay> = None;
@@ -161,9 +161,9 @@ where
                 Ok(()) = announce.changed() => {
                     let seconds = *announce.borrow_and_update();
                     if let Some(seconds) = seconds
-                        && self.announce(seconds).await.is_err()
+                        && let Err(end) = self.announce(seconds).await
                     {
-                        return End::quiet(DisconnectReason::IoError);
+                        return end;
                     }
                 }
                 // Outbound before inbound: a client that sends at full speed must not starve its own
@@ -202,8 +202,8 @@ where
                     }
                 }
                 _ = ping.tick() => {
-                    if self.write_timed(Message::Ping(Default::default())).await.is_err() {
-                        return End::quiet(DisconnectReason::IoError);
+                    if let Err(end) = self.write_timed(Message::Ping(Default::default())).await {
+                        return end;
                     }
                 }
                 () = &mut idle => {
