@@ -21,6 +21,8 @@
 
 mod end;
 mod message;
+#[cfg(test)]
+mod tests;
 
 use std::pin::pin;
 use std::sync::Arc;
