@@ -456,3 +456,6 @@ fn kind_of(message: &ServerMessage) -> queue::Kind {
 fn unix_millis() -> u64 {
     switchboard_runtime::clock::unix_millis()
 }
+
+#[cfg(test)]
+mod tests;
