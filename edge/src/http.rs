@@ -134,6 +134,11 @@ async fn serve_connection(
 }
 
 async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Response<Body> {
+    if is_endpoint(port, request.uri().path())
+        && !matches!(*request.method(), Method::GET | Method::HEAD)
+    {
+        return switchboard_runtime::http::method_not_allowed();
+    }
     match (port, request.uri().path()) {
         (_, "/healthz") => text(StatusCode::OK, "ok\n"),
         (_, "/readyz") => {
@@ -165,6 +170,14 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
         (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx),
         (Port::Public, path) => ctx.site.respond(request.method(), path, request.headers()),
     }
+}
+
+/// The paths this module answers itself (the public port's other paths are the site's).
+fn is_endpoint(port: Port, path: &str) -> bool {
+    matches!(
+        (port, path),
+        (_, "/healthz" | "/readyz") | (Port::Admin, "/metrics" | "/stats")
+    )
 }
 
 fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Ended, TestEdge, http_get, parse_metric};
+use common::{Client, Ended, TestEdge, http_get, http_request, parse_metric};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,6 +99,35 @@ async fn http_endpoints() {
     assert!(body.contains("<title>"), "{body}");
     assert_eq!(http_get(edge.addr, "/nothing-here").await.0, 404);
     assert_eq!(http_get(edge.admin, "/nothing-here").await.0, 404);
+
+    // The endpoints answer GET and HEAD; any other method is told so, not served.
+    let endpoints = [
+        (edge.addr, "/healthz"),
+        (edge.addr, "/readyz"),
+        (edge.admin, "/healthz"),
+        (edge.admin, "/readyz"),
+        (edge.admin, "/metrics"),
+        (edge.admin, "/stats"),
+    ];
+    for (addr, path) in endpoints {
+        for method in ["POST", "PUT", "DELETE"] {
+            let response = http_request(addr, method, path, &[]).await;
+            assert_eq!(response.status, 405, "{method} {path} on {addr}");
+            assert_eq!(
+                response.header("allow"),
+                Some("GET, HEAD"),
+                "{method} {path}"
+            );
+        }
+        let head = http_request(addr, "HEAD", path, &[]).await;
+        assert_eq!((head.status, head.body.as_str()), (200, ""), "HEAD {path}");
+    }
+    assert_eq!(
+        http_request(edge.admin, "POST", "/nothing-here", &[])
+            .await
+            .status,
+        404
+    );
 
     // The upgrade works on any unreserved path.
     let mut c = Client::connect_url(&format!("ws://{}/some/app/path?x=1", edge.addr)).await;

@@ -78,19 +78,31 @@ fn help_lists_every_setting_with_its_environment_variable() {
 }
 
 fn http_get(addr: &str, path: &str) -> u16 {
+    http(addr, "GET", path).0
+}
+
+/// One HTTP/1.0 request: the status and the `Allow` header, if any.
+fn http(addr: &str, method: &str, path: &str) -> (u16, Option<String>) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    write!(stream, "{method} {path} HTTP/1.0\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let allow = response
+        .lines()
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.eq_ignore_ascii_case("allow"))
+        .map(|(_, value)| value.trim().to_string());
+    (status, allow)
 }
 
 /// A router that cannot reach NATS still answers its probes: alive, not ready.
@@ -123,8 +135,18 @@ fn without_nats_the_router_is_alive_but_not_ready() {
     };
     let (health, readiness) = (http_get(&admin, "/healthz"), http_get(&admin, "/readyz"));
     let stats = http_get(&admin, "/stats");
+    // The endpoints answer GET and HEAD only; other methods are told so.
+    let other_methods: Vec<_> = ["/healthz", "/readyz", "/metrics", "/stats", "/slots"]
+        .into_iter()
+        .map(|path| (path, http(&admin, "POST", path)))
+        .collect();
+    let head = http(&admin, "HEAD", "/healthz").0;
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!((health, readiness, stats), (200, 503, 503));
+    for (path, answer) in other_methods {
+        assert_eq!(answer, (405, Some("GET, HEAD".into())), "POST {path}");
+    }
+    assert_eq!(head, 200);
 }

@@ -52,6 +52,17 @@ pub fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
     }
 }
 
+/// 405 with `Allow: GET, HEAD`: the answer of an endpoint asked with another method. A probe or
+/// scraper misconfigured to POST learns so, rather than getting a 200 it might take for an answer to
+/// its request.
+pub fn method_not_allowed() -> Response<Body> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
 /// The Prometheus text exposition `body`.
 pub fn metrics(body: String) -> Response<Body> {
     let mut response = Response::new(Body::from(body));

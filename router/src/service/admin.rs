@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -81,8 +81,15 @@ pub async fn serve(listener: TcpListener, shared: Arc<Admin>, stop: Cancellation
     }
 }
 
+/// The paths the admin port answers.
+const ENDPOINTS: [&str; 5] = ["/healthz", "/readyz", "/metrics", "/stats", "/slots"];
+
 fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
-    match request.uri().path() {
+    let path = request.uri().path();
+    if ENDPOINTS.contains(&path) && !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return http::method_not_allowed();
+    }
+    match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             let health = *shared.health.borrow();
