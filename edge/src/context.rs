@@ -75,13 +75,13 @@ impl Limits {
 /// The phases of a graceful stop, shared by every task of one edge.
 #[derive(Debug)]
 pub struct Lifecycle {
-    /// Cancelled when the edge stops accepting connections.
+    /// Cancelled when the edge stops taking clients (the drain begins): upgrades get 503 from then.
     pub stop_accepting: CancellationToken,
     /// `Some(seconds)` once a shutdown has been announced.
     pub announce: watch::Sender<Option<u64>>,
     /// Cancelled when the grace is over: every connection closes with 4200.
     pub close_all: CancellationToken,
-    /// Cancelled last, to end idle HTTP connections and the admin server.
+    /// Cancelled last, to close both listeners and end idle HTTP connections.
     pub stopped: CancellationToken,
     /// WebSocket connection tasks (waited for during shutdown).
     pub connections: TaskTracker,

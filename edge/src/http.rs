@@ -45,17 +45,15 @@ pub enum Port {
     Admin,
 }
 
-/// Accepts connections until the port's stop token fires: the public port stops at the start of a
-/// shutdown, the admin port at its very end (so `/readyz` reports draining meanwhile).
+/// Accepts connections until the edge has stopped, on both ports: while it drains, the public port
+/// answers new upgrades with 503 (a load balancer or client then knows why, and the refusal is
+/// counted) and its probes keep answering, as the admin port's do (`/readyz`: not ready).
 ///
 /// The public port holds at most `pending_http` connections that are not WebSockets (yet), and waits
 /// for one to end before accepting more: with the connection limit, that keeps its descriptors within
 /// the plan (`descriptors`), so the admin port can always accept and excess upgrades are answered 503.
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>, port: Port) {
-    let stop = match port {
-        Port::Public => ctx.lifecycle.stop_accepting.clone(),
-        Port::Admin => ctx.lifecycle.stopped.clone(),
-    };
+    let stop = ctx.lifecycle.stopped.clone();
     let label = match port {
         Port::Public => "public",
         Port::Admin => "admin",

@@ -116,7 +116,7 @@ pub enum RunError {
     Descriptors(String),
 }
 
-/// Serves until `shutdown` resolves, then runs the graceful stop: stop accepting, fail readiness,
+/// Serves until `shutdown` resolves, then runs the graceful stop: refuse new clients, fail readiness,
 /// send `shutdown` to every client, wait for the grace (or until every client has left), close the
 /// rest with 4200.
 pub async fn run(

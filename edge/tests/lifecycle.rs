@@ -29,14 +29,30 @@ async fn shutdown_announces_waits_then_closes_with_4200() {
         json!({"event": "shutdown", "seconds": 2})
     );
 
-    // Draining: not ready, new connections refused, but the rooms still work.
-    assert_eq!(http_get(edge.admin, "/readyz").await.0, 503);
-    assert_eq!(http_get(edge.admin, "/healthz").await.0, 200);
+    // Draining: not ready, new clients refused with 503 (and counted), but the rooms still work.
+    for port in [edge.admin, edge.addr] {
+        assert_eq!(http_get(port, "/readyz").await.0, 503);
+        assert_eq!(http_get(port, "/healthz").await.0, 200);
+    }
     edge.wait_metric("switchboard_draining", &[], 1.0).await;
-    assert!(
-        tokio_tungstenite::connect_async(edge.url()).await.is_err(),
-        "a draining edge accepts no new clients"
-    );
+    for _ in 0..2 {
+        match tokio_tungstenite::connect_async(edge.url()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(
+                    response.status(),
+                    503,
+                    "a draining edge takes no new clients"
+                );
+            }
+            other => panic!("a draining edge answers an upgrade with 503, not {other:?}"),
+        }
+    }
+    edge.wait_metric(
+        "switchboard_connections_refused_total",
+        &[("reason", "draining")],
+        2.0,
+    )
+    .await;
     drop(leaves);
     assert_eq!(
         stays.recv().await,
