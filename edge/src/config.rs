@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use switchboard_proto::StatusRules;
 use switchboard_proto::limits::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ROOM_SIZE,
@@ -14,6 +13,7 @@ use switchboard_proto::limits::{
     MIN_JSON_DEPTH,
 };
 pub use switchboard_runtime::cli::{LogFormat, Logging};
+use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::nats::NatsArgs;
 
 use crate::ice::IceServer;
@@ -21,8 +21,11 @@ use crate::ice::IceServer;
 /// Switchboard edge: a palava-compatible WebRTC signaling server.
 ///
 /// Without --nats (the default) it runs standalone: one process, rooms kept in memory.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "switchboard-edge", version, about, long_about = None)]
+///
+/// Parsed through [`switchboard_runtime::config_sources`], so that messages about bad values name
+/// the environment variables they came from.
+#[derive(Debug, Clone, clap::Args)]
+#[command(version, about, long_about = None)]
 pub struct Config {
     /// NATS connection: with --nats the edge is a stateless node of a cluster.
     #[command(flatten)]
@@ -189,7 +192,13 @@ pub struct Config {
     /// change, and at shutdown). Without it they live in memory only.
     #[arg(long, env = "SWITCHBOARD_STATS_FILE")]
     pub stats_file: Option<PathBuf>,
+
+    /// Which settings came from environment variables (not a flag).
+    #[arg(skip)]
+    pub sources: Sources,
 }
+
+switchboard_runtime::parse_with_sources!(Config, "switchboard-edge");
 
 /// Default of --outbound-queue-bytes: 16 frames of the default maximum size, so a reading client
 /// takes a burst of large messages; a sender's whole burst (--rate-burst, 200) of 20 KiB messages,
@@ -221,8 +230,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Checks settings against each other; run before binding anything.
+    /// Checks settings against each other; run before binding anything. The message names the
+    /// environment variable of a setting that came from one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+            .map_err(|ConfigError(message)| ConfigError(self.sources.annotate(&message)))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
         if self.max_frame_bytes < 1024 {
             return fail(format!(
@@ -296,6 +311,10 @@ impl Config {
         }
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
+        }
+        // Checked here, not only when logging starts, so that the message names its variable.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
+            return fail(format!("--log {:?}: {e}", self.logging.log));
         }
         if self.nats.enabled() {
             self.nats.validate().map_err(ConfigError)?;

@@ -152,13 +152,40 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
-    // The environment is validated just the same.
+}
+
+/// A bad value from the environment is validated just the same, and the message names the variable
+/// the operator set (and its flag); a bad flag's message names no variable.
+#[test]
+fn invalid_environment_exits_64_naming_the_variable() {
+    for (variable, value, flag) in [
+        ("SWITCHBOARD_MAX_CONNECTIONS", "abc", "--max-connections"),
+        ("SWITCHBOARD_SHUTDOWN_GRACE", "soon", "--shutdown-grace"),
+        ("SWITCHBOARD_DEMO", "maybe", "--demo"),
+        ("SWITCHBOARD_LOG_FORMAT", "xml", "--log-format"),
+        ("SWITCHBOARD_MAX_FRAME_BYTES", "12", "--max-frame-bytes"),
+        ("SWITCHBOARD_LOG", "[[[", "--log"),
+    ] {
+        let output = command().env(variable, value).output().unwrap();
+        assert_eq!(output.status.code(), Some(64), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) && stderr.contains(flag),
+            "{variable}={value}: {stderr}"
+        );
+    }
+    // Given on the command line, the flag is to blame, even with its variable set (to a good value).
     let output = command()
-        .env("SWITCHBOARD_MAX_FRAME_BYTES", "12")
+        .env("SWITCHBOARD_MAX_CONNECTIONS", "5")
+        .args(["--max-connections", "abc"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--max-frame-bytes"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--max-connections") && !stderr.contains("SWITCHBOARD_"),
+        "{stderr}"
+    );
 }
 
 #[test]

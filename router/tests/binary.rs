@@ -53,6 +53,37 @@ fn invalid_configuration_exits_64_naming_the_setting() {
     }
 }
 
+/// A bad value from the environment names the variable the operator set (and its flag).
+#[test]
+fn invalid_environment_exits_64_naming_the_variable() {
+    for (variable, value, flag) in [
+        ("SWITCHBOARD_LEASE_TTL", "soon", "--lease-ttl"),
+        ("SWITCHBOARD_LEASE_TTL", "10ms", "--lease-ttl"),
+        ("SWITCHBOARD_SLOTS", "many", "--slots"),
+        ("SWITCHBOARD_SLOTS", "0", "--slots"),
+        ("SWITCHBOARD_LOG", "[[", "--log"),
+        ("SWITCHBOARD_NATS_REPLICAS", "9", "--nats-replicas"),
+    ] {
+        let output = command()
+            .args(["--nats", "nats://127.0.0.1:4222"])
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) && stderr.contains(flag),
+            "{variable}={value}: {stderr}"
+        );
+    }
+    let output = command()
+        .args(["--nats", "nats://127.0.0.1:4222", "--slots", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("SWITCHBOARD_SLOTS"));
+}
+
 #[test]
 fn help_lists_every_setting_with_its_environment_variable() {
     let output = command().arg("--help").output().unwrap();

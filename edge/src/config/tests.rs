@@ -1,4 +1,5 @@
 use super::*;
+use clap::Parser;
 use switchboard_proto::limits::{DEFAULT_IDLE_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS};
 
 #[test]
@@ -69,6 +70,25 @@ fn the_demo_is_on_standalone_and_opt_in_for_a_cluster() {
     assert!(!parse(&["--demo=false"]));
     assert!(!parse(&["--demo", "false", "--listen", "127.0.0.1:0"]));
     assert!(Config::try_parse_from(["switchboard-edge", "--demo=maybe"]).is_err());
+}
+
+/// A setting from the environment is named by its variable too (the binary's test sets one).
+#[test]
+fn checks_name_the_variable_a_setting_came_from() {
+    let mut config = Config {
+        max_frame_bytes: 10,
+        ..Config::default()
+    };
+    let message = config.validate().unwrap_err().to_string();
+    assert!(!message.contains("SWITCHBOARD_"), "{message}");
+    config
+        .sources
+        .set_from_env("--max-frame-bytes", "SWITCHBOARD_MAX_FRAME_BYTES");
+    let message = config.validate().unwrap_err().to_string();
+    assert!(
+        message.contains("--max-frame-bytes (from SWITCHBOARD_MAX_FRAME_BYTES) must be"),
+        "{message}"
+    );
 }
 
 #[test]

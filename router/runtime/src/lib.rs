@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`cli`]: parsing with the exit codes operators script against, logging set-up, the ready file.
 //! - [`config`]: duration parsing and the configuration error both binaries report.
+//! - [`config_sources`]: which settings came from environment variables, so messages name them.
 //! - [`nats`]: NATS connection options (`--nats` and its credentials) and link state.
 //! - [`signal`]: SIGTERM and SIGINT, and a second one forcing the exit.
 //! - [`http`]: the admin port's HTTP/1 settings (timeouts) and response helpers.
@@ -14,6 +15,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod config_sources;
 pub mod http;
 pub mod metrics;
 pub mod nats;

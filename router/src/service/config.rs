@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-
 pub use switchboard_runtime::cli::{LogFormat, Logging};
+use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::nats::NatsArgs;
 
 pub use switchboard_runtime::config::ConfigError;
@@ -15,8 +14,11 @@ use switchboard_runtime::config::parse_duration;
 
 /// Switchboard router: owns room slots in a cluster (leases in NATS JetStream), orders each room's
 /// membership events and fans them out to the edges.
-#[derive(Debug, Clone, Parser)]
-#[command(name = "switchboard-router", version, about, long_about = None)]
+///
+/// Parsed through [`switchboard_runtime::config_sources`], so that messages about bad values name
+/// the environment variables they came from.
+#[derive(Debug, Clone, clap::Args)]
+#[command(version, about, long_about = None)]
 pub struct Config {
     /// NATS connection.
     #[command(flatten)]
@@ -81,16 +83,32 @@ pub struct Config {
     /// Grace for handing slots over on SIGTERM before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Which settings came from environment variables (not a flag).
+    #[arg(skip)]
+    pub sources: Sources,
 }
 
+switchboard_runtime::parse_with_sources!(Config, "switchboard-router");
+
 impl Config {
-    /// Checks settings against each other; run before connecting or binding.
+    /// Checks settings against each other; run before connecting or binding. The message names the
+    /// environment variable of a setting that came from one.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check()
+            .map_err(|ConfigError(message)| ConfigError(self.sources.annotate(&message)))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
         if !self.nats.enabled() {
             return fail("--nats is required (comma-separated NATS URLs)".into());
         }
         self.nats.validate().map_err(ConfigError)?;
+        // Checked here, not only when logging starts, so that the message names its variable.
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
+            return fail(format!("--log {:?}: {e}", self.logging.log));
+        }
         if let Some(id) = &self.router_id
             && (id.is_empty()
                 || id.len() > 64
