@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use switchboard_proto::StatusRules;
 use switchboard_proto::limits::{
     DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_ROOM_SIZE,
@@ -57,14 +58,15 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
-    /// Serve the demo page at `/` and `/r/ROOM` (true or false; `--demo` alone is true). Default: on
-    /// standalone, off with --nats.
+    /// Serve the demo page at `/` and `/r/ROOM` (true/false, 1/0, yes/no, on/off; `--demo` alone is
+    /// true). Default: on standalone, off with --nats.
     #[arg(
         long,
         env = "SWITCHBOARD_DEMO",
         value_name = "BOOL",
         num_args = 0..=1,
-        default_missing_value = "true"
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
     )]
     pub demo: Option<bool>,
 

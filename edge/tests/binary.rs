@@ -67,9 +67,15 @@ fn command() -> Command {
 
 /// Starts the binary on port 0 and waits for its ready file.
 async fn start(extra: &[&str]) -> Process {
+    start_with_env(extra, &[]).await
+}
+
+/// [`start`] with these environment variables set.
+async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Process {
     let dir = TempDir::new();
     let ready = dir.0.join("ready.json");
     let child = command()
+        .envs(env.iter().copied())
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -143,7 +149,7 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
         (vec!["--shutdown-grace", "soon"], "--shutdown-grace"),
         (vec!["--log", "[[["], "--log"),
         (vec!["--no-such-flag"], "--no-such-flag"),
-        (vec!["--demo=yes"], "--demo"),
+        (vec!["--demo=maybe"], "--demo"),
         (vec!["--ice-server", "turn:turn.example.org"], "username="),
         (vec!["--ice-server", "https://example.org"], "--ice-server"),
     ] {
@@ -186,6 +192,17 @@ fn invalid_environment_exits_64_naming_the_variable() {
         stderr.contains("--max-connections") && !stderr.contains("SWITCHBOARD_"),
         "{stderr}"
     );
+}
+
+/// Boolean settings take the usual spellings from the environment (`SWITCHBOARD_DEMO=0`), not only
+/// `true` and `false`.
+#[tokio::test]
+async fn booleans_from_the_environment_take_the_usual_spellings() {
+    for (value, page) in [("0", 426), ("Off", 426), ("1", 200), ("YES", 200)] {
+        let process = start_with_env(&[], &[("SWITCHBOARD_DEMO", value)]).await;
+        let (status, _) = http_get(process.addresses.listen, "/").await;
+        assert_eq!(status, page, "SWITCHBOARD_DEMO={value}");
+    }
 }
 
 #[test]

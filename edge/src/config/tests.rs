@@ -72,6 +72,28 @@ fn the_demo_is_on_standalone_and_opt_in_for_a_cluster() {
     assert!(Config::try_parse_from(["switchboard-edge", "--demo=maybe"]).is_err());
 }
 
+/// The usual spellings of a boolean, in any case (the same parser reads `SWITCHBOARD_DEMO`;
+/// tests/binary.rs passes it through the environment).
+#[test]
+fn booleans_take_the_usual_spellings() {
+    for (text, want) in [
+        ("true", true),
+        ("TRUE", true),
+        ("1", true),
+        ("yes", true),
+        ("On", true),
+        ("false", false),
+        ("False", false),
+        ("0", false),
+        ("NO", false),
+        ("off", false),
+    ] {
+        let config = Config::try_parse_from(["switchboard-edge", &format!("--demo={text}")])
+            .unwrap_or_else(|e| panic!("--demo={text}: {e}"));
+        assert_eq!(config.demo, Some(want), "--demo={text}");
+    }
+}
+
 /// A setting from the environment is named by its variable too (the binary's test sets one).
 #[test]
 fn checks_name_the_variable_a_setting_came_from() {
