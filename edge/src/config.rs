@@ -181,8 +181,9 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Secret for the keyed hash that replaces room ids past the edge. Random per process when unset
-    /// (fine standalone; a cluster must share one).
+    /// Secret for the keyed hash (HMAC) that replaces room ids past the edge, at least 16 bytes: it
+    /// is all that keeps room ids from being guessed back from their hashes, and every edge of a
+    /// cluster shares it. Random per process when unset (fine standalone; a cluster must share one).
     #[arg(long, env = "SWITCHBOARD_ROOM_KEY_SECRET", hide_env_values = true)]
     pub room_key_secret: Option<String>,
 
@@ -201,6 +202,10 @@ pub struct Config {
 }
 
 switchboard_runtime::parse_with_sources!(Config, "switchboard-edge");
+
+/// Shortest `--room-key-secret`, in bytes: 128 bits, so that room ids cannot be recovered from their
+/// hashes by guessing the key.
+pub const MIN_ROOM_KEY_SECRET_BYTES: usize = 16;
 
 /// Default of --outbound-queue-bytes: 16 frames of the default maximum size, so a reading client
 /// takes a burst of large messages; a sender's whole burst (--rate-burst, 200) of 20 KiB messages,
@@ -317,6 +322,17 @@ impl Config {
         // Checked here, not only when logging starts, so that the message names its variable.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
             return fail(format!("--log {:?}: {e}", self.logging.log));
+        }
+        if let Some(secret) = &self.room_key_secret
+            && secret.len() < MIN_ROOM_KEY_SECRET_BYTES
+        {
+            // The HMAC key is all that hides room ids past the edge; a short one is guessed.
+            return fail(format!(
+                "--room-key-secret must be at least {MIN_ROOM_KEY_SECRET_BYTES} bytes (got {}): it \
+                 keys the hash that hides room ids, and every edge of a cluster shares it; generate \
+                 one with `openssl rand -hex 32`",
+                secret.len()
+            ));
         }
         if self.nats.enabled() {
             self.nats.validate().map_err(ConfigError)?;

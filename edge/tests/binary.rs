@@ -150,6 +150,10 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
         (vec!["--log", "[[["], "--log"),
         (vec!["--no-such-flag"], "--no-such-flag"),
         (vec!["--demo=maybe"], "--demo"),
+        (
+            vec!["--room-key-secret", "fifteen-bytes!!"],
+            "at least 16 bytes",
+        ),
         (vec!["--ice-server", "turn:turn.example.org"], "username="),
         (vec!["--ice-server", "https://example.org"], "--ice-server"),
     ] {
@@ -170,6 +174,7 @@ fn invalid_environment_exits_64_naming_the_variable() {
         ("SWITCHBOARD_DEMO", "maybe", "--demo"),
         ("SWITCHBOARD_LOG_FORMAT", "xml", "--log-format"),
         ("SWITCHBOARD_MAX_FRAME_BYTES", "12", "--max-frame-bytes"),
+        ("SWITCHBOARD_ROOM_KEY_SECRET", "short", "--room-key-secret"),
         ("SWITCHBOARD_LOG", "[[[", "--log"),
     ] {
         let output = command().env(variable, value).output().unwrap();

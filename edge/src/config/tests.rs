@@ -94,6 +94,21 @@ fn booleans_take_the_usual_spellings() {
     }
 }
 
+#[test]
+fn the_room_key_secret_is_at_least_16_bytes() {
+    let with = |secret: &str| Config {
+        room_key_secret: Some(secret.into()),
+        ..Config::default()
+    };
+    let refused = with(&"k".repeat(15)).validate().unwrap_err().to_string();
+    assert!(
+        refused.contains("--room-key-secret must be at least 16 bytes (got 15)"),
+        "{refused}"
+    );
+    assert_eq!(with(&"k".repeat(16)).validate(), Ok(()));
+    assert!(with("").validate().is_err());
+}
+
 /// A setting from the environment is named by its variable too (the binary's test sets one).
 #[test]
 fn checks_name_the_variable_a_setting_came_from() {
