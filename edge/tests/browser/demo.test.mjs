@@ -145,11 +145,19 @@ e2eTest('demo page: shows server errors and the reconnect state', {}, async (ctx
   ctx.serversReady();
   const { step } = ctx;
   const browser = await launchBrowser(ctx);
+  // The lobby (the room picker at /) has tried no connection: it shows no connection state at all,
+  // in particular not "offline".
+  const lobby = await openPage(ctx, browser, 'lobby', `http://${edge.listen}/`, describeDemoPage);
+  await lobby.page.locator('#lobby-form').waitFor({ timeout: step() });
+  assert.equal(await lobby.page.locator('#connection').isHidden(), true, 'no connection state in the lobby');
+  assert.equal(await lobby.page.locator('#connection').textContent(), '');
   const tooLong = 'r'.repeat(51);
   const alice = await openDemo(ctx, browser, 'alice', edge, tooLong);
   await alice.page.locator('#banner', { hasText: 'room id too long' }).waitFor({ timeout: step() });
   assert.equal(await alice.page.locator('#banner-action').textContent(), 'Try again');
+  // After a connection attempt that failed, the state is shown.
   assert.equal(await alice.page.locator('#connection').textContent(), 'offline');
+  assert.equal(await alice.page.locator('#connection').isVisible(), true);
 
   const room = `recover-${crypto.randomBytes(4).toString('hex')}`;
   await alice.page.goto(`http://${edge.listen}/r/${room}?name=alice`);

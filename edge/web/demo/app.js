@@ -85,10 +85,12 @@ function banner(text, action) {
   button.onclick = action?.run || null;
 }
 
+// The connection's state, shown once there is one: the lobby has tried nothing, so it shows none.
 function setConnection(label, stateName) {
   const pill = $('connection');
   pill.textContent = label;
   pill.dataset.state = stateName;
+  pill.hidden = false;
 }
 
 async function startCall(room) {
