@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns the JSON reports of scripts/bench into docs/benchmarks.md.
+"""Turns the JSON reports of scripts/bench into its Markdown report (docs/benchmarks.md when published).
 
 Every figure comes from a report of this run; ratios compare against the bare references measured in
 the same run with the same client code. Nothing here is a hard-coded result."""
@@ -344,12 +344,14 @@ def main():
     w("## Reproduce")
     w("")
     w("```sh")
-    w("apt-get install nats-server   # once")
-    w("scripts/bench                 # about 10 minutes on 2 cores; writes this file")
+    w("scripts/bench                 # about 10 minutes on 2 cores; writes target/bench/benchmarks.md")
+    w("scripts/bench --update-docs   # the same, replacing this file (installs the pinned nats-server")
+    w("                              # on first use)")
     w("```")
     w("")
     w("Each step is one `switchboard-loadtest` command (`scripts/bench` prints them); the raw JSON")
-    w("reports stay in the work directory it names at the end.")
+    w("reports stay in the work directory it names at the end. `scripts/bench --help` lists its options")
+    w("(`--quick` for a short trial).")
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")
 
