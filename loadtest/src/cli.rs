@@ -20,7 +20,7 @@ fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
                   `nats-rtt` measure reference points with the same client code: a minimal WebSocket \
                   relay and raw NATS publish/subscribe.\n\
                   Exit status: 0 if no message was lost and the error rate is within --max-error-rate, \
-                  1 otherwise, 2 on bad usage."
+                  1 otherwise, 2 on bad usage or when no server could be reached."
 )]
 pub struct Cli {
     /// The scenario to run.

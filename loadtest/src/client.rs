@@ -5,6 +5,8 @@
 //! addresses 127.0.0.1 ..= 127.0.0.N (each source address has its own ephemeral port range).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -69,6 +71,16 @@ pub struct Connector {
     targets: Vec<Target>,
     source_ips: u8,
     connect_timeout: Duration,
+    reach: Arc<Reach>,
+}
+
+/// The outcome of the connection attempts so far, shared by every clone of a [`Connector`]: whether
+/// the servers can be reached at all.
+#[derive(Debug, Default)]
+struct Reach {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    first_error: OnceLock<String>,
 }
 
 impl Connector {
@@ -94,7 +106,23 @@ impl Connector {
             targets,
             source_ips,
             connect_timeout,
+            reach: Arc::default(),
         })
+    }
+
+    /// An error when no connection attempt has succeeded yet and at least `attempts` (at least one)
+    /// have failed: the servers cannot be reached, and running on would measure nothing.
+    pub fn check_reachable(&self, attempts: u64) -> Result<()> {
+        let failed = self.reach.failed.load(Ordering::Relaxed);
+        if self.reach.succeeded.load(Ordering::Relaxed) > 0 || failed < attempts.max(1) {
+            return Ok(());
+        }
+        let urls: Vec<&str> = self.targets.iter().map(|t| t.url.as_str()).collect();
+        bail!(
+            "cannot connect to {}: {} ({failed} attempt(s), none succeeded; is the server running?)",
+            urls.join(", "),
+            self.reach.first_error.get().map_or("", String::as_str),
+        )
     }
 
     /// How many targets there are.
@@ -115,9 +143,18 @@ impl Connector {
             )),
             0,
         );
-        tokio::time::timeout(self.connect_timeout, connect(target, source))
+        let result = tokio::time::timeout(self.connect_timeout, connect(target, source))
             .await
-            .map_err(|_| anyhow!("connect timeout"))?
+            .map_err(|_| anyhow!("connect timeout"))
+            .and_then(|connected| connected);
+        match &result {
+            Ok(_) => self.reach.succeeded.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                let _ = self.reach.first_error.set(e.to_string());
+                self.reach.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        result
     }
 }
 
@@ -266,6 +303,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("only loopback"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_once_attempts_failed_and_none_succeeded() {
+        // Port 1 on loopback: nothing listens there, the connect is refused at once.
+        let connector =
+            Connector::new(&["ws://127.0.0.1:1/".to_owned()], 1, Duration::from_secs(5)).unwrap();
+        assert!(connector.check_reachable(1).is_ok(), "nothing tried yet");
+        assert!(connector.clone().connect(0).await.is_err());
+        assert!(connector.check_reachable(2).is_ok(), "one failure of two");
+        let e = connector.check_reachable(1).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot connect to ws://127.0.0.1:1/: connect failed"),
+            "{e}"
+        );
     }
 
     #[test]

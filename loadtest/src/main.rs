@@ -1,5 +1,6 @@
 //! `switchboard-loadtest`: parses the flags and runs the scenario; exits 1 when messages were lost or
-//! the error rate was too high, 2 when the run could not be done at all (or on bad usage).
+//! the error rate was too high, 2 when the run could not be done at all (bad usage, no server that
+//! accepts a connection).
 
 use std::process::ExitCode;
 

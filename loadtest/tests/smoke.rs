@@ -361,3 +361,51 @@ fn help_documents_every_scenario() {
         assert!(help.contains(flag), "{flag} missing from\n{help}");
     }
 }
+
+/// A port nothing listens on: the run fails at once with a clear error, instead of running its whole
+/// duration against nothing.
+#[test]
+fn fails_fast_when_no_server_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let nats = format!("nats://127.0.0.1:{port}");
+    let long = ["--duration", "10m", "--no-progress"];
+    for (args, target) in [
+        (vec!["call", "--url", &url, "--rooms", "3"], &url),
+        (vec!["churn", "--url", &url, "--rate", "50"], &url),
+        (vec!["idle", "--url", &url, "--connections", "4"], &url),
+        (vec!["fanout", "--url", &url], &url),
+        (vec!["bare", "--url", &url], &url),
+        (vec!["nats-rtt", "--nats", &nats], &nats),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-loadtest"))
+            .args(&args)
+            .args(long)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} still runs 30 s against a dead port");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("cannot connect to {target}")),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use super::Setup;
 use super::pairs::{self, Link, Pairs};
 use crate::cli::BareArgs;
 use crate::client::Conn;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::stats::Errors;
 
@@ -41,6 +42,7 @@ pub async fn run(args: &BareArgs) -> Result<Report> {
     let total = 2 * args.load.pairs as usize;
     let mut links = Vec::with_capacity(total);
     let mut errors = Errors::default();
+    setup.progress.stage(Stage::connecting(total as u64));
     for index in 0..total {
         match setup.connector.connect(index).await {
             Ok(conn) => links.push(Some(conn)),
@@ -51,6 +53,7 @@ pub async fn run(args: &BareArgs) -> Result<Report> {
             }
         }
     }
+    setup.connector.check_reachable(1)?;
     // An unpaired last connection is closed (it would shift the server's pairing for anyone else).
     if links.len() % 2 == 1 {
         if let Some(Some(conn)) = links.pop() {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Member, Phase, SenderResult, Setup};
 use crate::cli::CallArgs;
 use crate::client::error_text;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::schedule::Schedule;
 use crate::stats::Counters;
@@ -54,8 +55,9 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
             (setup.room(r), (first..first + peers_per_room).collect())
         })
         .collect();
-    let joined = setup.join_rooms(rooms).await;
+    let joined = setup.join_rooms(rooms).await?;
     let mut errors = joined.errors;
+    setup.progress.stage(Stage::Waiting("negotiating"));
 
     let base = Instant::now();
     let cancel = CancellationToken::new();

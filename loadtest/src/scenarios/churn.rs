@@ -12,9 +12,13 @@ use tokio::time::Instant;
 use super::Setup;
 use crate::cli::ChurnArgs;
 use crate::client::error_text;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::schedule::Schedule;
 use crate::stats::{Errors, Latency};
+
+/// Failed connects, with none succeeded, after which a run gives up: the servers cannot be reached.
+const UNREACHABLE_AFTER: u64 = 5;
 
 /// What one visit (connect, join, stay, leave) measured.
 #[derive(Default)]
@@ -32,9 +36,18 @@ pub async fn run(args: &ChurnArgs) -> Result<Report> {
     let start = Instant::now() + Duration::from_millis(10);
     let end = start + args.duration;
     let mut schedule = Schedule::new(start, end, args.rate, 0.0);
+    setup.progress.stage(Stage::Timed {
+        name: "churning",
+        start,
+        length: args.duration,
+    });
     let mut tasks = Vec::new();
     while let Some((seq, at)) = schedule.peek() {
         tokio::time::sleep_until(at).await;
+        if let Err(e) = setup.connector.check_reachable(UNREACHABLE_AFTER) {
+            tasks.iter().for_each(tokio::task::JoinHandle::abort);
+            return Err(e);
+        }
         schedule.advance();
         let room = setup.room(rand::random_range(0..args.rooms));
         let stay = if args.stay_max > args.stay_min {
@@ -44,6 +57,9 @@ pub async fn run(args: &ChurnArgs) -> Result<Report> {
         };
         tasks.push(tokio::spawn(visit(setup.clone(), seq as usize, room, stay)));
     }
+    setup
+        .progress
+        .stage(Stage::Waiting("waiting for the last visits"));
     let visits = tasks.len() as u64;
     let mut join = Latency::new();
     let mut errors = Errors::default();

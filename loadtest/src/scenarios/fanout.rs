@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Member, Setup};
 use crate::cli::FanoutArgs;
 use crate::client::error_text;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::schedule::Schedule;
 use crate::stats::{Counters, Errors, Latency};
@@ -101,7 +102,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
     setup.warn_rate(per_sender, 0);
 
     let room = vec![(setup.room(0), (0..args.members as usize).collect())];
-    let joined = setup.join_rooms(room).await;
+    let joined = setup.join_rooms(room).await?;
     let mut errors = joined.errors;
     let members = joined.rooms.into_iter().flatten().collect::<Vec<_>>();
     let member_count = members.len();
@@ -109,6 +110,11 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
     let base = Instant::now();
     let start = base + Duration::from_millis(10);
     let end = start + args.duration;
+    setup.progress.stage(Stage::Timed {
+        name: "measuring",
+        start,
+        length: args.duration,
+    });
     let cancel = CancellationToken::new();
     let tracker = Tracker::default();
     let (finished_tx, mut finished_rx) = tokio::sync::mpsc::channel::<()>(member_count.max(1));

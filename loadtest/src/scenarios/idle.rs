@@ -14,6 +14,7 @@ use super::{Member, Setup};
 use crate::cli::IdleArgs;
 use crate::client::{error_text, loopback_addr_with_scheme};
 use crate::memory::Source;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::stats::{Counters, Errors};
 
@@ -54,7 +55,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
             )
         })
         .collect();
-    let joined = setup.join_rooms(rooms).await;
+    let joined = setup.join_rooms(rooms).await?;
     errors.merge(&joined.errors);
     let members: Vec<Member> = joined.rooms.into_iter().flatten().collect();
     let connected = members.len() as u64;
@@ -65,6 +66,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
     let rss_joined = read(&source, &mut errors).await;
 
     let started = Instant::now();
+    setup.progress.stage(Stage::timed("idle", args.duration));
     let cancel = CancellationToken::new();
     let tasks: Vec<_> = members
         .into_iter()

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::cli::Common;
 use crate::client::{Conn, Connector, Joined};
-use crate::progress::Progress;
+use crate::progress::{Progress, Stage};
 use crate::stats::{Counters, Errors, Latency};
 
 /// The server's default per-connection rate limit, messages per second.
@@ -128,8 +128,11 @@ impl Setup {
 
     /// Joins `rooms` (each a list of client numbers), members of one room one after the other (so
     /// every member's place in the room is known), rooms in parallel. Failures are counted and
-    /// leave the room smaller.
-    pub async fn join_rooms(&self, rooms: Vec<(String, Vec<usize>)>) -> JoinedRooms {
+    /// leave the room smaller; if every connection failed, the servers cannot be reached and the
+    /// run fails.
+    pub async fn join_rooms(&self, rooms: Vec<(String, Vec<usize>)>) -> Result<JoinedRooms> {
+        let total = rooms.iter().map(|(_, clients)| clients.len() as u64).sum();
+        self.progress.stage(Stage::connecting(total));
         let limit = Arc::new(Semaphore::new(self.common.connect_concurrency as usize));
         let results = futures_util::future::join_all(rooms.into_iter().map(|(room, clients)| {
             let limit = limit.clone();
@@ -169,7 +172,8 @@ impl Setup {
             joined.latency.merge(&latency);
             joined.errors.merge(&errors);
         }
-        joined
+        self.connector.check_reachable(1)?;
+        Ok(joined)
     }
 
     /// Ends a measured phase: waits for the `senders` tasks to report (through `finished`) that they
@@ -182,6 +186,8 @@ impl Setup {
         finished: &mut tokio::sync::mpsc::Receiver<()>,
         cancel: &tokio_util::sync::CancellationToken,
     ) {
+        self.progress
+            .stage(Stage::timed("draining", self.common.drain_timeout));
         let deadline = Instant::now() + self.common.drain_timeout;
         let mut done = 0;
         while done < senders {
@@ -211,6 +217,11 @@ impl Setup {
         let start = Instant::now() + Duration::from_millis(10);
         let end = start + duration;
         let _ = phase.send(Some(Phase { start, end }));
+        self.progress.stage(Stage::Timed {
+            name: "measuring",
+            start,
+            length: duration,
+        });
         tokio::time::sleep_until(end).await;
         self.finish(senders.len(), finished, cancel).await;
 

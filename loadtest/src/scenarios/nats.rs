@@ -17,6 +17,7 @@ use super::Setup;
 use super::pairs::{self, Link, Pairs};
 use crate::cli::NatsRttArgs;
 use crate::client::loopback_addr_with_scheme;
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::stats::Errors;
 
@@ -84,6 +85,7 @@ pub async fn run(args: &NatsRttArgs) -> Result<Report> {
     let setup = Setup::new("nats", &common)?;
     let tag = format!("{}.{}", setup.tag, std::process::id());
     let total = 2 * args.load.pairs as usize;
+    setup.progress.stage(Stage::connecting(total as u64));
     let limit = Arc::new(Semaphore::new(common.connect_concurrency as usize));
     let results = futures_util::future::join_all((0..total).map(|number| {
         let limit = limit.clone();
@@ -114,17 +116,25 @@ pub async fn run(args: &NatsRttArgs) -> Result<Report> {
     }))
     .await;
     let mut errors = Errors::default();
-    let links = results
+    let mut first_error = None;
+    let links: Vec<_> = results
         .into_iter()
         .map(|result| match result {
             Ok(link) => Some(link),
             Err(e) => {
                 setup.counters.error();
                 errors.add(e.to_string());
+                first_error.get_or_insert(e);
                 None
             }
         })
         .collect();
+    if let Some(e) = first_error.filter(|_| links.iter().all(Option::is_none)) {
+        bail!(
+            "cannot connect to {}: {e:#} ({total} attempt(s), none succeeded; is the server running?)",
+            args.nats
+        );
+    }
     pairs::run(
         &setup,
         Pairs {

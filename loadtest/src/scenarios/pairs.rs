@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Phase, SenderResult, Setup};
+use crate::progress::Stage;
 use crate::report::Report;
 use crate::schedule::Schedule;
 use crate::stats::{Counters, Errors};
@@ -112,6 +113,7 @@ pub async fn run<L: Link>(setup: &Setup, pairs: Pairs<L>) -> Result<Report> {
     drop(ready_tx);
     drop(done_tx);
 
+    setup.progress.stage(Stage::Waiting("pairing"));
     let mut ready = 0;
     let deadline = Instant::now() + ready_timeout;
     while ready < tasks.len() {
