@@ -5,9 +5,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
     humantime::parse_duration(text)
+}
+
+/// A duration in the reports' settings as it is written on the command line (`10s`, `1m 30s`).
+fn duration_text<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*duration).to_string())
 }
 
 /// Load generator for palava-compatible signaling servers (loopback only).
@@ -69,6 +75,22 @@ pub enum Scenario {
 }
 
 impl Scenario {
+    /// The scenario's flags as JSON, for the report: every setting of the run (`Null` for
+    /// `bare-server`).
+    pub fn settings(&self) -> serde_json::Value {
+        let settings = match self {
+            Scenario::Call(a) => serde_json::to_value(a),
+            Scenario::Fanout(a) => serde_json::to_value(a),
+            Scenario::Idle(a) => serde_json::to_value(a),
+            Scenario::Churn(a) => serde_json::to_value(a),
+            Scenario::Bare(a) => serde_json::to_value(a),
+            Scenario::NatsRtt(a) => serde_json::to_value(a),
+            Scenario::BareServer(_) => Ok(serde_json::Value::Null),
+        };
+        // Plain structs of numbers, strings and paths always serialize.
+        settings.unwrap_or_default()
+    }
+
     /// The flags every scenario takes (`None` for `bare-server`, which is not a load scenario).
     pub fn common(&self) -> Option<&Common> {
         match self {
@@ -84,7 +106,7 @@ impl Scenario {
 }
 
 /// Flags every scenario takes.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct Common {
     /// WebSocket URL of a server, e.g. ws://127.0.0.1:4233/ (repeatable or comma-separated; clients
     /// are spread round-robin over them). Only loopback hosts are allowed.
@@ -112,14 +134,17 @@ pub struct Common {
 
     /// Bound on one TCP connect and WebSocket upgrade.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub connect_timeout: Duration,
 
     /// Bound on one join (join_room until joined_room).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub join_timeout: Duration,
 
     /// How long to wait at the end for messages still in flight; what has not arrived by then is lost.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub drain_timeout: Duration,
 
     /// Connects (and joins) in progress at once.
@@ -132,10 +157,11 @@ pub struct Common {
 }
 
 /// Flags of `call`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct CallArgs {
     /// Common flags.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// Number of rooms.
@@ -156,14 +182,16 @@ pub struct CallArgs {
 
     /// How long `message` traffic runs.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub duration: Duration,
 }
 
 /// Flags of `fanout`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct FanoutArgs {
     /// Common flags.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// Members of the room.
@@ -180,14 +208,16 @@ pub struct FanoutArgs {
 
     /// How long updates are sent.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub duration: Duration,
 }
 
 /// Flags of `idle`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct IdleArgs {
     /// Common flags.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// Connections to open and join.
@@ -201,6 +231,7 @@ pub struct IdleArgs {
     /// How long the connections stay idle once all have joined. SIGINT (Ctrl-C) or SIGTERM ends
     /// this early; the report is still printed and written.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub duration: Duration,
 
     /// The server's Prometheus endpoint (loopback), read for `process_resident_memory_bytes`, e.g.
@@ -214,10 +245,11 @@ pub struct IdleArgs {
 }
 
 /// Flags of `churn`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct ChurnArgs {
     /// Common flags.
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// New connections (join, stay, leave) per second (open loop).
@@ -226,6 +258,7 @@ pub struct ChurnArgs {
 
     /// How long new connections are started.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub duration: Duration,
 
     /// Size of the pool of rooms the connections join at random.
@@ -234,15 +267,17 @@ pub struct ChurnArgs {
 
     /// Shortest stay in a room.
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub stay_min: Duration,
 
     /// Longest stay in a room.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub stay_max: Duration,
 }
 
 /// Flags of `bare-server`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct BareServerArgs {
     /// Address to listen on (loopback only); port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -260,19 +295,21 @@ pub struct BareServerArgs {
 }
 
 /// Flags of `bare`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct BareArgs {
     /// Common flags (--url must point at a `bare-server`).
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// Pairs, rate and duration.
     #[command(flatten)]
+    #[serde(flatten)]
     pub load: PairLoad,
 }
 
 /// The load of the reference scenarios (`bare`, `nats-rtt`).
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct PairLoad {
     /// Pairs of connections (2 x N connections, opened one after the other).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -284,14 +321,16 @@ pub struct PairLoad {
 
     /// How long messages are sent.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[serde(serialize_with = "duration_text")]
     pub duration: Duration,
 }
 
 /// Flags of `nats-rtt`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct NatsRttArgs {
     /// Common flags (without --url: the target is --nats).
     #[command(flatten)]
+    #[serde(flatten)]
     pub common: Common,
 
     /// NATS server URL, e.g. nats://127.0.0.1:4222 (loopback only).
@@ -300,6 +339,7 @@ pub struct NatsRttArgs {
 
     /// Pairs (of NATS connections), rate and duration.
     #[command(flatten)]
+    #[serde(flatten)]
     pub load: PairLoad,
 }
 

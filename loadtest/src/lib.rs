@@ -29,9 +29,11 @@ pub mod stats;
 pub use cli::{Cli, Scenario};
 pub use report::Report;
 
-/// Runs the scenario `cli` asks for and returns its report (not yet written anywhere).
+/// Runs the scenario `cli` asks for and returns its report (not yet written anywhere), with the
+/// run's settings and start time.
 pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
-    match &cli.scenario {
+    let started = std::time::SystemTime::now();
+    let mut report = match &cli.scenario {
         Scenario::Call(args) => scenarios::call::run(args).await,
         Scenario::Fanout(args) => scenarios::fanout::run(args).await,
         Scenario::Idle(args) => scenarios::idle::run(args).await,
@@ -41,7 +43,9 @@ pub async fn run(cli: &Cli) -> anyhow::Result<Report> {
         Scenario::BareServer(_) => {
             anyhow::bail!("bare-server is a server, not a load scenario; see bare_server::serve")
         }
-    }
+    }?;
+    report.describe_run(cli.scenario.settings(), started);
+    Ok(report)
 }
 
 /// Runs the scenario, prints the summary table to stdout, and writes the JSON report if `--json`

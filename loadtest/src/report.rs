@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -10,16 +11,27 @@ use serde_json::Value;
 
 use crate::stats::{Errors, LatencySummary};
 
-/// What a scenario measured.
+/// What a scenario measured, and how it was run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// `call`, `fanout`, `idle` or `churn`.
     pub scenario: String,
+    /// This load generator's version.
+    pub version: String,
+    /// The git commit it was built from, when it was built from a git checkout.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// When the run started, RFC 3339 in UTC (empty until [`Report::describe_run`]).
+    pub started_at: String,
+    /// The run's flags: URLs, rate, sizes, durations, timeouts (`null` until
+    /// [`Report::describe_run`]).
+    pub settings: Value,
     /// Connections opened (attempted) during the run.
     pub connections: u64,
     /// Length of the measured phase, seconds.
     pub duration_s: f64,
-    /// Messages sent (peer messages for `call`, status updates for `fanout`).
+    /// Messages sent in the measured phase (`message`s for `call`, whose negotiation is counted
+    /// apart; status updates for `fanout`; visits for `churn`).
     pub sent: u64,
     /// Deliveries that should have arrived (for `fanout`, each update once per member).
     pub expected: u64,
@@ -35,7 +47,7 @@ pub struct Report {
     pub operations: u64,
     /// `error_count / operations`.
     pub error_rate: f64,
-    /// Deliveries per second of the measured phase.
+    /// Deliveries per second of the measured phase: `received / duration_s`.
     pub throughput_msgs_per_s: f64,
     /// Latency distributions by name: `join`, `relay`, `fanout`, `fanout_last`.
     #[serde(flatten)]
@@ -58,6 +70,10 @@ impl Report {
         let error_count = errors.total();
         Report {
             scenario: scenario.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: option_env!("SWITCHBOARD_LOADTEST_COMMIT").map(str::to_owned),
+            started_at: String::new(),
+            settings: Value::Null,
             connections,
             duration_s,
             sent,
@@ -80,6 +96,12 @@ impl Report {
             latencies: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
+    }
+
+    /// Records how the run was made: its flags and when it started.
+    pub fn describe_run(&mut self, settings: Value, started: SystemTime) {
+        self.settings = settings;
+        self.started_at = humantime::format_rfc3339_seconds(started).to_string();
     }
 
     /// Why the run failed, or `None` when it passed: a lost message, or more errors than allowed.
@@ -107,14 +129,27 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "scenario     {}", self.scenario);
+        let built = match &self.commit {
+            Some(commit) => format!("{} (commit {commit})", self.version),
+            None => self.version.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "run          switchboard-loadtest {built}, started {}",
+            self.started_at
+        );
         let _ = writeln!(out, "connections  {}", self.connections);
         let _ = writeln!(out, "duration     {:.2} s", self.duration_s);
         let _ = writeln!(
             out,
-            "messages     sent {}  expected {}  received {}  lost {}",
+            "messages     sent {}  expected {}  received {}  lost {}  (measured phase)",
             self.sent, self.expected, self.received, self.lost
         );
-        let _ = writeln!(out, "throughput   {:.1} msgs/s", self.throughput_msgs_per_s);
+        let _ = writeln!(
+            out,
+            "throughput   {:.1} msgs/s  (received / duration)",
+            self.throughput_msgs_per_s
+        );
         let _ = writeln!(
             out,
             "errors       {} of {} operations (rate {:.6})",
@@ -186,6 +221,19 @@ mod tests {
         }
         assert_eq!(json["relay"]["count"], 1);
         assert_eq!(json["relay"]["p50_us"], 250);
+    }
+
+    #[test]
+    fn the_run_is_described() {
+        let mut report = sample();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        let started = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        report.describe_run(serde_json::json!({"rate": 5.0}), started);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["started_at"], "2026-09-21T14:13:20Z");
+        assert_eq!(json["settings"]["rate"], 5.0);
+        assert!(report.table().contains("started 2026-09-21T14:13:20Z"));
     }
 
     #[test]

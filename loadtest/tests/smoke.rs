@@ -22,8 +22,9 @@ fn json_path(name: &str) -> PathBuf {
     ))
 }
 
-/// Reads the JSON report and checks that it is complete and clean.
-fn check_report(path: &Path) -> Value {
+/// Reads the JSON report of [`call_args`]' run against `urls` and checks that it is complete and
+/// clean, and says how the run was made.
+fn check_report(path: &Path, urls: &[String]) -> Value {
     let text = std::fs::read_to_string(path).unwrap();
     let _ = std::fs::remove_file(path);
     let report: Value = serde_json::from_str(&text).unwrap();
@@ -33,7 +34,42 @@ fn check_report(path: &Path) -> Value {
     let sent = report["sent"].as_u64().unwrap();
     assert!(sent > 0, "{report}");
     assert_eq!(report["received"].as_u64(), Some(sent), "{report}");
-    assert!(report["throughput_msgs_per_s"].is_number(), "{report}");
+    // `sent`, `received` and the throughput count the same messages: the measured phase's, each
+    // with a relay latency. Negotiation is counted apart: per room of 2, an offer, an answer and
+    // 3 candidates each way.
+    assert_eq!(report["relay"]["count"].as_u64(), Some(sent), "{report}");
+    let per_second = sent as f64 / report["duration_s"].as_f64().unwrap();
+    assert_eq!(
+        report["throughput_msgs_per_s"].as_f64(),
+        Some(per_second),
+        "{report}"
+    );
+    assert_eq!(report["negotiation_sent"], 2 * 8, "{report}");
+    assert_eq!(report["negotiation_received"], 2 * 8, "{report}");
+    // The run's settings, version and start time.
+    let settings = &report["settings"];
+    assert_eq!(settings["urls"], serde_json::json!(urls), "{report}");
+    assert_eq!(
+        (&settings["rate"], &settings["rooms"], &settings["peers"]),
+        (
+            &serde_json::json!(50.0),
+            &serde_json::json!(2),
+            &serde_json::json!(2)
+        ),
+        "{report}"
+    );
+    assert_eq!(settings["duration"], "1s", "{report}");
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"), "{report}");
+    let started = report["started_at"].as_str().unwrap();
+    assert!(started.ends_with('Z'), "UTC: {started}");
+    let started = humantime::parse_rfc3339(started).unwrap();
+    let age = std::time::SystemTime::now()
+        .duration_since(started)
+        .unwrap();
+    assert!(
+        age < Duration::from_secs(600),
+        "started {age:?} ago: {report}"
+    );
     // 2 rooms of 2 peers: each of the 4 peers joins once.
     assert_eq!(report["join"]["count"], 4, "{report}");
     assert!(report["relay"]["count"].as_u64().unwrap() > 0, "{report}");
@@ -156,7 +192,7 @@ async fn call_against_a_standalone_edge() {
     let cli = switchboard_loadtest::Cli::parse_from(call_args(&[edge.url()], &json));
     let (report, failure) = switchboard_loadtest::execute(&cli).await.unwrap();
     assert_eq!(failure, None, "{}", report.table());
-    check_report(&json);
+    check_report(&json, &[edge.url()]);
     edge.stop().await;
 }
 
@@ -320,7 +356,7 @@ async fn call_across_a_cluster() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("relay"), "{stdout}");
-    check_report(&json);
+    check_report(&json, &urls);
 }
 
 #[test]

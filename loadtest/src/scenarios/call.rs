@@ -5,6 +5,10 @@
 //! open-loop schedule whose rates add up to `--rate`. Each `message` carries a sequence number and its
 //! intended send instant (µs since the run's start), so the receiver measures relay latency and
 //! checks per-sender order.
+//!
+//! The report's `sent`, `expected`, `received`, `lost` and throughput count the `message`s of the
+//! measured phase, as in every scenario; negotiation (offers, answers, candidates: set-up traffic, not
+//! rate-controlled) is counted apart, as `negotiation_sent` and `negotiation_received`.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -121,17 +125,26 @@ pub async fn run(args: &CallArgs) -> Result<Report> {
         )
         .await;
     errors.merge(&phase_errors);
-    let (_, expected, received, _) = setup.counters.snapshot();
+    // The counters hold every message; `sent` and the relay latencies only the `message`s (each to
+    // one peer). The difference is the negotiation.
+    let (_, all_expected, all_received, _) = setup.counters.snapshot();
+    let received = relay.count();
+    let negotiation_sent = all_expected.saturating_sub(sent);
+    let negotiation_received = all_received.saturating_sub(received);
     let mut report = Report::new(
         "call",
         total as u64,
         args.duration.as_secs_f64(),
-        (sent, expected, received),
+        (sent, sent, received),
         &errors,
-        2 * total as u64 + sent,
+        2 * total as u64 + sent + negotiation_sent,
     );
-    // Throughput counts the `message` phase only; negotiation is not rate-controlled.
-    report.throughput_msgs_per_s = relay.count() as f64 / args.duration.as_secs_f64().max(1e-9);
+    report
+        .extra
+        .insert("negotiation_sent".into(), negotiation_sent.into());
+    report
+        .extra
+        .insert("negotiation_received".into(), negotiation_received.into());
     report
         .latencies
         .insert("join".into(), joined.latency.summary());
@@ -168,9 +181,10 @@ impl State {
         }
     }
 
+    /// Sends one message to one peer (it counts as expected there). Scheduled `message`s are also
+    /// counted in `result.sent`, by [`send_scheduled`](Self::send_scheduled).
     async fn send(&mut self, message: &Value) -> Result<()> {
         self.peer.member.conn.send(message).await?;
-        self.result.sent += 1;
         self.peer.counters.sent(1);
         Ok(())
     }
@@ -281,7 +295,9 @@ impl State {
         let sent_us = u64::try_from(at.saturating_duration_since(self.peer.base).as_micros())
             .unwrap_or(u64::MAX);
         let message = json!({"event": "message", "seq": seq, "sent_us": sent_us});
-        self.send(&to_peer(&target, message)).await
+        self.send(&to_peer(&target, message)).await?;
+        self.result.sent += 1;
+        Ok(())
     }
 }
 
