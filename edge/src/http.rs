@@ -9,14 +9,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -28,7 +25,7 @@ use tracing::{debug, warn};
 use crate::bus::BusError;
 use crate::context::Context;
 
-type Body = Full<Bytes>;
+use switchboard_runtime::http::{self, Body, json, text};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -113,10 +110,7 @@ async fn serve_connection(
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(route(request, ctx, port).await) }
     });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(io_timeout)
-        .max_buf_size(64 * 1024)
+    let connection = http::builder(io_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let connection = pin!(connection);
@@ -135,7 +129,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
     if is_endpoint(port, request.uri().path())
         && !matches!(*request.method(), Method::GET | Method::HEAD)
     {
-        return switchboard_runtime::http::method_not_allowed();
+        return http::method_not_allowed();
     }
     match (port, request.uri().path()) {
         (_, "/healthz") => text(StatusCode::OK, "ok\n"),
@@ -146,14 +140,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        (Port::Admin, "/metrics") => {
-            let mut response = Response::new(Body::from(ctx.metrics.render()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            response
-        }
+        (Port::Admin, "/metrics") => http::metrics(ctx.metrics.render()),
         (Port::Admin, "/stats") => match ctx.bus.stats().await {
             Ok(stats) => json(&stats),
             Err(BusError::NotHere) => text(
@@ -269,28 +256,4 @@ fn refused(body: &'static str) -> Response<Body> {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Response<Body> {
-    match serde_json::to_vec_pretty(value) {
-        Ok(body) => {
-            let mut response = Response::new(Body::from(body));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
-    }
 }

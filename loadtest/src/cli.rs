@@ -7,9 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
-    humantime::parse_duration(text)
-}
+use switchboard_runtime::config::parse_duration;
 
 /// A duration in the reports' settings as it is written on the command line (`10s`, `1m 30s`).
 fn duration_text<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
-use tokio::signal::unix::{SignalKind, signal};
+use switchboard_runtime::signal::Signals;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -31,8 +31,7 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
     // Handlers first, so that holding connections "until stopped" (a long --duration ended by
     // SIGTERM or Ctrl-C, as scripts/bench does) still ends with a report, even when the signal
     // comes while connections are still being opened.
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut signals = Signals::new();
     let setup = Setup::new("idle", &args.common)?;
     let mut errors = Errors::default();
     let before = match &source {
@@ -74,8 +73,9 @@ pub async fn run(args: &IdleArgs) -> Result<Report> {
         .collect();
     tokio::select! {
         () = tokio::time::sleep(args.duration) => {}
-        _ = interrupt.recv() => setup.progress.println("interrupted: ending the idle phase early"),
-        _ = terminate.recv() => setup.progress.println("terminated: ending the idle phase early"),
+        stop = signals.next() => setup
+            .progress
+            .println(format!("{stop:?}: ending the idle phase early")),
     }
     // Read before closing: the connections are still held.
     let rss_end = read(&source, &mut errors).await;
