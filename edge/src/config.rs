@@ -139,7 +139,7 @@ pub struct Config {
         long,
         env = "SWITCHBOARD_USER_AGENTS",
         value_delimiter = ',',
-        default_value = "firefox,chrome,safari,edge,unknown"
+        default_values_t = switchboard_proto::limits::DEFAULT_USER_AGENTS.iter().map(|ua| ua.to_string())
     )]
     pub user_agents: Vec<String>,
 
