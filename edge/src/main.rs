@@ -8,13 +8,11 @@ use tracing::{error, warn};
 
 fn main() -> ExitCode {
     const NAME: &str = "switchboard-edge";
-    let config = match cli::parse::<Config>(NAME, |c| c.validate().map_err(|e| e.to_string())) {
+    let validate = |c: &Config| c.validate().map_err(|e| e.to_string());
+    let config = match cli::start::<Config>(NAME, validate, |c| &c.logging) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Err(code) = cli::init_logging(NAME, &config.logging) {
-        return code;
-    }
     // Every client is a descriptor: take all the process may have (run() plans clients within it).
     let fd_limit = match descriptors::raise_limit() {
         Ok(limit) => Some(limit),
@@ -27,15 +25,9 @@ fn main() -> ExitCode {
         error!("{e}");
         return ExitCode::from(cli::EX_USAGE);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let listeners = match Listeners::bind(&config) {
         Ok(listeners) => listeners,

@@ -8,22 +8,14 @@ use tracing::error;
 
 fn main() -> ExitCode {
     const NAME: &str = "switchboard-router";
-    let config = match cli::parse::<Config>(NAME, |c| c.validate().map_err(|e| e.to_string())) {
+    let validate = |c: &Config| c.validate().map_err(|e| e.to_string());
+    let config = match cli::start::<Config>(NAME, validate, |c| &c.logging) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    if let Err(code) = cli::init_logging(NAME, &config.logging) {
-        return code;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match cli::runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let admin = match std::net::TcpListener::bind(config.admin_listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))

@@ -89,3 +89,27 @@ pub fn write_ready_file(path: &Path, json: &serde_json::Value) -> std::io::Resul
     std::fs::write(&tmp, json.to_string())?;
     std::fs::rename(&tmp, path)
 }
+
+/// The first steps of both binaries: parse and validate `C` ([`parse`]), then log as it says
+/// ([`init_logging`]).
+pub fn start<C: Parser>(
+    name: &str,
+    validate: impl FnOnce(&C) -> Result<(), String>,
+    logging: impl FnOnce(&C) -> &Logging,
+) -> Result<C, ExitCode> {
+    let config = parse::<C>(name, validate)?;
+    init_logging(name, logging(&config))?;
+    Ok(config)
+}
+
+/// The multi-threaded tokio runtime both binaries run on; if it cannot start, the reason is logged
+/// and the exit code is 1.
+pub fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot start the runtime");
+            ExitCode::FAILURE
+        })
+}
