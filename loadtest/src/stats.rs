@@ -131,6 +131,7 @@ struct CountersInner {
     connected: AtomicU64,
     sent: AtomicU64,
     received: AtomicU64,
+    superseded: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -151,6 +152,15 @@ impl Counters {
     pub fn received(&self) {
         self.inner.received.fetch_add(1, Ordering::Relaxed);
     }
+    /// `n` expected deliveries will not come because a newer message replaced them on the way (the
+    /// server keeps only a member's latest unsent status update): no longer expected, not lost.
+    pub fn superseded(&self, n: u64) {
+        self.inner.superseded.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Expected deliveries that were superseded so far.
+    pub fn superseded_total(&self) -> u64 {
+        self.inner.superseded.load(Ordering::Relaxed)
+    }
     /// One more error.
     pub fn error(&self) {
         self.inner.errors.fetch_add(1, Ordering::Relaxed);
@@ -160,7 +170,9 @@ impl Counters {
         let i = &self.inner;
         (
             i.connected.load(Ordering::Relaxed),
-            i.sent.load(Ordering::Relaxed),
+            i.sent
+                .load(Ordering::Relaxed)
+                .saturating_sub(i.superseded.load(Ordering::Relaxed)),
             i.received.load(Ordering::Relaxed),
             i.errors.load(Ordering::Relaxed),
         )

@@ -1,6 +1,7 @@
 //! `fanout`: one room of `--members`; `--senders` of them send `update_status` on an open-loop
 //! schedule adding up to `--rate`, and every member (the sender included) must receive each
-//! `peer_updated_status`.
+//! `peer_updated_status`, or a newer one from the same sender: the server keeps only the latest
+//! unsent status update of a member, so one an update overtook counts as `superseded`, not lost.
 //!
 //! Each status carries its sequence number and intended send instant (µs since the run's start).
 //! `fanout` is the latency per recipient, `fanout_last` the latency until the last member has it.
@@ -169,6 +170,10 @@ pub async fn run(args: &FanoutArgs) -> Result<Report> {
     report
         .latencies
         .insert("fanout_last".into(), tracker.last().summary());
+    report.extra.insert(
+        "superseded".into(),
+        serde_json::json!(setup.counters.superseded_total()),
+    );
     Ok(report)
 }
 
@@ -244,8 +249,13 @@ fn handle(
                 return;
             };
             let previous = last_seq.insert(sender.to_owned(), seq);
-            if previous.is_some_and(|previous| previous >= seq) {
-                error("status update out of order".into());
+            match previous {
+                Some(previous) if previous >= seq => error("status update out of order".into()),
+                // The updates in between were replaced by this newer one while queued for this
+                // member (the server coalesces a member's status updates): not lost.
+                Some(previous) => task.counters.superseded(seq - previous - 1),
+                // Sequence numbers start at 0, after every member joined.
+                None => task.counters.superseded(seq),
             }
             task.counters.received();
             let latency = Instant::now()
