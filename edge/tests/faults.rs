@@ -170,6 +170,19 @@ async fn room_of(n: usize, cluster: &Cluster, room: &str) -> (Vec<Member>, BTree
     (members, all)
 }
 
+/// Every member's view equals `all` within 10 s; otherwise fails with the cluster's logs.
+async fn all_converge(members: &mut [Member], all: &BTreeSet<String>, cluster: &Cluster) {
+    for m in members {
+        assert!(
+            m.converges(all, Duration::from_secs(10)).await,
+            "{} sees {:?}, the room holds {all:?}\n{}",
+            m.id,
+            m.view,
+            cluster.logs()
+        );
+    }
+}
+
 /// Polls the routers' `/readyz` and `/slots` every 100 ms until told to stop; returns every
 /// readiness answer seen, and fails if two routers ever list the same slot as served.
 async fn sample_routers(
@@ -223,15 +236,7 @@ async fn a_leave_storm_during_a_router_kill_leaves_no_ghosts() {
         all.insert(m.id.clone());
         members.push(m);
     }
-    for m in &mut members {
-        assert!(
-            m.converges(&all, Duration::from_secs(10)).await,
-            "{} sees {:?}, the room holds {all:?}\n{}",
-            m.id,
-            m.view,
-            cluster.logs()
-        );
-    }
+    all_converge(&mut members, &all, &cluster).await;
     // And it stays so: nothing more arrives but the pong.
     for m in &mut members {
         m.client.sync().await;
@@ -346,15 +351,7 @@ async fn leaves_during_a_nats_outage_are_not_lost() {
     }
     cluster.nats.restart_all().await.unwrap();
     cluster.settled().await;
-    for m in &mut members {
-        assert!(
-            m.converges(&all, Duration::from_secs(10)).await,
-            "{} sees {:?}, the room holds {all:?}\n{}",
-            m.id,
-            m.view,
-            cluster.logs()
-        );
-    }
+    all_converge(&mut members, &all, &cluster).await;
     let late = Member::join(&cluster.edge_url(1), room).await;
     assert_eq!(late.view, all);
 }
