@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::Message;
 use futures_util::StreamExt;
 use switchboard_proto::bus::{
-    Command, EdgeEvent, Heartbeat, MemberRecord, ReconcileRequest, ResyncReply, ResyncRequest,
+    Command, EdgeEvent, Heartbeat, MemberRecord, ReconcileRequest, ResyncRequest,
 };
 use switchboard_proto::{ConnId, RoomKey, subject};
 use switchboard_runtime::nats::Link;
@@ -135,12 +135,7 @@ async fn resync_loop(ctx: Arc<Context>, bus: NatsBus, mut requests: async_nats::
         };
         // Before answering: whatever the asking router's predecessors still send is stale now.
         bus.epochs.admit(request.slot, request.epoch);
-        let (members, views) = ctx.registry.slot_report(request.slots, request.slot);
-        let reply = ResyncReply {
-            edge: ctx.edge,
-            members,
-            views,
-        };
+        let reply = ctx.registry.slot_report(request.slots, request.slot);
         let Ok(payload) = serde_json::to_vec(&reply) else {
             continue;
         };

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value};
-use switchboard_proto::bus::{MemberRecord, RoomView};
+use switchboard_proto::bus::{MemberRecord, ResyncReply, RoomView};
 use switchboard_proto::{
     ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus,
 };
@@ -269,11 +269,20 @@ impl Registry {
             .collect()
     }
 
-    /// What a router reconciling `slot` (of `slots`) needs from this edge: its members there, and for
-    /// each of their rooms the peers announced to them (the view).
-    pub fn slot_report(&self, slots: u32, slot: u32) -> (Vec<MemberRecord>, Vec<RoomView>) {
+    /// What a router reconciling `slot` (of `slots`) needs from this edge: its members there, for
+    /// each of their rooms the peers announced to them (the view), and the connections still joining
+    /// a room there.
+    pub fn slot_report(&self, slots: u32, slot: u32) -> ResyncReply {
         let members = self.members(slots, Some(&[slot]));
         let state = self.state();
+        let joining = state
+            .conns
+            .iter()
+            .filter_map(|(conn, entry)| match entry.membership {
+                Membership::Joining(room) if room.slot(slots) == slot => Some(*conn),
+                _ => None,
+            })
+            .collect();
         let views = state
             .rooms
             .iter()
@@ -283,7 +292,12 @@ impl Registry {
                 members: view.members.iter().copied().collect(),
             })
             .collect();
-        (members, views)
+        ResyncReply {
+            edge: self.shared.edge,
+            members,
+            views,
+            joining,
+        }
     }
 
     /// Leaves the current room (or abandons a join); returns the room, if there was one.

@@ -160,6 +160,10 @@ pub struct ResyncReply {
     /// difference (`peer_left` for ghosts, `new_peer` for the unannounced).
     #[serde(default)]
     pub views: Vec<RoomView>,
+    /// Its connections whose join of a room in the slot is on its way (sent, `joined_room` not
+    /// delivered yet): a router that already applied the join must not take them for gone.
+    #[serde(default)]
+    pub joining: Vec<ConnId>,
 }
 
 /// What an edge's clients in one room have been told the room holds.

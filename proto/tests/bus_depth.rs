@@ -132,6 +132,7 @@ fn through_every_envelope(status: &Status) -> Result<(), String> {
             room,
             members: vec![conn],
         }],
+        joining: vec![conn],
     })
 }
 

@@ -2,7 +2,7 @@
 //! joins add to it, what a reconciling router is told, and `send_to_peer`'s checks in protocol order.
 
 use serde_json::{Map, Value, json};
-use switchboard_proto::bus::MemberRecord;
+use switchboard_proto::bus::{MemberRecord, ResyncReply};
 use switchboard_proto::{ConnId, EdgeId, ProtocolError, RoomKey, ServerMessage, StoredStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -263,7 +263,7 @@ fn a_later_join_adds_to_the_view() {
             .expect("a known peer");
         assert!(matches!(route, PeerRoute::Remote(t) if t == target));
     }
-    let (_, views) = registry.slot_report(1, 0);
+    let views = registry.slot_report(1, 0).views;
     let mut members = views[0].members.clone();
     members.sort();
     let mut want = vec![ghost, other, a.id];
@@ -299,7 +299,7 @@ fn slot_report_covers_one_slot() {
     joining.begin_join(&registry, first);
 
     let report = |room: RoomKey| {
-        let (members, views) = registry.slot_report(SLOTS, room.slot(SLOTS));
+        let ResyncReply { members, views, .. } = registry.slot_report(SLOTS, room.slot(SLOTS));
         let members: Vec<(ConnId, RoomKey)> = members
             .iter()
             .map(|m: &MemberRecord| {
@@ -319,7 +319,11 @@ fn slot_report_covers_one_slot() {
     let empty = (0..SLOTS)
         .find(|s| *s != first.slot(SLOTS) && *s != second.slot(SLOTS))
         .expect("a third slot");
-    assert_eq!(registry.slot_report(SLOTS, empty), (vec![], vec![]));
+    let report = registry.slot_report(SLOTS, empty);
+    assert_eq!(
+        (report.members, report.views, report.joining),
+        (vec![], vec![], vec![])
+    );
 }
 
 /// What `route_to_peer` decides.

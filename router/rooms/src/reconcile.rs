@@ -5,8 +5,10 @@
 //! notices, and when an edge says it lost room events. The edges report their members in the slot
 //! and, per room, the peers they have announced to those members (their *view*). Then:
 //!
-//! 1. a member whose edge answered but no longer reports it has left: it is removed (its statistics
-//!    are counted; nobody is told yet, step 3 does that for every edge at once);
+//! 1. a member whose edge answered but no longer reports it (and does not report it as still
+//!    joining: the router may have applied a join the edge has not seen answered yet) has left: it
+//!    is removed (its statistics are counted; nobody is told yet, step 3 does that for every edge
+//!    at once);
 //! 2. a reported member the rooms lack is added, silently;
 //! 3. for every answering edge and room, the view is compared with the rooms: each ghost (announced,
 //!    not a member) gets a `peer_left`, each member never announced a `new_peer`, sent to that edge's
@@ -44,10 +46,17 @@ pub fn reconcile(
     reported.sort_by_key(|m| (m.joined_at_ms, m.conn));
     let where_reported: HashMap<ConnId, RoomKey> =
         reported.iter().map(|m| (m.conn, m.room)).collect();
+    // A join the router applied whose `joined_room` the edge has not delivered yet: not gone.
+    let joining: HashSet<ConnId> = reports
+        .iter()
+        .flat_map(|r| r.joining.iter().copied())
+        .collect();
 
     let mut effects = Vec::new();
     for record in rooms.records() {
-        if answered.contains(&record.edge) && where_reported.get(&record.conn) != Some(&record.room)
+        if answered.contains(&record.edge)
+            && where_reported.get(&record.conn) != Some(&record.room)
+            && !joining.contains(&record.conn)
         {
             let leave = Command::Leave {
                 conn: record.conn,

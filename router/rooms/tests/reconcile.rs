@@ -41,6 +41,7 @@ fn report(edge: EdgeId, members: &[MemberRecord], views: &[(RoomKey, &[ConnId])]
                 members: members.to_vec(),
             })
             .collect(),
+        joining: Vec::new(),
     }
 }
 
@@ -152,6 +153,23 @@ fn a_serving_owner_removes_members_their_edge_no_longer_has() {
     );
     let left: Vec<ConnId> = rooms.records().iter().map(|m| m.conn).collect();
     assert_eq!(left, vec![a, c]);
+}
+
+#[test]
+fn a_member_whose_joined_room_is_still_on_its_way_is_kept() {
+    // The router applied b's join; b's edge answered before delivering `joined_room`, so it reports
+    // b as joining, not as a member. b is not gone.
+    let (a, b) = (conn(E1, 1), conn(E2, 2));
+    let r = room(1);
+    let mut rooms = Rooms::new(RoomsConfig::default());
+    rooms.restore(member(a, r, 0));
+    rooms.restore(member(b, r, 1));
+    let mut joining = report(E2, &[], &[]);
+    joining.joining.push(b);
+    let reports = [report(E1, &[member(a, r, 0)], &[(r, &[b])]), joining];
+    let effects = reconcile(&mut rooms, NOW, &reports, all);
+    assert_eq!(deliveries(&effects), vec![]);
+    assert_eq!(rooms.member_count(), 2);
 }
 
 #[test]

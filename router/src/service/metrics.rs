@@ -161,7 +161,7 @@ impl RouterMetrics {
         for kind in ["peer_left", "new_peer", "removed"] {
             metrics.reconcile_corrections.with_label_values(&[kind]);
         }
-        for cause in ["slow_consumer", "notices_lagged"] {
+        for cause in ["slow_consumer", "notices_lagged", "reconnect"] {
             metrics.lost_events.with_label_values(&[cause]);
         }
         for kind in ["peaks", "stats"] {

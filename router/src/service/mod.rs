@@ -34,6 +34,7 @@ use async_nats::Client;
 use async_nats::jetstream;
 use rand::seq::SliceRandom;
 use switchboard_proto::subject;
+use switchboard_runtime::nats::Link;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -155,7 +156,7 @@ pub async fn run(
     // The replica count needs the server's INFO, which arrives with the first connection.
     let mut link_up = link.clone();
     link_up
-        .wait_for(|l| *l == switchboard_runtime::nats::Link::Up)
+        .wait_for(|l| *l == Link::Up)
         .await
         .map_err(|_| RunError::Stopped)?;
     let js = jetstream::new(client.clone());
@@ -200,6 +201,7 @@ pub async fn run(
     tokio::spawn(reconcile_after_loss(
         shared.liveness.clone(),
         slow_consumers,
+        link.clone(),
         shared.metrics.clone(),
     ));
     let health_task = tokio::spawn(watch_health(shared.clone(), health, liveness_stop.clone()));
@@ -238,18 +240,37 @@ pub async fn run(
     Ok(())
 }
 
-/// When NATS drops messages for this router (slow consumer), commands are retried by the edges but
-/// heartbeats and resync replies are gone: reconcile every slot.
+/// Reconciles every slot after events may have been lost: when NATS dropped messages for this
+/// router (slow consumer: edges retry commands, but heartbeats and resync replies are gone), and
+/// when its connection comes back (room events it published while the link was down, and an
+/// edge's request to reconcile, may never have arrived).
 async fn reconcile_after_loss(
     liveness: Liveness,
     mut slow_consumers: watch::Receiver<u64>,
+    mut link: watch::Receiver<Link>,
     metrics: RouterMetrics,
 ) {
-    while slow_consumers.changed().await.is_ok() {
-        metrics
-            .lost_events
-            .with_label_values(&["slow_consumer"])
-            .inc();
+    let mut was_up = *link.borrow_and_update() == Link::Up;
+    loop {
+        let cause = tokio::select! {
+            changed = slow_consumers.changed() => match changed {
+                Ok(()) => "slow_consumer",
+                Err(_) => return,
+            },
+            changed = link.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let up = *link.borrow_and_update() == Link::Up;
+                let back = up && !was_up;
+                was_up = up;
+                if !back {
+                    continue;
+                }
+                "reconnect"
+            }
+        };
+        metrics.lost_events.with_label_values(&[cause]).inc();
         liveness.reconcile_all();
     }
 }
