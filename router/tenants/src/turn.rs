@@ -1,0 +1,1 @@
+//! coturn REST-API credentials.
