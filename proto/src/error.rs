@@ -69,6 +69,23 @@ pub enum ProtocolError {
     /// message` class (the frame is refused while it is parsed), with the reason after the colon.
     #[error("invalid message: nested too deeply")]
     NestedTooDeeply,
+    /// Extension (hosted mode): `join_room` of a room other than the one the connection's token
+    /// names in its `room` claim.
+    #[error("room not allowed by token")]
+    RoomNotAllowed,
+    /// Extension (hosted mode): `join_room` with a token that does not grant `join`.
+    #[error("join not allowed by token")]
+    JoinNotAllowed,
+    /// Extension (hosted mode): `send_to_peer` with a token that does not grant `send`.
+    #[error("send not allowed by token")]
+    SendNotAllowed,
+    /// Extension (hosted mode): the join would open a room beyond the tenant's `max_rooms`.
+    #[error("room quota exceeded")]
+    RoomQuotaExceeded,
+    /// Extension (hosted mode): the tenant's messages per second, over all its connections, are
+    /// used up; the message was dropped.
+    #[error("tenant rate limit exceeded")]
+    TenantRateLimited,
 }
 
 impl ProtocolError {
@@ -96,11 +113,16 @@ impl ProtocolError {
             StatusTooLarge => "status_too_large",
             Unavailable => "unavailable",
             NestedTooDeeply => "nested_too_deeply",
+            RoomNotAllowed => "room_not_allowed",
+            JoinNotAllowed => "join_not_allowed",
+            SendNotAllowed => "send_not_allowed",
+            RoomQuotaExceeded => "room_quota_exceeded",
+            TenantRateLimited => "tenant_rate_limited",
         }
     }
 
     /// Every variant, for exhaustive tests and for pre-registering metric label values.
-    pub const ALL: [ProtocolError; 20] = {
+    pub const ALL: [ProtocolError; 25] = {
         use ProtocolError::*;
         [
             InvalidMessage,
@@ -123,6 +145,11 @@ impl ProtocolError {
             StatusTooLarge,
             Unavailable,
             NestedTooDeeply,
+            RoomNotAllowed,
+            JoinNotAllowed,
+            SendNotAllowed,
+            RoomQuotaExceeded,
+            TenantRateLimited,
         ]
     };
 }
@@ -158,6 +185,11 @@ mod tests {
             (StatusTooLarge, "status too large"),
             (Unavailable, "service unavailable"),
             (NestedTooDeeply, "invalid message: nested too deeply"),
+            (RoomNotAllowed, "room not allowed by token"),
+            (JoinNotAllowed, "join not allowed by token"),
+            (SendNotAllowed, "send not allowed by token"),
+            (RoomQuotaExceeded, "room quota exceeded"),
+            (TenantRateLimited, "tenant rate limit exceeded"),
         ];
         assert_eq!(expected.len(), ProtocolError::ALL.len());
         for (error, text) in expected {

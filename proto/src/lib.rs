@@ -26,6 +26,7 @@ pub mod room;
 pub mod server;
 pub mod status;
 pub mod subject;
+pub mod tenant;
 
 pub use client::{ClientMessage, ForwardEvent, decode, decode_with_depth};
 pub use error::ProtocolError;
@@ -33,3 +34,4 @@ pub use id::{ConnId, EdgeId};
 pub use room::{RoomId, RoomKey, RoomKeyer};
 pub use server::{PeerEntry, ServerMessage};
 pub use status::{Status, StatusRules, StoredStatus};
+pub use tenant::TenantId;

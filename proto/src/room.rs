@@ -140,11 +140,28 @@ impl RoomKeyer {
     pub fn key(&self, room: &RoomId) -> RoomKey {
         let mut mac = self.mac.clone();
         mac.update(room.0.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
-        RoomKey(key)
+        truncate(mac)
     }
+
+    /// The key of `room` of `tenant` (hosted mode). Two tenants' rooms of the same name get
+    /// different keys, so they are different rooms everywhere past the edge. The tenant part starts
+    /// with 0xFF, a byte no UTF-8 text contains, so no open-mode room id hashes to a tenant's key.
+    pub fn key_in(&self, tenant: &crate::TenantId, room: &RoomId) -> RoomKey {
+        let mut mac = self.mac.clone();
+        mac.update(&[0xFF]);
+        mac.update(tenant.as_str().as_bytes());
+        mac.update(&[0]);
+        mac.update(room.0.as_bytes());
+        truncate(mac)
+    }
+}
+
+/// The first 128 bits of the MAC: plenty against collisions among rooms, and compact on the bus.
+fn truncate(mac: Hmac<Sha256>) -> RoomKey {
+    let digest = mac.finalize().into_bytes();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    RoomKey(key)
 }
 
 impl fmt::Debug for RoomKeyer {
@@ -157,6 +174,17 @@ impl fmt::Debug for RoomKeyer {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn tenants_rooms_are_distinct() {
+        let keyer = RoomKeyer::new(b"secret");
+        let room = RoomId("lobby".into());
+        let a = crate::TenantId::parse("a").unwrap();
+        let b = crate::TenantId::parse("b").unwrap();
+        assert_ne!(keyer.key_in(&a, &room), keyer.key_in(&b, &room));
+        assert_ne!(keyer.key_in(&a, &room), keyer.key(&room));
+        assert_eq!(keyer.key_in(&a, &room), keyer.key_in(&a, &room));
+    }
 
     #[test]
     fn room_id_rules() {

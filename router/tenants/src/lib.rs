@@ -1,10 +1,22 @@
 //! Switchboard's hosted mode: who may connect, as whom, with which limits.
 //!
 //! # Layout
+//! - [`tenant`]: [`Tenant`], its [`Key`]s, [`Limits`] and [`Origins`].
+//! - [`file`]: the tenants file (TOML), checked as a whole.
+//! - [`directory`]: [`Directory`], the tenants in force, merged from their sources.
+//! - [`watch`]: the tenants file as a source, re-read when it changes.
+//! - [`token`]: join tokens (JWT): verify and mint.
 //! - [`secret`]: [`Secret`], a string that never shows itself.
 //! - [`turn`]: coturn's REST-API credentials (`use-auth-secret`).
 
+pub mod directory;
+pub mod file;
 pub mod secret;
+pub mod tenant;
+pub mod token;
 pub mod turn;
+pub mod watch;
 
+pub use directory::{Directory, Snapshot};
 pub use secret::Secret;
+pub use tenant::{Key, Limits, OriginRefused, Origins, Tenant};
