@@ -18,6 +18,9 @@ use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::nats::NatsArgs;
 
 use crate::ice::IceServer;
+pub use hosted::{AuthMode, HostedArgs};
+
+pub mod hosted;
 
 /// Switchboard edge: a palava-compatible WebRTC signaling server.
 ///
@@ -88,6 +91,10 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
+
+    /// Hosted mode: authentication, tenants, tokens, origins.
+    #[command(flatten)]
+    pub hosted: HostedArgs,
 
     /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
@@ -319,6 +326,7 @@ impl Config {
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
         }
+        self.hosted.check()?;
         // Checked here, not only when logging starts, so that the message names its variable.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
             return fail(format!("--log {:?}: {e}", self.logging.log));

@@ -47,6 +47,7 @@ use crate::metrics::DisconnectReason;
 use crate::queue;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Outlet;
+use switchboard_tenants::token::Session;
 
 /// Most queued messages written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
@@ -60,8 +61,12 @@ type Stream<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
 
 /// Serves one upgraded WebSocket until it ends. `_permit` holds the connection's place under
 /// `--max-connections` until then.
-pub async fn serve<S>(ws: WebSocketStream<S>, ctx: Arc<Context>, _permit: ConnectionPermit)
-where
+pub async fn serve<S>(
+    ws: WebSocketStream<S>,
+    ctx: Arc<Context>,
+    _permit: ConnectionPermit,
+    session: Option<Arc<Session>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let id = ConnId::for_edge(ctx.edge, rand::random());
@@ -86,6 +91,7 @@ where
         sink,
         announced: false,
         last_seen: now,
+        session,
     };
     let end = conn.run(&mut stream, &mut rx, &slow).await;
     if let Some(close) = end.close {
@@ -117,6 +123,9 @@ struct Conn<S> {
     /// Whether this client has been sent the `shutdown` event.
     announced: bool,
     last_seen: Instant,
+    /// Hosted mode: the verified token (tenant, room, grants). One pointer, shared with nothing
+    /// mutable: an idle connection's size barely changes.
+    session: Option<Arc<Session>>,
 }
 
 impl<S> Conn<S>

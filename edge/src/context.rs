@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::Config;
 use crate::bus::Bus;
 use crate::descriptors::Plan;
+use crate::hosted::Access;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::web::Site;
@@ -188,10 +189,13 @@ pub struct Context {
     pub pending_http: Arc<Semaphore>,
     /// The demo page and the JS client.
     pub site: Site,
+    /// Who may connect (open mode, or hosted mode's tokens).
+    pub access: Access,
 }
 
 impl Context {
     /// Builds the shared context.
+    #[allow(clippy::too_many_arguments)] // Each part is built by `run` from different settings.
     pub fn new(
         config: &Config,
         edge: EdgeId,
@@ -200,6 +204,7 @@ impl Context {
         bus: Bus,
         metrics: Metrics,
         plan: Plan,
+        access: Access,
     ) -> Arc<Self> {
         Arc::new(Context {
             edge,
@@ -213,6 +218,7 @@ impl Context {
             lifecycle: Lifecycle::new(),
             connection_permits: ConnectionPermits::new(plan.connections),
             site: Site::new(config.demo_enabled(), &config.ice_servers),
+            access,
         })
     }
 }

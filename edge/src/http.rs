@@ -208,6 +208,16 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
             .inc();
         return refused("shutting down\n");
     }
+    let session = match ctx.access.admit(request.uri(), request.headers()) {
+        Ok(session) => session,
+        Err(refusal) => {
+            ctx.metrics
+                .connections_refused
+                .with_label_values(&[&refusal.label()])
+                .inc();
+            return refused_json(refusal.status, refusal.reason);
+        }
+    };
     let Some(permit) = ctx.connection_permits.try_acquire() else {
         ctx.metrics
             .connections_refused
@@ -230,7 +240,7 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
                 .await;
                 // Boxed: inline, the connection's future would sit next to the upgrade's state
                 // (which the compiler keeps alongside it) for the connection's whole life.
-                Box::pin(crate::conn::serve(ws, task_ctx, permit)).await;
+                Box::pin(crate::conn::serve(ws, task_ctx, permit, session)).await;
             }
             Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
             Err(_) => debug!("websocket upgrade timed out"),
@@ -245,6 +255,17 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
+    response
+}
+
+/// A refused upgrade (401, 403, 429) with its reason as JSON, `{"error": REASON}`, closing the
+/// connection like [`refused`].
+fn refused_json(status: StatusCode, reason: &str) -> Response<Body> {
+    let mut response = json(&serde_json::json!({ "error": reason }));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 

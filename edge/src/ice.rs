@@ -98,10 +98,9 @@ fn check_url(url: &str) -> Result<(), String> {
     if let Some((_, port)) = authority
         .rsplit_once(':')
         .filter(|_| !authority.ends_with(']'))
+        && port.parse::<u16>().map_or(true, |port| port == 0)
     {
-        if port.parse::<u16>().map_or(true, |port| port == 0) {
-            return Err(format!("{url:?} has an invalid port"));
-        }
+        return Err(format!("{url:?} has an invalid port"));
     }
     match query {
         None => Ok(()),

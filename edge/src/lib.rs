@@ -17,6 +17,7 @@
 //! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets. [`queue`]: a client's bounded
 //!   outbound queue.
 //! - [`descriptors`]: the descriptor limit, and how many clients fit in it.
+//! - [`hosted`]: who may connect: open mode's origins, or hosted mode's join tokens.
 //! - [`shutdown`]: the signal handling of the binary.
 
 pub mod bus;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod conn;
 pub mod context;
 pub mod descriptors;
+pub mod hosted;
 pub mod http;
 pub mod ice;
 pub mod local_router;
@@ -51,8 +53,12 @@ pub use metrics::Metrics;
 pub use shutdown::Shutdown;
 
 use crate::bus::{Bus, NatsBus};
+use crate::config::AuthMode;
 use crate::context::Context;
+use crate::hosted::Access;
 use crate::registry::Registry;
+use switchboard_tenants::Directory;
+use switchboard_tenants::watch::{FileSource, LoadError, Reload};
 
 /// The two bound ports of an edge.
 #[derive(Debug)]
@@ -114,6 +120,42 @@ pub enum RunError {
     /// The descriptor limit leaves no room for clients.
     #[error("descriptors: {0}")]
     Descriptors(String),
+    /// The tenants file could not be loaded (hosted mode).
+    #[error("tenants file")]
+    Tenants(#[from] LoadError),
+}
+
+/// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
+fn load_tenants(
+    config: &Config,
+    directory: &Directory,
+    metrics: &Metrics,
+) -> Result<Option<FileSource>, RunError> {
+    let (AuthMode::Tokens, Some(path)) = (config.hosted.auth, &config.hosted.tenants_file) else {
+        return Ok(None);
+    };
+    let (source, count) = FileSource::load(path.clone(), directory.clone())?;
+    metrics.tenants.set(count as i64);
+    info!(path = %path.display(), tenants = count, "hosted mode: tenants loaded");
+    Ok(Some(source))
+}
+
+/// Logs and counts a change of the tenants file.
+fn report_reload(reload: &Reload, metrics: &Metrics) {
+    match reload {
+        Reload::Loaded(count) => {
+            metrics.tenants.set(*count as i64);
+            metrics.tenants_reloads.with_label_values(&["loaded"]).inc();
+            info!(tenants = count, "tenants file reloaded");
+        }
+        Reload::Refused(error) => {
+            metrics
+                .tenants_reloads
+                .with_label_values(&["refused"])
+                .inc();
+            warn!(error = %error, "tenants file changed but not reloaded: the previous tenants stay in force");
+        }
+    }
 }
 
 /// Serves until `shutdown` resolves, then runs the graceful stop: refuse new clients, fail readiness,
@@ -178,7 +220,18 @@ pub async fn run(
         (Bus::local(router_tx), Some(router))
     };
     let nats_bus = bus.as_nats().cloned();
-    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan);
+    let directory = Directory::new();
+    let access = Access::new(&config.hosted, directory.clone());
+    let tenants_file = load_tenants(&config, &directory, &metrics)?;
+    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan, access);
+    let tenants_task = tenants_file.map(|source| {
+        let metrics = ctx.metrics.clone();
+        tokio::spawn(source.follow(
+            config.hosted.tenants_reload_interval,
+            ctx.lifecycle.stopped.clone(),
+            move |reload| report_reload(reload, &metrics),
+        ))
+    });
     let cluster_tasks = match nats_bus {
         Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval).await?,
         None => Vec::new(),
@@ -205,6 +258,9 @@ pub async fn run(
     let _ = public_task.await;
     let _ = admin_task.await;
     for task in cluster_tasks {
+        let _ = task.await;
+    }
+    if let Some(task) = tenants_task {
         let _ = task.await;
     }
     if let Some(nats) = ctx.bus.as_nats() {

@@ -70,6 +70,7 @@ pub async fn run(
                             dirty = true;
                             metrics.connection_minutes.observe(minutes as f64)
                         }
+                        Effect::TenantRoomOpened { .. } | Effect::TenantRoomClosed { .. } => {}
                     }
                 }
                 metrics.rooms.set(rooms.room_count() as i64);

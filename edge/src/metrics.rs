@@ -135,6 +135,10 @@ pub struct Metrics {
     pub accept_errors: IntCounterVec,
     /// What the outbound queues report: bytes waiting, refusals by bound, coalesced updates.
     pub queue: Arc<QueueMetrics>,
+    /// Hosted mode: tenants in force.
+    pub tenants: IntGauge,
+    /// Hosted mode: reloads of the tenants file, by result (`loaded`, `refused`).
+    pub tenants_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -187,7 +191,8 @@ impl Metrics {
             )?,
             connections_refused: counter_vec(
                 "switchboard_connections_refused_total",
-                "WebSocket upgrades refused with HTTP 503, by reason.",
+                "WebSocket upgrades refused, by reason: capacity and draining (HTTP 503); hosted \
+                 mode's token and origin reasons (401, 403; docs/hosting.md).",
                 &["reason"],
             )?,
             disconnects: counter_vec(
@@ -249,6 +254,13 @@ impl Metrics {
                 "switchboard_bus_slow_consumers_total",
                 "Times NATS dropped messages for this edge (slow consumer); each triggers a reconciliation.",
             )?,
+            tenants: gauge("switchboard_tenants", "Tenants in force (hosted mode).")?,
+            tenants_reloads: counter_vec(
+                "switchboard_tenants_reloads_total",
+                "Changes of the tenants file, by result: loaded, or refused (the previous tenants \
+                 stay in force; the log says why).",
+                &["result"],
+            )?,
             registry: r.finish()?,
         };
         for reason in DisconnectReason::ALL {
@@ -268,6 +280,9 @@ impl Metrics {
         }
         for reason in ["capacity", "draining"] {
             metrics.connections_refused.with_label_values(&[reason]);
+        }
+        for result in ["loaded", "refused"] {
+            metrics.tenants_reloads.with_label_values(&[result]);
         }
         Ok(metrics)
     }

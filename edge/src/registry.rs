@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde_json::{Map, Value};
 use switchboard_proto::bus::{MemberRecord, ResyncReply, RoomView};
 use switchboard_proto::{
-    ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus,
+    ConnId, EdgeId, ForwardEvent, ProtocolError, RoomKey, ServerMessage, StoredStatus, TenantId,
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +112,8 @@ struct Entry {
     status: StoredStatus,
     /// When `joined_room` reached it, in milliseconds since the epoch (for resync).
     joined_at_ms: u64,
+    /// Hosted mode: the tenant of its room (for resync).
+    tenant: Option<TenantId>,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +196,7 @@ impl Registry {
                 membership: Membership::None,
                 status: StoredStatus::default(),
                 joined_at_ms: 0,
+                tenant: None,
             },
         );
     }
@@ -224,6 +227,7 @@ impl Registry {
         conn: ConnId,
         room: RoomKey,
         status: StoredStatus,
+        tenant: Option<TenantId>,
     ) -> Result<(), ProtocolError> {
         let mut state = self.state();
         let entry = state
@@ -235,6 +239,7 @@ impl Registry {
         }
         entry.membership = Membership::Joining(room);
         entry.status = status;
+        entry.tenant = tenant;
         Ok(())
     }
 
@@ -262,6 +267,7 @@ impl Registry {
                         room,
                         status: entry.status.clone(),
                         joined_at_ms: entry.joined_at_ms,
+                        tenant: entry.tenant.clone(),
                     })
                 }
                 _ => None,

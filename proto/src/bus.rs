@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConnId, EdgeId, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus};
+use crate::{
+    ConnId, EdgeId, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus, TenantId,
+};
 
 /// Default number of slots rooms hash into (`RoomKey::slot`). Every process of a cluster must use
 /// the same number: it decides which router owns a room.
@@ -31,6 +33,10 @@ pub enum Command {
         room: RoomKey,
         /// Its validated status.
         status: Status,
+        /// Hosted mode: the joiner's tenant and the limits the router enforces for it. Absent in
+        /// open mode (and then not on the wire, which stays as it was).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<TenantScope>,
     },
     /// Remove `conn` from `room` (an explicit `leave_room` or a closed socket). Ignored if `conn` is
     /// not in `room`.
@@ -80,6 +86,20 @@ impl Command {
     }
 }
 
+/// A joiner's tenant, with the limits the router that owns the room enforces (the edge reads them
+/// from the tenant directory; routers need no copy of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantScope {
+    /// The tenant.
+    pub id: TenantId,
+    /// Most open rooms of the tenant, cluster-wide; 0: unlimited.
+    #[serde(default)]
+    pub max_rooms: u32,
+    /// Most members in one of its rooms; 0: unlimited (the router's own limit still applies).
+    #[serde(default)]
+    pub max_room_size: u32,
+}
+
 /// One member as its edge knows it: what a router needs to rebuild membership.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
@@ -93,6 +113,9 @@ pub struct MemberRecord {
     pub status: StoredStatus,
     /// When it joined, in milliseconds since the Unix epoch (for `connection_time`).
     pub joined_at_ms: u64,
+    /// Hosted mode: its tenant (a router rebuilding a room learns whose room it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantId>,
 }
 
 /// A router's answer to a [`Command`] request.
@@ -233,6 +256,7 @@ mod tests {
                 edge,
                 room,
                 status: status.clone(),
+                tenant: None,
             },
             Command::Rejoin {
                 member: MemberRecord {
@@ -241,6 +265,7 @@ mod tests {
                     room,
                     status: status.stored(),
                     joined_at_ms: 5,
+                    tenant: None,
                 },
             },
             Command::EdgeLost { edge },

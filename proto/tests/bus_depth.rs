@@ -73,6 +73,7 @@ fn through_every_envelope(status: &Status) -> Result<(), String> {
         room,
         status: status.stored(),
         joined_at_ms: 1,
+        tenant: None,
     };
     let map: Map<String, Value> = status.as_map().clone();
     let commands = [
@@ -81,6 +82,7 @@ fn through_every_envelope(status: &Status) -> Result<(), String> {
             edge,
             room,
             status: status.clone(),
+            tenant: None,
         },
         Command::UpdateStatus {
             conn,

@@ -30,17 +30,18 @@
 //! - [`process`]: [`Process`], one of our binaries started with `--ready-file`; signals; [`binary_path`].
 //! - [`http`]: [`http_get`], a plain HTTP/1.0 GET for health, metrics and monitoring endpoints.
 //! - [`wait`]: [`wait_until`], a bounded poll for a condition.
-//! - `tempdir`: the temporary directories, removed on drop unless kept for debugging.
+//! - [`tempdir`]: [`TempDir`], the temporary directories, removed on drop unless kept for debugging.
 
 pub mod http;
 pub mod nats;
 pub mod process;
-mod tempdir;
+pub mod tempdir;
 pub mod wait;
 
 pub use http::http_get;
 pub use nats::NatsCluster;
 pub use process::{Process, binary_path};
+pub use tempdir::TempDir;
 pub use wait::wait_until;
 
 /// Environment variable that keeps the temporary directories of a test when set (to anything).

@@ -10,14 +10,14 @@ use crate::KEEP_DIRS_ENV;
 
 /// A fresh directory under the system's temporary directory.
 #[derive(Debug)]
-pub(crate) struct TempDir {
+pub struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
     /// Creates `<tmp>/switchboard-<what>-<pid>-<n>-<nanos>`. The process id and a counter keep
     /// parallel tests apart; the clock keeps apart runs that reuse a process id.
-    pub(crate) fn new(what: &str) -> Result<TempDir> {
+    pub fn new(what: &str) -> Result<TempDir> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
@@ -34,7 +34,8 @@ impl TempDir {
         Ok(TempDir { path })
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    /// The directory.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -1,6 +1,8 @@
 //! The handling of one client message: rate limit, decode, the protocol's checks, and the way to
 //! the router or the target peer. What is left for the loop to do comes back as [`Handled`].
 
+use serde_json::{Map, Value};
+use switchboard_proto::bus::TenantScope;
 use switchboard_proto::{ClientMessage, ProtocolError, ServerMessage, Status, decode_with_depth};
 use switchboard_rooms::Command;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -130,18 +132,45 @@ where
             ClientMessage::Info => self.reply(ServerMessage::Info).await,
             ClientMessage::Ping => self.reply(ServerMessage::Pong).await,
             ClientMessage::JoinRoom { room_id, status } => {
-                // Protocol order: room id (checked by decode), already joined, then status.
+                // Protocol order: room id (checked by decode), already joined, then what the
+                // token allows (hosted mode), then status.
                 if ctx.registry.membership(self.id).room().is_some() {
                     return Err(ProtocolError::AlreadyJoined);
                 }
-                let status = Status::validate(status, &ctx.status_rules)?;
-                let room = ctx.keyer.key(&room_id);
-                ctx.registry.begin_join(self.id, room, status.stored())?;
+                if let Some(session) = &self.session {
+                    if !session.may_join {
+                        return Err(ProtocolError::JoinNotAllowed);
+                    }
+                    if session
+                        .room
+                        .as_deref()
+                        .is_some_and(|allowed| allowed != room_id.as_str())
+                    {
+                        return Err(ProtocolError::RoomNotAllowed);
+                    }
+                }
+                let status = Status::validate(self.named(status, true), &ctx.status_rules)?;
+                let (room, tenant) = match &self.session {
+                    None => (ctx.keyer.key(&room_id), None),
+                    Some(session) => {
+                        let tenant = &session.tenant;
+                        let scope = TenantScope {
+                            id: tenant.id.clone(),
+                            max_rooms: tenant.limits.max_rooms,
+                            max_room_size: tenant.limits.max_room_size,
+                        };
+                        (ctx.keyer.key_in(&tenant.id, &room_id), Some(scope))
+                    }
+                };
+                let tenant_id = tenant.as_ref().map(|scope| scope.id.clone());
+                ctx.registry
+                    .begin_join(self.id, room, status.stored(), tenant_id)?;
                 let join = Command::Join {
                     conn: self.id,
                     edge: ctx.edge,
                     room,
                     status,
+                    tenant,
                 };
                 if ctx.bus.command(join).await.is_err() {
                     ctx.registry.leave(self.id);
@@ -165,7 +194,7 @@ where
                     .membership(self.id)
                     .room()
                     .ok_or(ProtocolError::NotInRoom)?;
-                let status = Status::validate(status, &ctx.status_rules)?;
+                let status = Status::validate(self.named(status, false), &ctx.status_rules)?;
                 let stored = status.stored();
                 let update = Command::UpdateStatus {
                     conn: self.id,
@@ -181,6 +210,11 @@ where
             }
             ClientMessage::SendToPeer { peer_id, data } => {
                 let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
+                // After the protocol's own checks, so a token without `send` learns nothing
+                // about the room's peers it could not learn otherwise.
+                if self.session.as_ref().is_some_and(|s| !s.may_send) {
+                    return Err(ProtocolError::SendNotAllowed);
+                }
                 let text = || {
                     Utf8Bytes::from(
                         ServerMessage::Forward {
@@ -226,6 +260,27 @@ where
             }
         }
         Ok(Handled::Done)
+    }
+
+    /// The status with the token's `name` (hosted mode) in place of the client's: a token that
+    /// names its user decides the name others see. On a join the name is added to a status without
+    /// one; on an update only a `name` the client sends is replaced (the stored one stays).
+    fn named(&self, status: Option<Value>, joining: bool) -> Option<Value> {
+        let Some(name) = self.session.as_ref().and_then(|s| s.name.as_deref()) else {
+            return status;
+        };
+        match status {
+            None | Some(Value::Null) if joining => {
+                let mut map = Map::new();
+                map.insert("name".into(), Value::String(name.to_owned()));
+                Some(Value::Object(map))
+            }
+            Some(Value::Object(mut map)) if joining || map.contains_key("name") => {
+                map.insert("name".into(), Value::String(name.to_owned()));
+                Some(Value::Object(map))
+            }
+            other => other,
+        }
     }
 
     /// Offers `relay` to its target's queue; hands it back if the queue is full.

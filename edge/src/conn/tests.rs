@@ -56,6 +56,7 @@ fn edge(adjust: impl FnOnce(&mut Config)) -> Arc<Context> {
         Bus::local(tx),
         metrics,
         plan,
+        crate::hosted::Access::new(&config.hosted, switchboard_tenants::Directory::new()),
     )
 }
 
@@ -74,7 +75,7 @@ async fn connect(ctx: &Arc<Context>, buffer: usize) -> Client {
         .connection_permits
         .try_acquire()
         .expect("a free connection place");
-    let task = tokio::spawn(super::serve(server, ctx.clone(), permit));
+    let task = tokio::spawn(super::serve(server, ctx.clone(), permit, None));
     let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
     Client { ws, task }
 }
@@ -91,7 +92,7 @@ async fn connect_silent(ctx: &Arc<Context>) -> (DuplexStream, JoinHandle<()>) {
         .expect("a free connection place");
     (
         client,
-        tokio::spawn(super::serve(server, ctx.clone(), permit)),
+        tokio::spawn(super::serve(server, ctx.clone(), permit, None)),
     )
 }
 

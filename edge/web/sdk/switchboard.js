@@ -39,6 +39,11 @@ export const SERVER_ERROR_CODES = Object.freeze({
   'status too large': 'status_too_large',
   'service unavailable': 'unavailable',
   'invalid message: nested too deeply': 'nested_too_deeply',
+  'room not allowed by token': 'room_not_allowed',
+  'join not allowed by token': 'join_not_allowed',
+  'send not allowed by token': 'send_not_allowed',
+  'room quota exceeded': 'room_quota_exceeded',
+  'tenant rate limit exceeded': 'tenant_rate_limited',
 });
 
 /** Error codes that arise in the client itself rather than in a server `error` event. */

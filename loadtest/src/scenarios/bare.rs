@@ -55,10 +55,10 @@ pub async fn run(args: &BareArgs) -> Result<Report> {
     }
     setup.connector.check_reachable(1)?;
     // An unpaired last connection is closed (it would shift the server's pairing for anyone else).
-    if links.len() % 2 == 1 {
-        if let Some(Some(conn)) = links.pop() {
-            conn.close().await;
-        }
+    if links.len() % 2 == 1
+        && let Some(Some(conn)) = links.pop()
+    {
+        conn.close().await;
     }
     links.resize_with(total, || None);
     pairs::run(

@@ -12,9 +12,11 @@
 
 use std::collections::HashMap;
 
+use switchboard_proto::bus::TenantScope;
 pub use switchboard_proto::bus::{Command, MemberRecord};
 use switchboard_proto::{
     ConnId, EdgeId, PeerEntry, ProtocolError, RoomKey, ServerMessage, Status, StoredStatus,
+    TenantId,
 };
 
 use crate::UnixMillis;
@@ -74,6 +76,18 @@ pub enum Effect {
         /// Whole minutes between its join and its leave.
         minutes: u64,
     },
+    /// Hosted mode: a join opened a room of `tenant` (for per-tenant room counts and usage).
+    TenantRoomOpened {
+        /// Whose room.
+        tenant: TenantId,
+    },
+    /// Hosted mode: a room of `tenant` closed with this peak member count.
+    TenantRoomClosed {
+        /// Whose room.
+        tenant: TenantId,
+        /// Most members it ever had at once.
+        peak: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -89,6 +103,8 @@ struct Member {
 struct Room {
     members: HashMap<ConnId, Member>,
     peak: usize,
+    /// Hosted mode: whose room it is (its key already depends on the tenant; this is for counts).
+    tenant: Option<TenantId>,
 }
 
 impl Room {
@@ -114,6 +130,11 @@ pub struct Rooms {
     members: HashMap<ConnId, RoomKey>,
     stats: HourlyStats,
     next_seq: u64,
+    /// Hosted mode: open rooms per tenant, here.
+    tenant_rooms: HashMap<TenantId, usize>,
+    /// Hosted mode: open rooms per tenant elsewhere in the cluster (other slots and routers), as the
+    /// driver last heard; with `tenant_rooms`, what a tenant's `max_rooms` is checked against.
+    rooms_elsewhere: HashMap<TenantId, usize>,
 }
 
 impl Rooms {
@@ -125,6 +146,8 @@ impl Rooms {
             rooms: HashMap::new(),
             members: HashMap::new(),
             next_seq: 0,
+            tenant_rooms: HashMap::new(),
+            rooms_elsewhere: HashMap::new(),
         }
     }
 
@@ -137,7 +160,8 @@ impl Rooms {
                 edge,
                 room,
                 status,
-            } => self.join(now, conn, edge, room, status, &mut effects),
+                tenant,
+            } => self.join(now, conn, edge, room, status, tenant, &mut effects),
             Command::Leave { conn, room, .. } => {
                 if self.members.get(&conn) == Some(&room) {
                     self.remove(now, conn, None, &mut effects);
@@ -169,6 +193,7 @@ impl Rooms {
         effects
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         now: UnixMillis,
@@ -176,6 +201,7 @@ impl Rooms {
         edge: EdgeId,
         key: RoomKey,
         status: Status,
+        tenant: Option<TenantScope>,
         effects: &mut Vec<Effect>,
     ) {
         let refuse = |error| Effect::Refuse {
@@ -193,10 +219,19 @@ impl Rooms {
             }
             None => {}
         }
-        let max = self.config.max_room_size;
-        let size = self.rooms.get(&key).map_or(0, |r| r.members.len());
-        if max > 0 && size >= max {
+        let tenant_max = tenant.as_ref().map_or(0, |t| t.max_room_size as usize);
+        let max = smallest_limit(self.config.max_room_size, tenant_max);
+        let existing = self.rooms.get(&key).map(|r| r.members.len());
+        if max > 0 && existing.unwrap_or(0) >= max {
             effects.push(refuse(ProtocolError::RoomFull));
+            return;
+        }
+        if let Some(scope) = &tenant
+            && existing.is_none()
+            && scope.max_rooms > 0
+            && self.open_rooms_of(&scope.id) >= scope.max_rooms as usize
+        {
+            effects.push(refuse(ProtocolError::RoomQuotaExceeded));
             return;
         }
 
@@ -228,13 +263,39 @@ impl Rooms {
             },
         );
 
-        self.insert(MemberRecord {
+        let tenant = tenant.map(|scope| scope.id);
+        if self.insert(MemberRecord {
             conn,
             edge,
             room: key,
             status: status.stored(),
             joined_at_ms: now.0,
-        });
+            tenant: tenant.clone(),
+        }) && let Some(tenant) = tenant
+        {
+            effects.push(Effect::TenantRoomOpened { tenant });
+        }
+    }
+
+    /// Open rooms of `tenant` in the whole cluster, as far as this state machine knows.
+    fn open_rooms_of(&self, tenant: &TenantId) -> usize {
+        self.tenant_rooms.get(tenant).copied().unwrap_or(0)
+            + self.rooms_elsewhere.get(tenant).copied().unwrap_or(0)
+    }
+
+    /// Hosted mode: how many rooms `tenant` has open outside this state machine (the driver's
+    /// count of other slots and routers), checked with its own at the next join that opens a room.
+    pub fn set_rooms_elsewhere(&mut self, tenant: TenantId, rooms: usize) {
+        if rooms == 0 {
+            self.rooms_elsewhere.remove(&tenant);
+        } else {
+            self.rooms_elsewhere.insert(tenant, rooms);
+        }
+    }
+
+    /// Hosted mode: open rooms per tenant, here.
+    pub fn tenant_rooms(&self) -> &HashMap<TenantId, usize> {
+        &self.tenant_rooms
     }
 
     /// Adds a member its edge knows but this router does not, telling the others (`new_peer`); the
@@ -246,8 +307,11 @@ impl Rooms {
             None => {}
         }
         let key = member.room;
-        let room = self.rooms.entry(key).or_default();
-        let others = room.others(None);
+        let others = self
+            .rooms
+            .get(&key)
+            .map(|room| room.others(None))
+            .unwrap_or_default();
         push_grouped(
             effects,
             key,
@@ -257,7 +321,12 @@ impl Rooms {
                 status: status_map(&member.status),
             },
         );
-        self.insert(member);
+        let tenant = member.tenant.clone();
+        if self.insert(member)
+            && let Some(tenant) = tenant
+        {
+            effects.push(Effect::TenantRoomOpened { tenant });
+        }
     }
 
     /// Adds a member silently: used when a router takes over a slot and rebuilds its membership from
@@ -277,8 +346,16 @@ impl Rooms {
         }
     }
 
-    fn insert(&mut self, member: MemberRecord) {
+    /// Adds a member; returns whether that opened its room.
+    fn insert(&mut self, member: MemberRecord) -> bool {
+        let opened = !self.rooms.contains_key(&member.room);
         let room = self.rooms.entry(member.room).or_default();
+        if opened {
+            room.tenant = member.tenant.clone();
+            if let Some(tenant) = &member.tenant {
+                *self.tenant_rooms.entry(tenant.clone()).or_default() += 1;
+            }
+        }
         room.members.insert(
             member.conn,
             Member {
@@ -291,6 +368,7 @@ impl Rooms {
         self.next_seq += 1;
         room.peak = room.peak.max(room.members.len());
         self.members.insert(member.conn, member.room);
+        opened
     }
 
     /// Every member, as records (for handing a slot's state around and for tests).
@@ -308,6 +386,7 @@ impl Rooms {
                             room: *key,
                             status: m.status.clone(),
                             joined_at_ms: m.joined_at.0,
+                            tenant: room.tenant.clone(),
                         },
                     )
                 })
@@ -385,9 +464,19 @@ impl Rooms {
         );
         if room.members.is_empty() {
             let peak = room.peak as u64;
+            let tenant = room.tenant.take();
             self.rooms.remove(&key);
             self.stats.room_closed(now.hour(), peak);
             effects.push(Effect::RoomClosed { peak });
+            if let Some(tenant) = tenant {
+                if let Some(count) = self.tenant_rooms.get_mut(&tenant) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        self.tenant_rooms.remove(&tenant);
+                    }
+                }
+                effects.push(Effect::TenantRoomClosed { tenant, peak });
+            }
         }
     }
 
@@ -414,6 +503,15 @@ impl Rooms {
     /// Mutable statistics, for restoring persisted ones.
     pub fn stats_mut(&mut self) -> &mut HourlyStats {
         &mut self.stats
+    }
+}
+
+/// The tighter of two limits where 0 means unlimited.
+fn smallest_limit(a: usize, b: usize) -> usize {
+    match (a, b) {
+        (0, b) => b,
+        (a, 0) => a,
+        (a, b) => a.min(b),
     }
 }
 

@@ -115,6 +115,7 @@ fn command(op: &Op) -> Command {
             edge: edge_of(c),
             room: room(r),
             status: status(s),
+            tenant: None,
         },
         Op::Leave { c, r } => Command::Leave {
             conn: conn(c),

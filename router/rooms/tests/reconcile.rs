@@ -27,6 +27,7 @@ fn member(conn: ConnId, room: RoomKey, joined_at_ms: u64) -> MemberRecord {
         room,
         status: StoredStatus::default(),
         joined_at_ms,
+        tenant: None,
     }
 }
 

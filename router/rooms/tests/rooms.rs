@@ -94,6 +94,7 @@ impl Script {
                 edge,
                 room: r,
                 status: status(s),
+                tenant: None,
             },
         )
     }
@@ -260,6 +261,7 @@ fn others_get_new_peer_with_the_status_as_sent() {
             edge: E1,
             room: room(1),
             status: Status::validate(None, &StatusRules::default()).unwrap(),
+            tenant: None,
         },
     );
     let new_peer = ServerMessage::NewPeer {
@@ -785,6 +787,7 @@ fn commands_name_their_room() {
         edge: E1,
         room: room(4),
         status: Status::default(),
+        tenant: None,
     };
     assert_eq!(join.room(), Some(room(4)));
     let leave = Command::Leave {
@@ -850,6 +853,7 @@ fn record(c: ConnId, edge: EdgeId, r: RoomKey, name: &str, joined_at_ms: u64) ->
         room: r,
         status: stored(Some(name), None),
         joined_at_ms,
+        tenant: None,
     }
 }
 

@@ -212,7 +212,8 @@ fn parse_key(doc: KeyDoc) -> Result<Key, String> {
     Ok(key)
 }
 
-fn check_origin(origin: &str) -> Result<(), String> {
+/// Checks one allowed origin: `*`, or `scheme://host[:port]` without a path.
+pub fn check_origin(origin: &str) -> Result<(), String> {
     let valid = origin == "*"
         || ((origin.starts_with("https://") || origin.starts_with("http://"))
             && !origin.ends_with('/')

@@ -1,0 +1,111 @@
+//! Settings of hosted mode: authentication, the tenants file, join tokens, origins, quotas.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+
+use super::ConfigError;
+use switchboard_runtime::config::parse_duration;
+
+/// How connections are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Open mode (palava's): anyone may connect and join any room.
+    None,
+    /// Hosted mode: every connection needs a join token signed by a tenant's key.
+    Tokens,
+}
+
+/// Hosted mode's flags (docs/hosting.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HostedArgs {
+    /// `none`: open, as palava (the default). `tokens`: every connection needs a join token (a JWT
+    /// in `?access_token=` or `Authorization: Bearer`) signed by a key of --tenants-file.
+    #[arg(long, env = "SWITCHBOARD_AUTH", value_enum, default_value_t = AuthMode::None)]
+    pub auth: AuthMode,
+
+    /// The tenants file (TOML: tenants, their keys, limits and origins; docs/hosting.md). Re-read
+    /// when its content changes; a file that does not check keeps the previous tenants in force.
+    #[arg(long, env = "SWITCHBOARD_TENANTS_FILE")]
+    pub tenants_file: Option<PathBuf>,
+
+    /// How often the tenants file is checked for changes: the longest a revoked key or a new tenant
+    /// takes to apply.
+    #[arg(long, env = "SWITCHBOARD_TENANTS_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub tenants_reload_interval: Duration,
+
+    /// Clock difference forgiven on a token's `exp` and `nbf`.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub token_leeway: Duration,
+
+    /// The longest a token may still be valid for when it is used (`exp` minus now): longer-lived
+    /// tokens are refused (`token lifetime too long`), so a leaked token is not a password.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub token_max_lifetime: Duration,
+
+    /// Open mode: an `Origin` allowed to connect (`scheme://host[:port]`), repeatable or
+    /// comma-separated; none means any. Tenants have their own lists in the tenants file.
+    #[arg(
+        long = "allowed-origin",
+        env = "SWITCHBOARD_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Open mode: whether an upgrade without an `Origin` header (a native client) is allowed.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ALLOW_MISSING_ORIGIN",
+        value_name = "BOOL",
+        default_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub allow_missing_origin: bool,
+}
+
+impl HostedArgs {
+    /// Checks the settings against each other.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        match (self.auth, &self.tenants_file) {
+            (AuthMode::Tokens, None) => {
+                return fail(
+                    "--auth tokens needs --tenants-file: the tenants and the keys their tokens are \
+                     signed with"
+                        .into(),
+                );
+            }
+            (AuthMode::None, Some(_)) => {
+                return fail(
+                    "--tenants-file is only read with --auth tokens (open mode has no tenants)"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+        if self.tenants_reload_interval < Duration::from_millis(100) {
+            return fail("--tenants-reload-interval must be at least 100ms".into());
+        }
+        if self.token_max_lifetime < Duration::from_secs(1) {
+            return fail("--token-max-lifetime must be at least 1s".into());
+        }
+        if self.auth == AuthMode::Tokens && !self.allowed_origins.is_empty() {
+            return fail(
+                "--allowed-origin is for open mode; with --auth tokens each tenant's \
+                 allowed_origins in the tenants file apply"
+                    .into(),
+            );
+        }
+        if let (AuthMode::Tokens, Some(path)) = (self.auth, &self.tenants_file) {
+            // Read here too, so that a bad file stops the edge before it binds, with exit code 64.
+            switchboard_tenants::file::read(path)
+                .map_err(|e| ConfigError(format!("--tenants-file {}: {e}", path.display())))?;
+        }
+        for origin in &self.allowed_origins {
+            switchboard_tenants::file::check_origin(origin).map_err(ConfigError)?;
+        }
+        Ok(())
+    }
+}
