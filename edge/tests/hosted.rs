@@ -15,6 +15,9 @@ use common::hosted::{
 };
 use common::TestEdge;
 
+/// An upgrade path, its headers, and the expected status and reason.
+type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str);
+
 async fn hosted_edge(file: &TenantsFile) -> TestEdge {
     TestEdge::start_with(|config| file.configure(config)).await
 }
@@ -78,7 +81,7 @@ async fn upgrades_without_a_valid_token_are_refused_with_the_documented_reason()
             b64(serde_json::to_value(claims("alice")).unwrap())
         )
     };
-    let cases: Vec<(String, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("/".into(), vec![origin], 401, "missing token"),
         ("/?access_token=".into(), vec![origin], 401, "missing token"),
         (
