@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde_json::json;
 use switchboard_tenants::token::{Claims, Grant};
 
+use common::TestEdge;
 use common::hosted::{
     A_ORIGIN, A1, A2, B1, TenantsFile, claims, claims_for_room, claims_with_grants, connect, now,
     refused_upgrade, token, two_tenants,
 };
-use common::TestEdge;
 
 /// An upgrade path, its headers, and the expected status and reason.
 type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16, &'a str);

@@ -201,6 +201,19 @@ impl Cluster {
     pub async fn owner_of(&self, room: &str) -> Option<usize> {
         let key = RoomKeyer::new(SECRET.as_bytes())
             .key(&RoomId::parse(Some(&serde_json::json!(room))).unwrap());
+        self.owner_of_key(key).await
+    }
+
+    /// The router (index) serving the slot of tenant `tenant`'s `room` (hosted mode).
+    pub async fn owner_of_tenant_room(&self, tenant: &str, room: &str) -> Option<usize> {
+        let key = RoomKeyer::new(SECRET.as_bytes()).key_in(
+            &switchboard_proto::TenantId::parse(tenant).unwrap(),
+            &RoomId::parse(Some(&serde_json::json!(room))).unwrap(),
+        );
+        self.owner_of_key(key).await
+    }
+
+    async fn owner_of_key(&self, key: switchboard_proto::RoomKey) -> Option<usize> {
         let slot = key.slot(switchboard_proto::bus::DEFAULT_SLOTS);
         self.slots()
             .await
