@@ -45,9 +45,9 @@ async fn tenants_never_meet_across_edges_and_a_router_failover() {
     let (b1_id, joined) = b1.join("lobby", json!({"name": "b1"})).await;
     assert_eq!(joined["peers"], json!([]), "{}", cluster.logs());
     let (a2_id, joined) = a2.join("lobby", json!({"name": "a2"})).await;
-    assert_eq!(peer_ids(&joined), [a1_id.clone()]);
+    assert_eq!(peer_ids(&joined), vec![a1_id.clone()]);
     let (b2_id, joined) = b2.join("lobby", json!({"name": "b2"})).await;
-    assert_eq!(peer_ids(&joined), [b1_id.clone()]);
+    assert_eq!(peer_ids(&joined), vec![b1_id.clone()]);
     assert_eq!(a1.expect("new_peer").await["peer_id"], a2_id.as_str());
     assert_eq!(b1.expect("new_peer").await["peer_id"], b2_id.as_str());
 
