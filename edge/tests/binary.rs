@@ -384,3 +384,91 @@ async fn statistics_survive_a_restart_and_room_ids_stay_private() {
     assert_eq!(restored[0]["room_peaks"], json!({"2": 1}));
     assert_eq!(restored[0]["connection_time"], json!({"0": 2}));
 }
+
+/// Hosted mode: key secrets and tokens never reach the logs (even at debug level) or the metrics,
+/// whether the tenants file is refused at start (exit 64, naming the tenant and key), refused at a
+/// reload (the previous tenants stay), or in use.
+#[tokio::test]
+async fn hosted_mode_never_logs_secrets_or_tokens() {
+    use common::hosted::{claims, token};
+    const SECRET: &str = "do-not-log-me-0123456789abcdefghijkl";
+    let dir = TempDir::new();
+    let file = dir.0.join("tenants.toml");
+    let file_arg = file.to_str().unwrap();
+    let hosted = [
+        "--auth",
+        "tokens",
+        "--tenants-file",
+        file_arg,
+        "--log",
+        "debug",
+    ];
+
+    std::fs::write(
+        &file,
+        "[tenants.acme]\nkeys = [{ id = \"k1\", secret = \"short-do-not-log\" }]\n",
+    )
+    .unwrap();
+    let output = command()
+        .args(hosted)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("tenant \"acme\": key \"k1\": the secret is shorter than 32 bytes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short-do-not-log"), "{stderr}");
+
+    std::fs::write(
+        &file,
+        format!("[tenants.acme]\nkeys = [{{ id = \"k1\", secret = \"{SECRET}\" }}]\n"),
+    )
+    .unwrap();
+    let mut edge = start(&hosted).await;
+    let token = token(("k1", SECRET), &claims("alice"));
+    let url = format!("ws://{}/?access_token={token}", edge.addresses.listen);
+    let mut client = Client::connect_url(&url).await;
+    client.join("lobby", json!({})).await;
+    // A broken reload whose bad line holds the secret.
+    std::fs::write(
+        &file,
+        format!(
+            "[tenants.acme]\nkeys = [{{ id = \"k1\", secret = {SECRET:?}, oops = {SECRET:?} }}]\n"
+        ),
+    )
+    .unwrap();
+    let admin = edge.addresses.admin_listen;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let metrics = loop {
+        let (_, metrics) = http_get(admin, "/metrics").await;
+        if common::parse_metric(
+            &metrics,
+            "switchboard_tenants_reloads_total",
+            &[("result", "refused")],
+        ) == 1.0
+        {
+            break metrics;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bad file was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The previous tenants stay: the token still connects.
+    Client::connect_url(&url).await.sync().await;
+    drop(client);
+    signal(&edge.child, "TERM");
+    assert!(wait_exit(&mut edge.child).await.success());
+    let logs = stderr_of(&mut edge);
+    assert!(logs.contains("connection opened"), "debug logs were on");
+    assert!(logs.contains("not reloaded"), "{logs}");
+    assert!(logs.contains("unknown field `oops`"), "{logs}");
+    for (what, text) in [("logs", &logs), ("metrics", &metrics)] {
+        assert!(!text.contains(SECRET), "the key secret leaked into {what}");
+        assert!(!text.contains(&token), "the token leaked into {what}");
+    }
+}
