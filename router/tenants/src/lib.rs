@@ -7,10 +7,12 @@
 //! - [`watch`]: the tenants file as a source, re-read when it changes.
 //! - [`token`]: join tokens (JWT): verify and mint.
 //! - [`secret`]: [`Secret`], a string that never shows itself.
-//! - [`turn`]: coturn's REST-API credentials (`use-auth-secret`).
+//! - [`turn`]: coturn's REST-API credentials (`use-auth-secret`): [`TurnSettings`] and minting.
+//! - [`ice_url`]: STUN and TURN URLs as browsers accept them.
 
 pub mod directory;
 pub mod file;
+pub mod ice_url;
 pub mod secret;
 pub mod tenant;
 pub mod token;
@@ -20,3 +22,4 @@ pub mod watch;
 pub use directory::{Directory, Snapshot};
 pub use secret::Secret;
 pub use tenant::{Key, Limits, OriginRefused, Origins, Tenant};
+pub use turn::{TurnCredentials, TurnSettings};
