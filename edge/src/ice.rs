@@ -4,15 +4,14 @@
 //! credentials, written `URL[,URL…][ username=NAME credential=SECRET]`, for example
 //! `stun:stun.example.org:3478` or
 //! `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349 username=alice credential=s3cret`.
-//! The syntax is checked here, when the edge starts, because a browser that is handed a malformed
-//! entry refuses to create any peer connection at all, and the operator would only find out from a
-//! user's console.
+//! The syntax is checked when the edge starts (the URLs by [`switchboard_tenants::ice_url`], which the
+//! TURN settings share), because a browser that is handed a malformed entry refuses to create any peer
+//! connection at all, and the operator would only find out from a user's console.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// URL schemes a browser accepts in `RTCIceServer.urls` (RFC 7064, RFC 7065).
-const SCHEMES: [&str; 4] = ["stun:", "stuns:", "turn:", "turns:"];
+use switchboard_tenants::ice_url::{SCHEMES, check_ice_url, is_turn_url};
 
 /// One ICE server, serialized exactly as the browser's `RTCIceServer` dictionary.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -51,7 +50,7 @@ impl FromStr for IceServer {
                 server.credential = Some(secret.to_owned());
             } else if SCHEMES.iter().any(|scheme| field.starts_with(scheme)) {
                 for url in field.split(',') {
-                    check_url(url).map_err(IceServerError)?;
+                    check_ice_url(url).map_err(|e| IceServerError(e.to_string()))?;
                     server.urls.push(url.to_owned());
                 }
             } else {
@@ -63,7 +62,7 @@ impl FromStr for IceServer {
         if server.urls.is_empty() {
             return fail(format!("{entry:?} has no URL"));
         }
-        let turn = server.urls.iter().any(|url| url.starts_with("turn"));
+        let turn = server.urls.iter().any(|url| is_turn_url(url));
         match (&server.username, &server.credential) {
             (Some(name), Some(secret)) if name.is_empty() || secret.is_empty() => {
                 fail("username= and credential= must not be empty".into())
@@ -77,40 +76,6 @@ impl FromStr for IceServer {
             )),
             _ => Ok(server),
         }
-    }
-}
-
-/// `scheme:host[:port][?transport=udp|tcp]`, as far as a browser checks it before using it.
-fn check_url(url: &str) -> Result<(), String> {
-    let Some(scheme) = SCHEMES.iter().find(|scheme| url.starts_with(*scheme)) else {
-        return Err(format!(
-            "{url:?} is not a stun:, stuns:, turn: or turns: URL"
-        ));
-    };
-    let rest = &url[scheme.len()..];
-    let (authority, query) = match rest.split_once('?') {
-        Some((authority, query)) => (authority, Some(query)),
-        None => (rest, None),
-    };
-    if authority.is_empty() || authority.starts_with(':') || authority.starts_with('/') {
-        return Err(format!("{url:?} has no host"));
-    }
-    if let Some((_, port)) = authority
-        .rsplit_once(':')
-        .filter(|_| !authority.ends_with(']'))
-        && port.parse::<u16>().map_or(true, |port| port == 0)
-    {
-        return Err(format!("{url:?} has an invalid port"));
-    }
-    match query {
-        None => Ok(()),
-        Some("transport=udp" | "transport=tcp") if scheme.starts_with("turn") => Ok(()),
-        Some(_) if !scheme.starts_with("turn") => {
-            Err(format!("{url:?}: only TURN URLs take ?transport="))
-        }
-        Some(other) => Err(format!(
-            "{url:?}: unknown query {other:?} (only transport=udp or transport=tcp)"
-        )),
     }
 }
 
