@@ -86,7 +86,26 @@ impl ServerMessage {
 
     /// The JSON text of the message.
     pub fn encode(self) -> String {
-        let value = match self {
+        // `Value`'s Display is infallible JSON serialization.
+        self.into_value().to_string()
+    }
+
+    /// The JSON text of the message with the fields of `extension` added to it: how the edge adds
+    /// what only it knows to a message the router made (the `ice_servers`, `turn_user` and
+    /// `turn_password` of a `joined_room`, minted per connection; docs/protocol.md). A field the
+    /// protocol defines is never replaced. With an empty `extension` the text is [`Self::encode`]'s.
+    pub fn encode_extended(self, extension: Map<String, Value>) -> String {
+        let mut value = self.into_value();
+        if let Value::Object(fields) = &mut value {
+            for (name, field) in extension {
+                fields.entry(name).or_insert(field);
+            }
+        }
+        value.to_string()
+    }
+
+    fn into_value(self) -> Value {
+        match self {
             ServerMessage::JoinedRoom { own_id, peers } => {
                 let peers: Vec<Value> = peers
                     .into_iter()
@@ -121,9 +140,7 @@ impl ServerMessage {
             ServerMessage::Shutdown { seconds } => json!({"event": "shutdown", "seconds": seconds}),
             ServerMessage::Pong => json!({"event": "pong"}),
             ServerMessage::Info => json!({"event": "info", "protocol_version": PROTOCOL_VERSION}),
-        };
-        // `Value`'s Display is infallible JSON serialization.
-        value.to_string()
+        }
     }
 }
 
@@ -188,6 +205,26 @@ mod tests {
         assert_eq!(
             encoded(ServerMessage::Info),
             json!({"event": "info", "protocol_version": "1.0.0"})
+        );
+    }
+
+    #[test]
+    fn extensions_add_fields_and_never_replace_the_protocols() {
+        let a = ConnId::from_random_bytes([1; 16]);
+        let joined = || ServerMessage::JoinedRoom {
+            own_id: a,
+            peers: Vec::new(),
+        };
+        assert_eq!(joined().encode_extended(Map::new()), joined().encode());
+        let extension =
+            json!({"turn_user": "u", "ice_servers": [{"urls": ["turn:t"]}], "own_id": "forged"})
+                .as_object()
+                .cloned()
+                .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&joined().encode_extended(extension)).unwrap(),
+            json!({"event": "joined_room", "own_id": a.to_string(), "peers": [],
+                   "turn_user": "u", "ice_servers": [{"urls": ["turn:t"]}]})
         );
     }
 
