@@ -16,6 +16,8 @@ use switchboard_proto::limits::{
 pub use switchboard_runtime::cli::{LogFormat, Logging};
 use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::nats::NatsArgs;
+use switchboard_tenants::TurnSettings;
+use switchboard_tenants::turn::{self, TurnSettingsError};
 
 use crate::ice::IceServer;
 pub use hosted::{AuthMode, HostedArgs};
@@ -83,6 +85,29 @@ pub struct Config {
         value_delimiter = ';'
     )]
     pub ice_servers: Vec<IceServer>,
+
+    /// TURN server URLs (`turn:`, `turns:`; `stun:` too), repeatable or comma-separated. With
+    /// --turn-secret-file, every `joined_room` carries credentials for them, minted for the
+    /// connection at that moment (coturn's `use-auth-secret`).
+    #[arg(
+        long = "turn-url",
+        env = "SWITCHBOARD_TURN_URLS",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub turn_urls: Vec<String>,
+
+    /// File with the TURN servers' shared secrets (coturn's `static-auth-secret`), one per line,
+    /// `#` comments and blank lines ignored. The first mints; list the others (still accepted by
+    /// coturn) for rotation. Read at start; secrets are never taken on the command line.
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET_FILE", value_name = "PATH")]
+    pub turn_secret_file: Option<PathBuf>,
+
+    /// How long minted TURN credentials are good for (1s to 7 days). A client starts relays with
+    /// the credentials of its join, for every peer that comes later, so they must outlive a long
+    /// stay in a room.
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub turn_ttl: Duration,
 
     /// Write the bound addresses as JSON to this file once listening (written atomically).
     #[arg(long, env = "SWITCHBOARD_READY_FILE")]
@@ -364,6 +389,7 @@ impl Config {
                 return fail("--failover-retry must be positive".into());
             }
         }
+        self.turn_settings()?;
         if let Some(path) = &self.stats_file {
             let dir = match path.parent() {
                 Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -378,6 +404,57 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The global TURN settings: `None` without --turn-url and --turn-secret-file. Reads the secret
+    /// file; messages name the flags, never a secret.
+    pub fn turn_settings(&self) -> Result<Option<TurnSettings>, ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        if !(self.turn_ttl >= Duration::from_secs(1) && self.turn_ttl <= turn::MAX_TTL) {
+            return fail(format!(
+                "--turn-ttl must be between 1s and 7days (got {})",
+                humantime::format_duration(self.turn_ttl)
+            ));
+        }
+        let path = match (&self.turn_secret_file, self.turn_urls.is_empty()) {
+            (None, true) => return Ok(None),
+            (Some(path), false) => path,
+            (None, false) => {
+                return fail(
+                    "--turn-url needs --turn-secret-file: the secrets shared with the TURN server \
+                     (coturn's static-auth-secret)"
+                        .into(),
+                );
+            }
+            (Some(_), true) => {
+                return fail("--turn-secret-file needs --turn-url: the TURN servers' URLs".into());
+            }
+        };
+        let secrets = crate::turn::read_secret_file(path)
+            .map_err(|e| ConfigError(format!("--turn-secret-file {}: {e}", path.display())))?;
+        let settings = TurnSettings {
+            urls: self.turn_urls.clone(),
+            secrets,
+            ttl: self.turn_ttl,
+        };
+        settings.validate().map_err(|e| {
+            let flag = match e {
+                TurnSettingsError::NoUrls
+                | TurnSettingsError::Url(_)
+                | TurnSettingsError::NoTurnUrl => "--turn-url".to_owned(),
+                TurnSettingsError::TtlTooShort | TurnSettingsError::TtlTooLong(_) => {
+                    "--turn-ttl".to_owned()
+                }
+                // Numbered as the file's secrets, comments and blank lines not counted.
+                TurnSettingsError::NoSecrets
+                | TurnSettingsError::EmptySecret(_)
+                | TurnSettingsError::ControlCharacter(_) => {
+                    format!("--turn-secret-file {}", path.display())
+                }
+            };
+            ConfigError(format!("{flag}: {e}"))
+        })?;
+        Ok(Some(settings))
     }
 
     /// Whether the demo page is served: `--demo` if given, else only standalone (a cluster's edges

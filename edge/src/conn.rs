@@ -73,6 +73,11 @@ pub async fn serve<S>(
     let (tx, mut rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
+    // Open mode: the TURN user is the connection id. Hosted mode grants the join token's subject,
+    // with its tenant's own TURN settings when it has some (see `turn`).
+    if let Some(grant) = ctx.turn_grant(&id.to_string()) {
+        ctx.registry.grant_turn(id, grant);
+    }
     ctx.metrics.connections.inc();
     ctx.metrics.connections_accepted.inc();
     debug!(conn.id = %id, "connection opened");

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer, StatusRules};
+use switchboard_tenants::TurnSettings;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,7 @@ use crate::descriptors::Plan;
 use crate::hosted::Access;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::turn::TurnGrant;
 use crate::web::Site;
 
 /// Per-connection limits, copied out of [`Config`] once.
@@ -191,6 +193,8 @@ pub struct Context {
     pub site: Site,
     /// Who may connect (open mode, or hosted mode's tokens).
     pub access: Access,
+    /// The global TURN settings (`--turn-url` and friends), if any.
+    pub turn: Option<Arc<TurnSettings>>,
 }
 
 impl Context {
@@ -205,6 +209,7 @@ impl Context {
         metrics: Metrics,
         plan: Plan,
         access: Access,
+        turn: Option<Arc<TurnSettings>>,
     ) -> Arc<Self> {
         Arc::new(Context {
             edge,
@@ -219,7 +224,17 @@ impl Context {
             connection_permits: ConnectionPermits::new(plan.connections),
             site: Site::new(config.demo_enabled(), &config.ice_servers),
             access,
+            turn,
         })
+    }
+
+    /// The TURN grant of a connection whose TURN user is `user`, with the global settings; `None`
+    /// when TURN is not configured. Open mode passes the connection id. (A tenant with TURN
+    /// settings of its own gets `TurnGrant::new(its settings, the token's subject)` instead.)
+    pub fn turn_grant(&self, user: &str) -> Option<TurnGrant> {
+        self.turn
+            .as_ref()
+            .map(|settings| TurnGrant::new(settings.clone(), user))
     }
 }
 

@@ -11,6 +11,7 @@
 //!   hands to the page.
 //! - [`conn`]: one task per client connection: limits, pings, queue, shutdown.
 //! - [`registry`]: local connections and the edge's view of their rooms; peer relays.
+//! - [`turn`]: TURN credentials minted per connection for `joined_room`.
 //! - [`bus`]: the way to the router; [`local_router`] is the in-process router, [`cluster`] the
 //!   edge's side of a cluster (NATS subscriptions, heartbeats, resync).
 //! - [`context`]: what connection tasks share, and the shutdown phases.
@@ -35,11 +36,13 @@ pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod shutdown;
+pub mod turn;
 pub mod web;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer};
@@ -123,6 +126,9 @@ pub enum RunError {
     /// The tenants file could not be loaded (hosted mode).
     #[error("tenants file")]
     Tenants(#[from] LoadError),
+    /// The TURN settings could not be read (the secret file changed after validation).
+    #[error("TURN settings")]
+    Turn(#[source] config::ConfigError),
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
@@ -182,6 +188,18 @@ pub async fn run(
         );
     }
     metrics.connections_limit.set(plan.connections as i64);
+    let turn = config
+        .turn_settings()
+        .map_err(RunError::Turn)?
+        .map(Arc::new);
+    if let Some(turn) = &turn {
+        info!(
+            urls = %turn.urls.join(","),
+            secrets = turn.secrets.len(),
+            ttl = %humantime::format_duration(turn.ttl),
+            "minting TURN credentials for every joined_room"
+        );
+    }
     let edge = EdgeId(rand::random());
     let registry = Registry::new(edge, metrics.clone());
     let keyer = match &config.room_key_secret {
@@ -223,7 +241,7 @@ pub async fn run(
     let directory = Directory::new();
     let access = Access::new(&config.hosted, directory.clone());
     let tenants_file = load_tenants(&config, &directory, &metrics)?;
-    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan, access);
+    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan, access, turn);
     let tenants_task = tenants_file.map(|source| {
         let metrics = ctx.metrics.clone();
         tokio::spawn(source.follow(

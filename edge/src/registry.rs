@@ -20,9 +20,11 @@ use switchboard_proto::{
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::metrics::Metrics;
 use crate::queue;
+use crate::turn::TurnGrant;
 
 /// Where a connection stands with rooms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,9 @@ struct Entry {
     joined_at_ms: u64,
     /// Hosted mode: the tenant of its room (for resync).
     tenant: Option<TenantId>,
+    /// Whom its `joined_room`s mint TURN credentials for, and with what. Shared, so that the
+    /// minting happens after the lock is released, and a connection without TURN pays one pointer.
+    turn: Option<Arc<TurnGrant>>,
 }
 
 #[derive(Debug, Default)]
@@ -197,8 +202,18 @@ impl Registry {
                 status: StoredStatus::default(),
                 joined_at_ms: 0,
                 tenant: None,
+                turn: None,
             },
         );
+    }
+
+    /// Gives a registered connection TURN credentials in each of its `joined_room`s, minted for
+    /// `grant` when the message is delivered (so every join has fresh ones). The hook for whoever
+    /// decides a connection's TURN user: `conn::serve` in open mode, hosted mode with a tenant's.
+    pub fn grant_turn(&self, conn: ConnId, grant: TurnGrant) {
+        if let Some(entry) = self.state().conns.get_mut(&conn) {
+            entry.turn = Some(Arc::new(grant));
+        }
     }
 
     /// Removes a connection, returning the membership it had (the caller tells the router).
@@ -375,6 +390,7 @@ impl Registry {
         let event = message.event();
         let mut state = self.state();
         let mut joined_now = None;
+        let mut turn = None;
         match &message {
             ServerMessage::JoinedRoom { own_id, peers } => {
                 let Some(entry) = state.conns.get_mut(own_id) else {
@@ -387,6 +403,7 @@ impl Registry {
                 entry.membership = Membership::Joined(room);
                 entry.joined_at_ms = unix_millis();
                 joined_now = Some(*own_id);
+                turn = entry.turn.clone();
                 // The view holds the members announced to local clients: the joiner's peers now,
                 // the joiner itself once the router's `new_peer` for it passes here. Added to, not
                 // replaced: a peer another local client was told about stays until its `peer_left`
@@ -416,6 +433,8 @@ impl Registry {
         }
         let outlets: Vec<Outlet> = to
             .iter()
+            // A joiner's TURN credentials are its own, whoever else the router listed.
+            .filter(|id| turn.is_none() || joined_now == Some(**id))
             .filter_map(|id| state.conns.get(id))
             .filter(|entry| entry.membership == Membership::Joined(room))
             .map(|entry| entry.outlet.clone())
@@ -428,9 +447,13 @@ impl Registry {
         if outlets.is_empty() {
             return;
         }
-        // Encode once; every recipient shares the same bytes.
+        // Encode once; every recipient shares the same bytes (with TURN credentials, the joiner
+        // is the only one).
         let kind = kind_of(&message);
-        let text = Utf8Bytes::from(message.encode());
+        let text = Utf8Bytes::from(match (turn, joined_now) {
+            (Some(grant), Some(conn)) => encode_with_turn(message, conn, &grant),
+            _ => message.encode(),
+        });
         let delivered = outlets
             .iter()
             .filter(|o| o.push(text.clone(), kind))
@@ -470,6 +493,18 @@ fn kind_of(message: &ServerMessage) -> queue::Kind {
         ServerMessage::PeerLeft { sender_id } => queue::Kind::Membership(*sender_id),
         ServerMessage::JoinedRoom { .. } => queue::Kind::RoomChange,
         _ => queue::Kind::Other,
+    }
+}
+
+/// A `joined_room` with credentials minted now for `grant`; without them (and a warning) if the
+/// grant's user is one the TURN server would refuse.
+fn encode_with_turn(message: ServerMessage, conn: ConnId, grant: &TurnGrant) -> String {
+    match grant.joined_room_fields(unix_millis() / 1000) {
+        Ok(fields) => message.encode_extended(fields),
+        Err(e) => {
+            warn!(error = %e, conn.id = %conn, "no TURN credentials for this join");
+            message.encode()
+        }
     }
 }
 

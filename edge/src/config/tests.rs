@@ -154,3 +154,123 @@ fn ice_servers_repeat_and_split_on_semicolons() {
     let refused = Config::try_parse_from(["switchboard-edge", "--ice-server", "turn:t"]);
     assert!(refused.unwrap_err().to_string().contains("username="));
 }
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, content: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "switchboard-config-test-{}-{name}",
+            std::process::id()
+        ));
+        std::fs::write(&path, content).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn turn_flags_parse() {
+    let config = Config::try_parse_from([
+        "switchboard-edge",
+        "--turn-url",
+        "turn:t.example.org:3478?transport=udp,turns:t.example.org:5349",
+        "--turn-url",
+        "stun:t.example.org",
+        "--turn-secret-file",
+        "/run/secrets/turn",
+        "--turn-ttl",
+        "2h",
+    ])
+    .unwrap();
+    assert_eq!(
+        config.turn_urls,
+        [
+            "turn:t.example.org:3478?transport=udp",
+            "turns:t.example.org:5349",
+            "stun:t.example.org"
+        ]
+    );
+    assert_eq!(
+        config.turn_secret_file.as_deref(),
+        Some(std::path::Path::new("/run/secrets/turn"))
+    );
+    assert_eq!(config.turn_ttl, Duration::from_secs(7200));
+    let default = Config::default();
+    assert_eq!(default.turn_ttl, Duration::from_secs(12 * 3600));
+    assert_eq!(default.turn_settings(), Ok(None));
+}
+
+#[test]
+fn turn_settings_come_from_the_flags_and_the_secret_file() {
+    let file = TempFile::new("turn-ok", "# newest first\nsecret-two\n\n  secret-one  \n");
+    let config = Config {
+        turn_urls: vec!["turn:127.0.0.1:3478".into()],
+        turn_secret_file: Some(file.0.clone()),
+        turn_ttl: Duration::from_secs(90),
+        ..Config::default()
+    };
+    assert_eq!(config.validate(), Ok(()));
+    let settings = config.turn_settings().unwrap().unwrap();
+    assert_eq!(settings.urls, ["turn:127.0.0.1:3478"]);
+    let secrets: Vec<_> = settings.secrets.iter().map(|s| s.expose()).collect();
+    assert_eq!(secrets, [&b"secret-two"[..], b"secret-one"]);
+    assert_eq!(settings.ttl, Duration::from_secs(90));
+    assert!(!format!("{config:?}").contains("secret-two"));
+}
+
+#[test]
+fn turn_mistakes_are_refused_with_the_flag_named() {
+    let good = TempFile::new("turn-good", "k1\n");
+    let empty = TempFile::new("turn-empty", "# no secret yet\n\n");
+    let control = TempFile::new("turn-control", "hunter\u{7}2\n");
+    let refused = |urls: &[&str], file: Option<&TempFile>, ttl: u64| {
+        let config = Config {
+            turn_urls: urls.iter().map(|u| u.to_string()).collect(),
+            turn_secret_file: file.map(|f| f.0.clone()),
+            turn_ttl: Duration::from_secs(ttl),
+            ..Config::default()
+        };
+        config.validate().unwrap_err().to_string()
+    };
+    let turn = ["turn:127.0.0.1:3478"];
+    let message = refused(&turn, None, 60);
+    assert!(
+        message.contains("--turn-url needs --turn-secret-file"),
+        "{message}"
+    );
+    let message = refused(&[], Some(&good), 60);
+    assert!(
+        message.contains("--turn-secret-file needs --turn-url"),
+        "{message}"
+    );
+    let message = refused(&["http://t"], Some(&good), 60);
+    assert!(message.contains("--turn-url: TURN URL"), "{message}");
+    let message = refused(&["stun:s"], Some(&good), 60);
+    assert!(message.contains("no turn: or turns: URL"), "{message}");
+    let message = refused(&turn, Some(&empty), 60);
+    assert!(
+        message.contains("--turn-secret-file") && message.contains("no TURN secret"),
+        "{message}"
+    );
+    let message = refused(&turn, Some(&control), 60);
+    assert!(message.contains("control character"), "{message}");
+    assert!(!message.contains("hunter"), "{message}");
+    let missing = TempFile::new("turn-missing", "");
+    std::fs::remove_file(&missing.0).unwrap();
+    let message = refused(&turn, Some(&missing), 60);
+    assert!(
+        message.contains(&format!("--turn-secret-file {}", missing.0.display())),
+        "{message}"
+    );
+    for ttl in [0, 8 * 24 * 3600] {
+        let message = refused(&turn, Some(&good), ttl);
+        assert!(message.contains("--turn-ttl must be between"), "{message}");
+    }
+}

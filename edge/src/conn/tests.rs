@@ -57,6 +57,7 @@ fn edge(adjust: impl FnOnce(&mut Config)) -> Arc<Context> {
         metrics,
         plan,
         crate::hosted::Access::new(&config.hosted, switchboard_tenants::Directory::new()),
+        config.turn_settings().expect("valid").map(Arc::new),
     )
 }
 

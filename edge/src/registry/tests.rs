@@ -443,3 +443,59 @@ fn route_to_peer_checks_in_protocol_order() {
         assert_eq!(got, want, "{from:?} -> {to:?} ({event:?})");
     }
 }
+
+/// With a TURN grant, each `joined_room` carries credentials minted at its delivery for the
+/// grant's user; without one it is exactly the router's message.
+#[test]
+fn joined_room_carries_turn_credentials_of_a_grant() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use switchboard_tenants::{Secret, TurnSettings};
+
+    use crate::turn::TurnGrant;
+
+    let registry = registry();
+    let mut plain = Client::connect(&registry, 1);
+    let mut turned = Client::connect(&registry, 2);
+    let settings = Arc::new(TurnSettings {
+        urls: vec!["turn:127.0.0.1:3478".into()],
+        secrets: vec![Secret::new("north")],
+        ttl: Duration::from_secs(60),
+    });
+    registry.grant_turn(turned.id, TurnGrant::new(settings.clone(), "alice"));
+
+    plain.begin_join(&registry, room(1));
+    registry.deliver(room(1), &[plain.id], joined_room(plain.id, &[]));
+    let expected: Value = serde_json::from_str(&joined_room(plain.id, &[]).encode()).unwrap();
+    assert_eq!(plain.events(), [expected]);
+
+    turned.begin_join(&registry, room(1));
+    let before = unix_millis() / 1000;
+    // Listed with another member by mistake: the credentials still reach the joiner alone.
+    registry.deliver(
+        room(1),
+        &[turned.id, plain.id],
+        joined_room(turned.id, &[plain.id]),
+    );
+    let after = unix_millis() / 1000;
+    assert_eq!(plain.events(), Vec::<Value>::new());
+    let events = turned.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let joined = &events[0];
+    assert_eq!(joined["own_id"], turned.id.to_string());
+    let user = joined["turn_user"].as_str().unwrap();
+    let (expiry, name) = user.split_once(':').unwrap();
+    assert_eq!(name, "alice");
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!((before + 60..=after + 60).contains(&expiry), "{expiry}");
+    let password = joined["turn_password"].as_str().unwrap();
+    assert_eq!(
+        password,
+        switchboard_tenants::turn::password(&settings.secrets[0], user)
+    );
+    assert_eq!(
+        joined["ice_servers"],
+        json!([{"urls": ["turn:127.0.0.1:3478"], "username": user, "credential": password}])
+    );
+}
