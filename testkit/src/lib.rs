@@ -1,4 +1,5 @@
-//! Test support for Switchboard's cluster tests: real processes on free loopback ports, no mocks.
+//! Test support for Switchboard's cluster and TURN tests: real processes on free loopback ports, no
+//! mocks.
 //!
 //! Integration tests take this crate as a dev-dependency to start a clustered `nats-server` with
 //! JetStream ([`NatsCluster`]) and our own binaries ([`Process`]), then speak to them over real
@@ -25,19 +26,27 @@
 //! Set `SWITCHBOARD_KEEP_TEST_DIRS=1` to keep the temporary directories (configurations, logs,
 //! JetStream stores) after a test for a post-mortem; their paths are in the error messages.
 //!
+//! Tests of TURN credentials get a real coturn ([`Coturn`]) and make real allocations on it
+//! ([`coturn::allocate`]). coturn cannot report the ports it bound, so it gets ports checked free
+//! and kept apart from every other coturn of the test process, and it is ready when it answers a
+//! STUN binding request.
+//!
 //! # Layout
+//! - [`coturn`]: [`Coturn`], coturn's `turnserver` with REST-API secrets; TURN allocations.
 //! - [`nats`]: [`NatsCluster`], N clustered `nats-server` nodes with JetStream; kill and restart nodes.
 //! - [`process`]: [`Process`], one of our binaries started with `--ready-file`; signals; [`binary_path`].
 //! - [`http`]: [`http_get`], a plain HTTP/1.0 GET for health, metrics and monitoring endpoints.
 //! - [`wait`]: [`wait_until`], a bounded poll for a condition.
 //! - [`tempdir`]: [`TempDir`], the temporary directories, removed on drop unless kept for debugging.
 
+pub mod coturn;
 pub mod http;
 pub mod nats;
 pub mod process;
 pub mod tempdir;
 pub mod wait;
 
+pub use coturn::Coturn;
 pub use http::http_get;
 pub use nats::NatsCluster;
 pub use process::{Process, binary_path};
