@@ -156,6 +156,20 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
         ),
         (vec!["--ice-server", "turn:turn.example.org"], "username="),
         (vec!["--ice-server", "https://example.org"], "--ice-server"),
+        (
+            vec!["--turn-url", "turn:127.0.0.1:3478"],
+            "--turn-url needs --turn-secret-file",
+        ),
+        (
+            vec![
+                "--turn-url",
+                "turn:127.0.0.1:3478",
+                "--turn-secret-file",
+                "/nonexistent/turn-secrets",
+            ],
+            "--turn-secret-file /nonexistent/turn-secrets",
+        ),
+        (vec!["--turn-ttl", "0s"], "--turn-ttl"),
     ] {
         let output = command().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(64), "{args:?}");
@@ -176,6 +190,8 @@ fn invalid_environment_exits_64_naming_the_variable() {
         ("SWITCHBOARD_MAX_FRAME_BYTES", "12", "--max-frame-bytes"),
         ("SWITCHBOARD_ROOM_KEY_SECRET", "short", "--room-key-secret"),
         ("SWITCHBOARD_LOG", "[[[", "--log"),
+        ("SWITCHBOARD_TURN_TTL", "30days", "--turn-ttl"),
+        ("SWITCHBOARD_TURN_URLS", "turn:127.0.0.1", "--turn-url"),
     ] {
         let output = command().env(variable, value).output().unwrap();
         assert_eq!(output.status.code(), Some(64), "{variable}={value}");
@@ -235,12 +251,52 @@ fn help_lists_every_setting_with_its_environment_variable() {
         "user-agents",
         "slow-client-timeout",
         "demo",
+        "turn-secret-file",
+        "turn-ttl",
     ] {
         assert!(help.contains(&format!("--{flag}")), "--{flag} missing");
         let env = format!("SWITCHBOARD_{}", flag.to_uppercase().replace('-', "_"));
         assert!(help.contains(&env), "{env} missing");
     }
     assert!(help.contains("--ice-server") && help.contains("SWITCHBOARD_ICE_SERVERS"));
+    assert!(help.contains("--turn-url") && help.contains("SWITCHBOARD_TURN_URLS"));
+}
+
+/// TURN secrets come from a file and go nowhere else: not to the log, even at debug level, while
+/// the edge mints with them.
+#[tokio::test]
+async fn turn_secrets_stay_out_of_the_log() {
+    let dir = TempDir::new();
+    let secrets = dir.0.join("turn-secrets");
+    std::fs::write(
+        &secrets,
+        "fresh-turn-secret-1
+retired-turn-secret-2
+",
+    )
+    .unwrap();
+    let mut process = start(&[
+        "--turn-url",
+        "turn:127.0.0.1:3478",
+        "--turn-secret-file",
+        secrets.to_str().unwrap(),
+        "--log",
+        "debug",
+    ])
+    .await;
+    let mut a = Client::connect_url(&format!("ws://{}/", process.addresses.listen)).await;
+    let (_, joined) = a.join("turn", json!({})).await;
+    let password = joined["turn_password"].as_str().unwrap().to_owned();
+    signal(&process.child, "INT");
+    assert!(wait_exit(&mut process.child).await.success());
+    let stderr = stderr_of(&mut process);
+    assert!(
+        stderr.contains("minting TURN credentials"),
+        "no TURN start-up line:\n{stderr}"
+    );
+    for secret in ["fresh-turn-secret-1", "retired-turn-secret-2", &password] {
+        assert!(!stderr.contains(secret), "{secret} in the log:\n{stderr}");
+    }
 }
 
 #[tokio::test]
