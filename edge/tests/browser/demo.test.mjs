@@ -1,19 +1,23 @@
 // End-to-end: the demo page that switchboard-edge serves, in headless Chromium with a fake camera and
 // microphone, as people use it: two participants open the same room link, see each other's video, chat,
-// and one leaves. Four tests:
+// and one leaves. Five tests:
 //   - standalone: both pages come from one switchboard-edge;
 //   - cluster: 3 NATS nodes, 2 routers, 2 edges (with --demo); each page comes from, and signals through,
 //     a different edge;
 //   - errors: what the page shows when a join is refused and while the edge restarts;
-//   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other.
+//   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other;
+//   - TURN: the same call, relayed by a real coturn with the credentials the edge put in joined_room.
 // Screenshots of every page go to target/browser-screenshots/ on every run; docs/demo.png is alice's from the
 // standalone test.
 //
 // Run it through ./run.sh (see harness.mjs and run.sh: the tests only ever reach loopback).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 
 import { startCluster } from './cluster.mjs';
+import { startCoturn } from './coturn.mjs';
 import { e2eTest, launchBrowser, openPage, saveScreenshot, slug, startStandalone } from './harness.mjs';
 import {
   openPalavaPage, startPalava, startStaticServer, waitForPalavaEvent, waitForPalavaRemoteVideo,
@@ -21,11 +25,11 @@ import {
 
 // Opens the demo at http://<edge>/r/<room>?name=<label>: the page asks for camera and microphone and joins
 // at once. Anything the page throws, and any resource the page's Content-Security-Policy refuses, is kept in
-// `problems` and fails the test at the end (assertNoProblems).
-async function openDemo(ctx, browser, label, edge, room) {
+// `problems` and fails the test at the end (assertNoProblems). `options` go to openPage.
+async function openDemo(ctx, browser, label, edge, room, options = {}) {
   const url = `http://${edge.listen}/r/${encodeURIComponent(room)}?name=${encodeURIComponent(label)}`;
   const problems = [];
-  const p = await openPage(ctx, browser, label, url, describeDemoPage);
+  const p = await openPage(ctx, browser, label, url, describeDemoPage, options);
   p.page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   p.page.on('console', (m) => {
     if (/Content.Security.Policy|Refused to/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
@@ -225,3 +229,69 @@ e2eTest('demo page and unmodified palava-client 2.2.1 call each other', {}, asyn
   assert.equal(secondVideo.videoTracks, 1, 'the second palava page receives the demo\'s video');
   assertNoProblems(demo);
 });
+
+// Runs in a page before its scripts: every RTCPeerConnection it makes may only use relayed candidates (so
+// media flows only through the TURN server), and the configuration the page asked for is recorded in
+// window.peerConnectionConfigs.
+function relayOnly() {
+  const Native = window.RTCPeerConnection;
+  window.peerConnectionConfigs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config = {}, ...rest) {
+      window.peerConnectionConfigs.push(JSON.parse(JSON.stringify(config)));
+      super({ ...config, iceTransportPolicy: 'relay' }, ...rest);
+    }
+  };
+}
+
+// REST-API credentials as the edge mints them: `<expiry>:<connection id>` and a base64 HMAC-SHA1.
+function assertMinted(server, url, what) {
+  assert.deepEqual(server.urls, [url], `${what}: the TURN URL`);
+  assert.match(server.username, /^\d{10}:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+    `${what}: the username is <expiry>:<connection id>`);
+  assert.ok(Number(server.username.split(':')[0]) > Date.now() / 1000, `${what}: the credentials have not expired`);
+  assert.match(server.credential, /^[A-Za-z0-9+/]{27}=$/, `${what}: the password is a base64 HMAC-SHA1`);
+}
+
+// With --turn-url and --turn-secret-file the edge mints TURN credentials for every joiner, and a real coturn
+// sharing the secret relays the call: both pages may only use relayed candidates, so the call connects only
+// if the credentials of joined_room work. The demo page takes them from the ice_servers extension, merged with
+// /config.json's STUN server; palava-client takes turn_user and turn_password, with its own turnUrls.
+e2eTest('demo page and palava-client call each other through coturn with joined_room\'s TURN credentials', {},
+  async (ctx) => {
+    const secret = crypto.randomBytes(16).toString('hex');
+    const coturn = await startCoturn(ctx, [secret]);
+    const secretFile = path.join(ctx.tmpDir, 'turn-secrets');
+    fs.writeFileSync(secretFile, `${secret}\n`);
+    const stun = `stun:127.0.0.1:${coturn.port}`;
+    const [edge] = await startStandalone(ctx,
+      ['--turn-url', coturn.url, '--turn-secret-file', secretFile, '--ice-server', stun]);
+    ctx.serversReady();
+    const { step } = ctx;
+    const baseUrl = await startStaticServer(ctx.scope);
+    const browser = await launchBrowser(ctx);
+    const room = `turn-${crypto.randomBytes(4).toString('hex')}`;
+
+    const demo = await openDemo(ctx, browser, 'demo', edge, room, { initScript: relayOnly });
+    await demo.page.locator('#connection', { hasText: 'online' }).waitFor({ timeout: step() });
+    const palava = await openPalavaPage(ctx, browser, 'palava', baseUrl, { initScript: relayOnly });
+    await startPalava(palava, {
+      webSocketAddress: `ws://${edge.listen}/`, roomId: room, name: 'palava', turnUrls: [coturn.url],
+    });
+    await waitForPalavaEvent(palava, 'room_joined', (e) => e.event === 'room_joined', step());
+
+    await waitForRemoteTile(demo, 'palava', step());
+    const video = await waitForPalavaRemoteVideo(palava, step());
+    assert.equal(video.videoTracks, 1, 'palava receives the demo\'s video through the relay');
+    for (const p of [palava, demo]) await saveScreenshot(p.page, `${slug(ctx.name)}-${p.label}`);
+    assertNoProblems(demo);
+
+    const [demoConfig] = await demo.page.evaluate(() => window.peerConnectionConfigs);
+    assert.equal(demoConfig.iceServers.length, 2, JSON.stringify(demoConfig));
+    assertMinted(demoConfig.iceServers[0], coturn.url, 'the demo page');
+    assert.deepEqual(demoConfig.iceServers[1], { urls: [stun] }, '/config.json\'s STUN server stays');
+    const palavaConfig = (await palava.page.evaluate(() => window.peerConnectionConfigs))
+      .find((c) => c.iceServers?.some((s) => s.username));
+    assert.ok(palavaConfig, 'palava made a peer connection with TURN credentials');
+    assertMinted(palavaConfig.iceServers.find((s) => s.username), coturn.url, 'palava');
+  });

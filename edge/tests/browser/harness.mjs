@@ -305,9 +305,11 @@ export async function launchBrowser({ scope, remaining }) {
 // A page in its own browser context (separate storage, like two people on two machines), loaded from `url`.
 // Everything the page logs, throws, fails to load, and sends or receives on its WebSockets (observed via
 // CDP, not patched in) goes to the test's console log. `describe()` returns what to print about the page if
-// the test fails.
-export async function openPage({ consoleLog, participants }, browser, label, url, describe = async () => '') {
+// the test fails. `initScript` (a function) runs in the page before any of its own scripts.
+export async function openPage({ consoleLog, participants }, browser, label, url, describe = async () => '',
+  { initScript } = {}) {
   const context = await browser.newContext();
+  if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   page.on('console', (m) => consoleLog.push(`[${label} console.${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => consoleLog.push(`[${label} pageerror] ${e.message}`));

@@ -48,9 +48,9 @@ export async function startStaticServer(scope) {
   return `http://127.0.0.1:${httpServer.address().port}`;
 }
 
-// Opens palava.html from `baseUrl` (see startStaticServer) as participant `label`.
-export function openPalavaPage(ctx, browser, label, baseUrl) {
-  return openPage(ctx, browser, label, `${baseUrl}/palava.html`, describePalavaPage);
+// Opens palava.html from `baseUrl` (see startStaticServer) as participant `label`; `options` go to openPage.
+export function openPalavaPage(ctx, browser, label, baseUrl, options = {}) {
+  return openPage(ctx, browser, label, `${baseUrl}/palava.html`, describePalavaPage, options);
 }
 
 async function describePalavaPage(page) {
@@ -61,10 +61,11 @@ async function describePalavaPage(page) {
 }
 
 // Creates a palava Session on the page and connects it: it asks for camera and microphone, then joins.
-// Resolves with palava's view of the browser ({userAgent, userAgentVersion}).
-export function startPalava(p, { webSocketAddress, roomId, name }) {
+// `turnUrls` is palava's option of that name: the TURN URLs it uses with the turn_user and turn_password of
+// joined_room. Resolves with palava's view of the browser ({userAgent, userAgentVersion}).
+export function startPalava(p, { webSocketAddress, roomId, name, turnUrls }) {
   return p.page.evaluate((o) => window.startPalava(o),
-    { webSocketAddress, roomId, stun: STUN_URL, name, joinTimeout: JOIN_TIMEOUT_MS });
+    { webSocketAddress, roomId, stun: STUN_URL, name, joinTimeout: JOIN_TIMEOUT_MS, turnUrls });
 }
 
 // Wait until `predicate(entry)` matches one of the page's palava events, or fail early on a fatal event.

@@ -3,7 +3,8 @@
 # tests, switchboard-router and nats-server) processes:
 #   - palava.test.mjs: unmodified palava-client 2.2.1 in headless Chromium, standalone and across a cluster
 #     (3 nats-server nodes with JetStream, 2 switchboard-routers, 2 switchboard-edges);
-#   - demo.test.mjs: the demo page the edge serves, standalone, across a cluster, and calling palava-client;
+#   - demo.test.mjs: the demo page the edge serves, standalone, across a cluster, calling palava-client, and
+#     relayed through a real coturn (turnserver) with the TURN credentials the edge mints;
 #   - sdk.test.mjs: the JS client (edge/web/sdk/switchboard.js) in node, against a spawned edge: joins,
 #     signaling, typed errors, keepalive, and reconnecting after restarts and shutdowns.
 # The files run one after the other (two CPUs are plenty for one browser, not for several); a failing file
@@ -15,8 +16,8 @@
 #
 # Environment: SWITCHBOARD_EDGE_BIN (default <repo>/target/debug/switchboard-edge), SWITCHBOARD_ROUTER_BIN
 # (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default: nats-server on
-# PATH, else in /usr/sbin or /usr/bin), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with
-# `cargo build --bins`.
+# PATH, else in /usr/sbin or /usr/bin), SWITCHBOARD_TURNSERVER_BIN (default: turnserver on PATH, else in
+# /usr/bin), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with `cargo build --bins`.
 #
 # Network isolation: the tests, the servers and Chromium run in a fresh network namespace, so nothing they
 # do (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
@@ -38,8 +39,8 @@ NETNS_LINKS=(sbv0 sbv1)
 # The test files, in the order they run.
 TEST_FILES=(sdk.test.mjs palava.test.mjs demo.test.mjs)
 # Backstop above the tests' own timeouts, in case node itself hangs: they run one after the other, and add up
-# to 6 x 30 s (sdk.test.mjs) + 6 x 90 s (the browser tests) = 720 s. A passing run takes about a minute.
-OUTER_TIMEOUT=810
+# to 7 x 30 s (sdk.test.mjs) + 7 x 90 s (the browser tests) = 840 s. A passing run takes about a minute.
+OUTER_TIMEOUT=930
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 
@@ -54,6 +55,9 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   SWITCHBOARD_NATS_SERVER_BIN="${SWITCHBOARD_NATS_SERVER_BIN:-$(PATH="$PATH:/usr/sbin:/usr/bin" command -v nats-server || true)}"
   [[ -x "$SWITCHBOARD_NATS_SERVER_BIN" ]] \
     || die "nats-server not found (install it: apt-get install -y nats-server, or set SWITCHBOARD_NATS_SERVER_BIN)"
+  # The TURN test relays a call through a real coturn.
+  [[ -n "${SWITCHBOARD_TURNSERVER_BIN:-}" ]] || PATH="$PATH:/usr/bin:/usr/sbin" command -v turnserver >/dev/null \
+    || die "turnserver not found (install Debian's coturn package: apt-get install -y coturn, as scripts/test does)"
   node_major="$(node -p 'process.versions.node.split(".")[0]')"
   (( node_major >= 18 )) || die "node >= 18 is required (found $(node --version))"
 

@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 
 import { HERE, e2eTest, freePorts, httpGet, startStandalone } from './harness.mjs';
 import {
-  CLIENT_ERROR_CODES, SwitchboardClient, SwitchboardError, iceServersOf,
+  CLIENT_ERROR_CODES, SwitchboardClient, SwitchboardError, iceServersOf, mergeIceServers,
 } from '../../web/sdk/switchboard.js';
 
 const SDK_SOURCE = path.join(HERE, '../../web/sdk/switchboard.js');
@@ -266,6 +266,22 @@ e2eTest('JS client: the edge serves exactly the tested source', TEST_OPTIONS, as
     'GET /sdk/switchboard.js differs from edge/web/sdk/switchboard.js: rebuild the edge (cargo build --bins)');
 });
 
+e2eTest('JS client: an edge with TURN settings hands each join fresh TURN credentials', TEST_OPTIONS, async (ctx) => {
+  const secrets = path.join(ctx.tmpDir, 'turn-secrets');
+  fs.writeFileSync(secrets, 'sdk-test-secret\n');
+  const turnUrl = 'turn:127.0.0.1:3478?transport=udp';
+  const [edge] = await startStandalone(ctx, ['--turn-url', turnUrl, '--turn-secret-file', secrets]);
+  ctx.serversReady();
+  const a = client(ctx, edge);
+  const joined = await a.join('sdk-turn', { name: 'ann' });
+  assert.equal(joined.iceServers.length, 1, JSON.stringify(joined.iceServers));
+  const [server] = joined.iceServers;
+  assert.deepEqual(server.urls, [turnUrl]);
+  assert.equal(server.username.split(':')[1], joined.ownId, 'the TURN user is the connection');
+  assert.ok(Number(server.username.split(':')[0]) > Date.now() / 1000, 'not expired');
+  assert.match(server.credential, /^[A-Za-z0-9+/]{27}=$/);
+});
+
 test('JS client: ice_servers in joined_room (an extension) become RTCIceServer entries', () => {
   assert.equal(iceServersOf({ event: 'joined_room', own_id: 'x', peers: [] }), null);
   assert.deepEqual(iceServersOf({
@@ -278,4 +294,20 @@ test('JS client: ice_servers in joined_room (an extension) become RTCIceServer e
     { urls: ['turn:turn.example.org:3478'], username: 'u', credential: 'c' },
     { urls: ['stun:a.example.org', 'stun:b.example.org'] },
   ]);
+});
+
+test('JS client: joined_room ICE servers come first, configured ones fill in the URLs they lack', () => {
+  const turn = { urls: ['turn:127.0.0.1:3478'], username: '1700000000:x', credential: 'fresh' };
+  const configured = [
+    { urls: ['stun:stun.example.org'] },
+    { urls: ['turn:127.0.0.1:3478', 'turns:t.example.org:5349'], username: 'static', credential: 'old' },
+  ];
+  assert.deepEqual(mergeIceServers([turn], configured), [
+    turn,
+    { urls: ['stun:stun.example.org'] },
+    { urls: ['turns:t.example.org:5349'], username: 'static', credential: 'old' },
+  ]);
+  assert.deepEqual(mergeIceServers(null, configured), configured, 'no joined_room servers: the configured ones');
+  assert.deepEqual(mergeIceServers([turn]), [turn]);
+  assert.deepEqual(mergeIceServers([{ urls: 'stun:s' }], [{ urls: 'stun:s' }]), [{ urls: 'stun:s' }]);
 });

@@ -1,6 +1,6 @@
 // The demo page: a room from the URL (/r/<room>) or the lobby form, camera and microphone, a tile per
 // remote peer, text chat over `message` events, and the connection's state in plain sight.
-import { SwitchboardClient, defaultUrl } from '/sdk/switchboard.js';
+import { SwitchboardClient, defaultUrl, mergeIceServers } from '/sdk/switchboard.js';
 import { PeerCall, browserName, shouldOffer } from '/call.js';
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +51,9 @@ const state = {
   room: null,
   name: null,
   localStream: null,
+  /** From /config.json (--ice-server). */
+  configIceServers: [],
+  /** What new calls use: configIceServers, merged with those of the last joined_room. */
   iceServers: [],
   /** peerId -> {call, tile, name, status} */
   peers: new Map(),
@@ -106,7 +109,8 @@ async function startCall(room) {
   setConnection('connecting…', 'connecting');
 
   const [config, media] = await Promise.all([loadConfig(), openMedia()]);
-  state.iceServers = config.ice_servers || [];
+  state.configIceServers = config.ice_servers || [];
+  state.iceServers = state.configIceServers;
   state.localStream = media;
   showLocalMedia();
   join();
@@ -160,8 +164,9 @@ function join() {
   });
   client.on('shutdown', () => banner('The server is restarting. Reconnecting…', { kind: 'warning' }));
   client.on('joined', ({ peers, iceServers, rejoin }) => {
-    // joined_room may carry ICE servers (TURN credentials minted for this session).
-    if (iceServers) state.iceServers = iceServers;
+    // joined_room may carry ICE servers (TURN credentials minted for this join): they come first, and
+    // /config.json's servers (STUN, say) stay for what they do not cover. Calls made from now on use them.
+    state.iceServers = mergeIceServers(iceServers, state.configIceServers);
     if (rejoin) banner('Reconnected.', { kind: 'info' });
     for (const peer of peers) addPeer(peer, wantOffer(peer, true));
   });

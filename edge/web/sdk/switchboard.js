@@ -136,6 +136,21 @@ export function iceServersOf(joinedRoom) {
 }
 
 /**
+ * The ICE servers for a peer connection: those of a `joined_room` (`iceServersOf`, e.g. TURN credentials
+ * minted for this session) first, then the `configured` ones (e.g. a page's STUN servers) for URLs the
+ * former do not cover. A TURN server listed in both is used with the fresh credentials only.
+ */
+export function mergeIceServers(fromJoin, configured = []) {
+  const servers = [...(fromJoin || [])];
+  const covered = new Set(servers.flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls])));
+  for (const entry of configured || []) {
+    const urls = (Array.isArray(entry.urls) ? entry.urls : [entry.urls]).filter((u) => !covered.has(u));
+    if (urls.length) servers.push({ ...entry, urls });
+  }
+  return servers;
+}
+
+/**
  * A connection to a Switchboard (or palava-machine) server, and the room it is in.
  *
  * States: `idle` (not connected yet), `connecting`, `open`, `reconnecting` (waiting or trying after a
