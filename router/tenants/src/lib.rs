@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`tenant`]: [`Tenant`], its [`Key`]s, [`Limits`] and [`Origins`].
-//! - [`file`]: the tenants file (TOML), checked as a whole.
+//! - [`file`](mod@file): the tenants file (TOML), checked as a whole.
 //! - [`directory`]: [`Directory`], the tenants in force, merged from their sources.
 //! - [`watch`]: the tenants file as a source, re-read when it changes.
 //! - [`token`]: join tokens (JWT): verify and mint.
