@@ -73,8 +73,9 @@ pub async fn serve<S>(
     let (tx, mut rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
-    // Open mode: the TURN user is the connection id. Hosted mode grants the join token's subject,
-    // with its tenant's own TURN settings when it has some (see `turn`).
+    // TURN credentials for this connection's joins: the global settings, with the connection id as
+    // the TURN user. (Hosted mode, once tenants carry TURN settings: a tenant's own settings and
+    // the token's subject, `TurnGrant::new(settings, subject)`, registered the same way.)
     if let Some(grant) = ctx.turn_grant(&id.to_string()) {
         ctx.registry.grant_turn(id, grant);
     }

@@ -241,7 +241,9 @@ pub async fn run(
     let directory = Directory::new();
     let access = Access::new(&config.hosted, directory.clone());
     let tenants_file = load_tenants(&config, &directory, &metrics)?;
-    let ctx = Context::new(&config, edge, keyer, registry, bus, metrics, plan, access, turn);
+    let ctx = Context::new(
+        &config, edge, keyer, registry, bus, metrics, plan, access, turn,
+    );
     let tenants_task = tenants_file.map(|source| {
         let metrics = ctx.metrics.clone();
         tokio::spawn(source.follow(
