@@ -73,10 +73,7 @@ pub async fn serve<S>(
     let (tx, mut rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
-    // TURN credentials for this connection's joins: the global settings, with the connection id as
-    // the TURN user. (Hosted mode, once tenants carry TURN settings: a tenant's own settings and
-    // the token's subject, `TurnGrant::new(settings, subject)`, registered the same way.)
-    if let Some(grant) = ctx.turn_grant(&id.to_string()) {
+    if let Some(grant) = ctx.turn_grant(id, session.as_deref()) {
         ctx.registry.grant_turn(id, grant);
     }
     ctx.metrics.connections.inc();

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use switchboard_proto::{EdgeId, RoomKeyer, StatusRules};
+use switchboard_proto::{ConnId, EdgeId, RoomKeyer, StatusRules};
 use switchboard_tenants::TurnSettings;
+use switchboard_tenants::token::Session;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -228,13 +229,19 @@ impl Context {
         })
     }
 
-    /// The TURN grant of a connection whose TURN user is `user`, with the global settings; `None`
-    /// when TURN is not configured. Open mode passes the connection id. (A tenant with TURN
-    /// settings of its own gets `TurnGrant::new(its settings, the token's subject)` instead.)
-    pub fn turn_grant(&self, user: &str) -> Option<TurnGrant> {
-        self.turn
-            .as_ref()
-            .map(|settings| TurnGrant::new(settings.clone(), user))
+    /// The TURN credentials connection `conn` gets at its joins; `None` when TURN is not
+    /// configured for it. Settings: its tenant's own (hosted mode), else the global ones. TURN user:
+    /// the token's subject, which coturn then logs and counts its quotas by, if coturn would take
+    /// it as a user name; else the connection id.
+    pub fn turn_grant(&self, conn: ConnId, session: Option<&Session>) -> Option<TurnGrant> {
+        let settings = session
+            .and_then(|session| session.tenant.turn.clone())
+            .or_else(|| self.turn.clone())?;
+        let user = session
+            .and_then(|session| session.subject.as_deref())
+            .filter(|subject| switchboard_tenants::turn::check_user(subject).is_ok())
+            .map_or_else(|| conn.to_string(), str::to_owned);
+        Some(TurnGrant::new(settings, user))
     }
 }
 

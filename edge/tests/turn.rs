@@ -180,3 +180,54 @@ async fn without_turn_joined_room_is_unchanged() {
         json!({"event": "joined_room", "own_id": own_id, "peers": []})
     );
 }
+
+/// Hosted mode: a tenant with TURN settings of its own mints with its own secret, for the user its
+/// token names; a tenant without falls back to the edge's settings. coturn grants both.
+#[tokio::test]
+async fn tenants_mint_with_their_own_turn_settings_for_the_tokens_user() {
+    use common::hosted::{A_ORIGIN, A1, B1, TenantsFile, claims, connect, token, two_tenants};
+    let coturn = coturn(&["tenant-a-turn-secret", SECRET]).await;
+    let global = secret_file(&coturn, &[SECRET]);
+    let url = coturn.url();
+    let tenants = two_tenants("").replace(
+        "[tenants.a.limits]",
+        &format!(
+            "[tenants.a.turn]\nurls = [\"{url}\"]\nsecrets = [\"tenant-a-turn-secret\"]\nttl = \"10m\"\n\n[tenants.a.limits]"
+        ),
+    );
+    let file = TenantsFile::new(&tenants);
+    let edge = TestEdge::start_with(|c| {
+        file.configure(c);
+        c.turn_urls = vec![url.clone()];
+        c.turn_secret_file = Some(global);
+    })
+    .await;
+
+    let mut alice = connect(&edge.url(), &token(A1, &claims("alice")), Some(A_ORIGIN)).await;
+    let (_, joined) = alice.join("lobby", json!({})).await;
+    let (username, password) = credentials(&joined, &url);
+    let (expiry, user) = parse_username(&username);
+    assert_eq!(user, "alice", "the token's subject is the TURN user");
+    assert!((expiry - now()).abs_diff(600) <= 5, "the tenant's ttl");
+    let tenant_secret = switchboard_tenants::Secret::new("tenant-a-turn-secret");
+    assert_eq!(
+        password,
+        switchboard_tenants::turn::password(&tenant_secret, &username)
+    );
+    let granted = allocate(coturn.addr(), &username, &password).await.unwrap();
+    assert!(matches!(granted, Allocation::Granted { .. }), "{granted:?}");
+
+    // A subject coturn would not take as a user name: the connection id stands in.
+    let mut odd = connect(&edge.url(), &token(B1, &claims("bob smith")), None).await;
+    let (odd_id, joined) = odd.join("lobby", json!({})).await;
+    let (username, password) = credentials(&joined, &url);
+    assert_eq!(parse_username(&username).1, odd_id);
+    let global_secret = switchboard_tenants::Secret::new(SECRET);
+    assert_eq!(
+        password,
+        switchboard_tenants::turn::password(&global_secret, &username),
+        "tenant b has no TURN settings: the edge's apply"
+    );
+    let granted = allocate(coturn.addr(), &username, &password).await.unwrap();
+    assert!(matches!(granted, Allocation::Granted { .. }), "{granted:?}");
+}

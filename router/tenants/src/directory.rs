@@ -176,6 +176,7 @@ mod tests {
                 .collect(),
             limits: Limits::default(),
             origins: Origins::default(),
+            turn: None,
         }
     }
 

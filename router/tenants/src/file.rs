@@ -31,12 +31,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use jsonwebtoken::Algorithm;
 use switchboard_proto::TenantId;
 
-use crate::Secret;
 use crate::tenant::{Key, Limits, Origins, Tenant};
+use crate::{Secret, TurnSettings};
 
 /// The shortest HS256 secret accepted: shorter than the hash, a secret is easier to guess than the
 /// signature is to forge (RFC 7518, 3.2).
@@ -91,6 +92,8 @@ struct TenantDoc {
     allowed_origins: Vec<String>,
     #[serde(default = "yes")]
     allow_missing_origin: bool,
+    #[serde(default)]
+    turn: Option<TurnSettings>,
 }
 
 fn yes() -> bool {
@@ -146,6 +149,9 @@ pub fn parse(text: &str) -> Result<Vec<Tenant>, FileError> {
         for origin in &entry.allowed_origins {
             check_origin(origin).map_err(&fail)?;
         }
+        if let Some(turn) = &entry.turn {
+            turn.validate().map_err(|e| fail(format!("turn: {e}")))?;
+        }
         tenants.push(Tenant {
             id: tenant_id,
             keys,
@@ -154,6 +160,7 @@ pub fn parse(text: &str) -> Result<Vec<Tenant>, FileError> {
                 allowed: entry.allowed_origins,
                 allow_missing: entry.allow_missing_origin,
             },
+            turn: entry.turn.map(Arc::new),
         });
     }
     Ok(tenants)

@@ -3,9 +3,11 @@
 use std::fmt;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use std::sync::Arc;
+
 use switchboard_proto::TenantId;
 
-use crate::Secret;
+use crate::{Secret, TurnSettings};
 
 /// One customer of a hosted endpoint.
 #[derive(Debug, Clone)]
@@ -18,6 +20,9 @@ pub struct Tenant {
     pub limits: Limits,
     /// Which pages may connect.
     pub origins: Origins,
+    /// Its own TURN servers and secrets; without them its connections get the edge's global
+    /// settings (`--turn-url`), if any.
+    pub turn: Option<Arc<TurnSettings>>,
 }
 
 impl Tenant {

@@ -31,6 +31,11 @@ public_key = """
 {}"""
 revoked = true
 
+[tenants.acme.turn]
+urls = ["turn:turn.acme.example:3478"]
+secrets = ["acme-turn-secret-1", "acme-turn-secret-0"]
+ttl = "2h"
+
 [tenants.globex]
 "#,
         ed25519_public()
@@ -46,7 +51,12 @@ revoked = true
     assert_eq!(acme.keys[0].algorithm, Algorithm::HS256);
     assert_eq!(acme.keys[1].algorithm, Algorithm::EdDSA);
     assert!(acme.keys[1].revoked);
+    let turn = acme.turn.as_ref().unwrap();
+    assert_eq!(turn.urls, ["turn:turn.acme.example:3478"]);
+    assert_eq!(turn.secrets.len(), 2);
+    assert_eq!(turn.ttl, std::time::Duration::from_secs(7200));
     let globex = &tenants[1];
+    assert!(globex.turn.is_none());
     assert!(globex.keys.is_empty());
     assert_eq!(globex.limits, Limits::default());
     assert!(globex.origins.allow_missing);
@@ -97,6 +107,12 @@ fn errors_name_the_place_and_never_the_secret() {
         (
             "[tenants.a]\nkeys = [{ id = \"k\", secret = 12345678 }]\n".to_owned(),
             "invalid type: integer, expected a string",
+        ),
+        (
+            format!(
+                "[tenants.a]\nturn = {{ urls = [\"stun:x.test\"], secrets = [\"{SECRET}\"] }}\n"
+            ),
+            "tenant \"a\": turn: no turn: or turns: URL",
         ),
         (
             "[tenants.a]\nmax_conections = 3\n".to_owned(),

@@ -28,6 +28,7 @@ fn directory() -> Arc<Snapshot> {
         keys,
         limits: Limits::default(),
         origins: Origins::default(),
+        turn: None,
     };
     let mut revoked = Key::hs256("a-old", Secret::new(SECRET_A));
     revoked.revoked = true;
