@@ -31,7 +31,15 @@ pub mod hosted;
 /// Parsed through [`switchboard_runtime::config_sources`], so that messages about bad values name
 /// the environment variables they came from.
 #[derive(Debug, Clone, clap::Args)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    override_usage = "switchboard-edge [OPTIONS]\n       \
+                      switchboard-edge token --tenants-file FILE --key KEY_ID [OPTIONS]",
+    after_help = "Commands:\n  token  Print a join token for hosted mode (--auth tokens), signed \
+                  with a key of the tenants file: `switchboard-edge token --help`, docs/hosting.md"
+)]
 pub struct Config {
     /// NATS connection: with --nats the edge is a stateless node of a cluster.
     #[command(flatten)]

@@ -20,6 +20,7 @@
 //! - [`descriptors`]: the descriptor limit, and how many clients fit in it.
 //! - [`hosted`]: who may connect: open mode's origins, or hosted mode's join tokens.
 //! - [`shutdown`]: the signal handling of the binary.
+//! - [`token_command`]: `switchboard-edge token`, which prints a join token for hosted mode.
 
 pub mod bus;
 pub mod cluster;
@@ -36,6 +37,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod registry;
 pub mod shutdown;
+pub mod token_command;
 pub mod turn;
 pub mod web;
 

@@ -1,13 +1,19 @@
 //! The `switchboard-edge` binary: parse and validate configuration, set up logging, bind, run.
+//! `switchboard-edge token …` instead prints a join token ([`token_command`]).
 
 use std::process::ExitCode;
 
-use switchboard_edge::{Config, Listeners, descriptors, run, shutdown};
+use switchboard_edge::{Config, Listeners, descriptors, run, shutdown, token_command};
 use switchboard_runtime::cli;
 use tracing::{error, warn};
 
 fn main() -> ExitCode {
     const NAME: &str = "switchboard-edge";
+    // The server takes no positional argument, so a first argument `token` can only mean the
+    // command (see token_command for why it is not a clap subcommand).
+    if std::env::args_os().nth(1).as_deref() == Some(token_command::COMMAND.as_ref()) {
+        return token_command::main(std::env::args_os().skip(2));
+    }
     let validate = |c: &Config| c.validate().map_err(|e| e.to_string());
     let config = match cli::start::<Config>(NAME, validate, |c| &c.logging) {
         Ok(config) => config,
