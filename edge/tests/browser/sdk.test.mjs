@@ -17,6 +17,9 @@ import { HERE, e2eTest, freePorts, httpGet, startStandalone } from './harness.mj
 import {
   CLIENT_ERROR_CODES, SwitchboardClient, SwitchboardError, iceServersOf, mergeIceServers,
 } from '../../web/sdk/switchboard.js';
+import {
+  ACME_KEY, nowSeconds, signHs256, startHostedEdge, tenantsToml, tokenCommand,
+} from './tokens.mjs';
 
 const SDK_SOURCE = path.join(HERE, '../../web/sdk/switchboard.js');
 
@@ -310,4 +313,86 @@ test('JS client: joined_room ICE servers come first, configured ones fill in the
   assert.deepEqual(mergeIceServers(null, configured), configured, 'no joined_room servers: the configured ones');
   assert.deepEqual(mergeIceServers([turn]), [turn]);
   assert.deepEqual(mergeIceServers([{ urls: 'stun:s' }], [{ urls: 'stun:s' }]), [{ urls: 'stun:s' }]);
+});
+
+// Hosted mode: the `token` option puts the join token into the URL (as `access_token`), from a string or from
+// a function asked again for every connection; refused upgrades are typed where the WebSocket reveals their
+// HTTP status (node's `ws` does; browsers do not); a join the token does not allow rejects with its code.
+e2eTest('JS client: joins with a token (a string or a function) and types the refusals', TEST_OPTIONS, async (ctx) => {
+  const edge = await startHostedEdge(ctx, tenantsToml());
+  ctx.serversReady();
+  const { step } = ctx;
+  const aliceToken = await tokenCommand(edge.tenantsFile, ['--key', ACME_KEY.id, '--room', 'sdk-hosted', '--name', 'Alice']);
+  const alice = client(ctx, edge, { token: aliceToken });
+  const { ownId } = await alice.join('sdk-hosted', { name: 'not alice' });
+  assert.equal(alice.url, `ws://${edge.listen}/`, 'the token stays out of the URL the client shows');
+
+  // A function: asked for a token at every connection, also when it reconnects.
+  let asked = 0;
+  const bob = client(ctx, edge, {
+    token: async () => {
+      asked += 1;
+      return tokenCommand(edge.tenantsFile, ['--key', ACME_KEY.id, '--name', `Bob ${asked}`]);
+    },
+  });
+  const bobJoined = await bob.join('sdk-hosted', {});
+  assert.deepEqual(bobJoined.peers, [{ peerId: ownId, status: { name: 'Alice' } }], 'the token\'s name is shown');
+  assert.equal(asked, 1);
+  const back = next(bob, 'joined', step(), (e) => e.rejoin);
+  const aliceBack = next(alice, 'joined', step(), (e) => e.rejoin);
+  edge.service.signal('SIGKILL');
+  await edge.service.exitPromise;
+  ctx.retire(edge.service);
+  await startStandalone(ctx, ['--auth', 'tokens', '--tenants-file', edge.tenantsFile],
+    { name: 'edge-restarted', listen: edge.listen });
+  const [bobAgain, aliceAgain] = await Promise.all([back, aliceBack]);
+  assert.equal(bobAgain.roomId, 'sdk-hosted');
+  assert.ok(asked >= 2, `a fresh token for the reconnect (asked ${asked} times)`);
+  const together = aliceAgain.peers.some((p) => p.peerId === bobAgain.ownId)
+    || bobAgain.peers.some((p) => p.peerId === aliceAgain.ownId);
+  assert.ok(together, 'both are back in the room, with each other');
+
+  // Alice's token allows one room only: the join rejects at once with its code (not a timeout).
+  await alice.leave();
+  await rejects(alice.join('elsewhere'), 'room_not_allowed', 'room not allowed by token');
+
+  // Refused upgrades: the status `ws` reveals becomes the code.
+  const expired = signHs256(ACME_KEY.id, ACME_KEY.secret, { exp: nowSeconds() - 600 });
+  const cases = [
+    [{}, 'unauthorized', 401, 'no valid token'],
+    [{ token: expired }, 'unauthorized', 401, 'no valid token'],
+    [{ token: 'not.a.jwt' }, 'unauthorized', 401, 'no valid token'],
+  ];
+  for (const [options, code, httpStatus, text] of cases) {
+    const refused = client(ctx, edge, options);
+    await assert.rejects(refused.join('sdk-hosted'), (e) => {
+      assert.ok(e instanceof SwitchboardError);
+      assert.deepEqual([e.code, e.httpStatus], [code, httpStatus], JSON.stringify(options));
+      assert.equal(e.message, `cannot connect to ws://${edge.listen}/ (HTTP ${httpStatus}: ${text})`);
+      return true;
+    });
+    assert.equal(refused.state, 'idle');
+  }
+  // A token source that fails: nothing to connect with.
+  const broken = client(ctx, edge, { token: () => Promise.reject(new Error('backend down')) });
+  await rejects(broken.join('sdk-hosted'), 'token_failed', 'no token: backend down');
+});
+
+e2eTest('JS client: a page origin the tenant does not allow is refused as forbidden', TEST_OPTIONS, async (ctx) => {
+  const edge = await startHostedEdge(ctx, tenantsToml({ origins: ['https://app.acme.test'], allowMissingOrigin: false }));
+  ctx.serversReady();
+  const token = await tokenCommand(edge.tenantsFile, ['--key', ACME_KEY.id]);
+  // node's `ws` sends an Origin only when told to: a WebSocket class that says where the "page" is.
+  const from = (origin) => class extends WebSocket {
+    constructor(url) { super(url, origin ? { origin } : {}); }
+  };
+  for (const origin of ['https://evil.test', null]) {
+    const refused = client(ctx, edge, { token, WebSocket: from(origin) });
+    await assert.rejects(refused.join('sdk-origin'), (e) => {
+      assert.deepEqual([e.code, e.httpStatus], ['forbidden', 403], `origin ${origin}`);
+      return true;
+    });
+  }
+  const allowed = client(ctx, edge, { token, WebSocket: from('https://app.acme.test') });
+  assert.deepEqual((await allowed.join('sdk-origin')).peers, []);
 });

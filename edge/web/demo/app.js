@@ -1,5 +1,6 @@
 // The demo page: a room from the URL (/r/<room>) or the lobby form, camera and microphone, a tile per
-// remote peer, text chat over `message` events, and the connection's state in plain sight.
+// remote peer, text chat over `message` events, and the connection's state in plain sight. On an edge in
+// hosted mode (--auth tokens) it joins with the join token in its URL: /r/<room>?token=<JWT>.
 import { SwitchboardClient, defaultUrl, mergeIceServers } from '/sdk/switchboard.js';
 import { PeerCall, browserName, shouldOffer } from '/call.js';
 
@@ -32,6 +33,23 @@ function roomUrl(room) {
   return `${location.origin}/r/${encodeURIComponent(room)}`;
 }
 
+// The join token of hosted mode, from `?token=`. It stays out of the share link: it is this person's.
+function ownToken() {
+  return new URLSearchParams(location.search).get('token') || null;
+}
+
+// The `name` claim of a token: the edge shows it to the others instead of the page's name, so the page
+// shows it too. Read without checking the signature, for display only (the edge checks it).
+function tokenName(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
+    return typeof claims.name === 'string' && claims.name.trim() ? claims.name : null;
+  } catch {
+    return null;
+  }
+}
+
 function showLobby() {
   $('lobby').hidden = false;
   $('lobby-room').value = `room-${Math.random().toString(36).slice(2, 7)}`;
@@ -40,7 +58,9 @@ function showLobby() {
     event.preventDefault();
     const name = $('lobby-name').value.trim();
     sessionStorage.setItem(NAME_KEY, name);
-    location.assign(`${roomUrl($('lobby-room').value.trim())}?name=${encodeURIComponent(name)}`);
+    const token = ownToken();
+    location.assign(`${roomUrl($('lobby-room').value.trim())}?name=${encodeURIComponent(name)}` +
+      (token ? `&token=${encodeURIComponent(token)}` : ''));
   });
 }
 
@@ -50,6 +70,7 @@ const state = {
   client: null,
   room: null,
   name: null,
+  token: null,
   localStream: null,
   /** From /config.json (--ice-server). */
   configIceServers: [],
@@ -98,7 +119,8 @@ function setConnection(label, stateName) {
 
 async function startCall(room) {
   state.room = room;
-  state.name = ownName();
+  state.token = ownToken();
+  state.name = (state.token && tokenName(state.token)) || ownName();
   document.title = `${room} · Switchboard`;
   $('room-label').textContent = room;
   $('call').hidden = false;
@@ -152,7 +174,7 @@ function showLocalMedia() {
 }
 
 function join() {
-  const client = new SwitchboardClient(defaultUrl());
+  const client = new SwitchboardClient(defaultUrl(), state.token ? { token: state.token } : {});
   state.client = client;
   client.on('state', ({ state: s }) => {
     const labels = { idle: 'offline', connecting: 'connecting…', open: 'online', reconnecting: 'reconnecting…', closed: 'left' };
@@ -194,11 +216,20 @@ function join() {
     () => { if ($('banner').dataset.kind !== 'warning') banner(''); },
     (error) => {
       setConnection('offline', 'idle');
-      banner(`Could not join "${state.room}": ${error.message} (${error.code}).`, {
+      banner(`Could not join "${state.room}": ${error.message} (${error.code}).${refusalHint(error)}`, {
         kind: 'error', label: 'Try again', run: () => { banner(''); client.close(); join(); },
       });
     },
   );
+}
+
+// Browsers do not say why a WebSocket upgrade was refused; in hosted mode the usual reason is the token.
+function refusalHint(error) {
+  if (!['connection_failed', 'unauthorized', 'forbidden'].includes(error.code)) return '';
+  return state.token
+    ? ' The server may have refused the token (expired, or not for this page\'s origin); its ' +
+      'switchboard_connections_refused_total metric says why.'
+    : ' If this server requires join tokens (hosted mode), open this page with ?token=<join token>.';
 }
 
 function wantOffer(peer, weJoinedLast) {

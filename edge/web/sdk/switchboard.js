@@ -1,7 +1,7 @@
 // Switchboard JS client: a plain ES module, no build step, no dependencies.
 //
 //   import { SwitchboardClient } from '/sdk/switchboard.js';
-//   const client = new SwitchboardClient('ws://127.0.0.1:4233/');
+//   const client = new SwitchboardClient('ws://127.0.0.1:4233/');   // hosted mode: add { token }
 //   client.on('peer_joined', ({ peerId, status }) => console.log(status.name, 'joined'));
 //   const { ownId, peers } = await client.join('hello', { name: 'me' });
 //
@@ -48,8 +48,19 @@ export const SERVER_ERROR_CODES = Object.freeze({
 
 /** Error codes that arise in the client itself rather than in a server `error` event. */
 export const CLIENT_ERROR_CODES = Object.freeze({
-  /** The WebSocket could not be opened (nothing listening, HTTP 503 from a full or draining edge, ...). */
+  /**
+   * The WebSocket could not be opened (nothing listening, HTTP 503 from a full or draining edge, ...).
+   * Browsers report every refused upgrade this way: they hide its HTTP status (see docs/client.md).
+   */
   CONNECTION_FAILED: 'connection_failed',
+  /** Hosted mode: the upgrade was refused with HTTP 401, no valid token (where the status is visible). */
+  UNAUTHORIZED: 'unauthorized',
+  /** Hosted mode: the upgrade was refused with HTTP 403, the page's origin is not allowed. */
+  FORBIDDEN: 'forbidden',
+  /** Hosted mode: the upgrade was refused with HTTP 429, the tenant has all the connections it may. */
+  CONNECTION_QUOTA_EXCEEDED: 'connection_quota_exceeded',
+  /** The `token` option (a function) threw or rejected, so there was nothing to connect with. */
+  TOKEN_FAILED: 'token_failed',
   /** An open connection closed or stopped answering while a request waited for its reply. */
   CONNECTION_LOST: 'connection_lost',
   /** No answer in time: connecting, a request, or the keepalive (no pong). */
@@ -69,16 +80,27 @@ export const CLIENT_ERROR_CODES = Object.freeze({
 // flight, and never both at once, so an error with one of these texts belongs to that request.
 const JOIN_ERRORS = new Set(['no_room_id', 'room_id_too_long', 'already_joined', 'blank_name',
   'name_too_long', 'unknown_user_agent', 'invalid_status', 'status_too_large', 'room_full', 'unavailable',
-  'rate_limited', 'nested_too_deeply']);
+  'rate_limited', 'nested_too_deeply', 'room_not_allowed', 'join_not_allowed', 'room_quota_exceeded',
+  'tenant_rate_limited']);
 const STATUS_ERRORS = new Set(['not_in_room', 'blank_name', 'name_too_long', 'unknown_user_agent',
-  'invalid_status', 'status_too_large', 'unavailable', 'rate_limited', 'nested_too_deeply']);
+  'invalid_status', 'status_too_large', 'unavailable', 'rate_limited', 'nested_too_deeply',
+  'tenant_rate_limited']);
+
+// Refused upgrades whose HTTP status the WebSocket implementation reveals (node's `ws` does, in the
+// error event's message; browsers never do): status -> [code, what it means].
+const HTTP_REFUSALS = {
+  401: ['unauthorized', 'no valid token'],
+  403: ['forbidden', 'origin not allowed'],
+  429: ['connection_quota_exceeded', 'connection quota exceeded'],
+  503: ['connection_failed', 'the server is full or shutting down'],
+};
 
 /** Every error this client reports: a `code` from SERVER_ERROR_CODES or CLIENT_ERROR_CODES. */
 export class SwitchboardError extends Error {
   /**
    * @param {string} code
    * @param {string} message
-   * @param {{serverText?: string, cause?: unknown}} [details]
+   * @param {{serverText?: string, httpStatus?: number, cause?: unknown}} [details]
    */
   constructor(code, message, details = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
@@ -87,6 +109,8 @@ export class SwitchboardError extends Error {
     this.code = code;
     /** For errors the server sent: its exact text (also the message). */
     this.serverText = details.serverText;
+    /** For a refused connection: the HTTP status, when the WebSocket implementation reveals it. */
+    this.httpStatus = details.httpStatus;
   }
 
   /** The error for a server `error` event. */
@@ -159,10 +183,11 @@ export function mergeIceServers(fromJoin, configured = []) {
 export class SwitchboardClient {
   /**
    * @param {string} url WebSocket URL, e.g. `ws://127.0.0.1:4233/` (see defaultUrl()).
-   * @param {object} [options] see docs/client.md: WebSocket, pingInterval, pongTimeout, connectTimeout,
-   *   requestTimeout, reconnect, reconnectDelay, reconnectMaxDelay.
+   * @param {object} [options] see docs/client.md: token, WebSocket, pingInterval, pongTimeout,
+   *   connectTimeout, requestTimeout, reconnect, reconnectDelay, reconnectMaxDelay.
    */
   constructor(url, options = {}) {
+    /** The server's URL, without the token (it goes into messages and logs). */
     this.url = url;
     this.options = { ...DEFAULTS, ...options };
     if (typeof this.options.WebSocket !== 'function') {
@@ -252,14 +277,54 @@ export class SwitchboardClient {
     pending.promise.catch(() => {});
     this._connecting = pending;
     if (this.state !== 'reconnecting') this._setState('connecting');
+    const { token } = this.options;
+    if (typeof token !== 'function') {
+      this._openSocket(pending, token);
+      return pending.promise;
+    }
+    // A token source is asked again for every connection: a reconnect may come after the last
+    // token expired. The connect timeout covers the wait for it.
+    pending.timer = setTimeout(() => this._openFailed(pending,
+      new SwitchboardError('timeout', `no token within ${this.options.connectTimeout} ms`)), this.options.connectTimeout);
+    Promise.resolve().then(() => token()).then((value) => {
+      if (this._connecting !== pending) return;
+      clearTimeout(pending.timer);
+      this._openSocket(pending, value);
+    }, (e) => {
+      this._openFailed(pending, new SwitchboardError('token_failed', `no token: ${e && e.message ? e.message : e}`, { cause: e }));
+    });
+    return pending.promise;
+  }
+
+  // The token, if any, goes into the URL as `access_token`: browsers cannot set headers on a
+  // WebSocket, and the edge reads it there (docs/hosting.md).
+  _socketUrl(token) {
+    if (token === undefined || token === null || token === '') return this.url;
+    const url = new URL(this.url);
+    url.searchParams.set('access_token', String(token));
+    return url.href;
+  }
+
+  // The connection attempt `pending` failed before it had a socket.
+  _openFailed(pending, error) {
+    if (this._connecting !== pending) return;
+    this._connecting = null;
+    clearTimeout(pending.timer);
+    pending.reject(error);
+    if (this.state === 'reconnecting') {
+      this._scheduleReconnect(error);
+    } else if (this.state === 'connecting') {
+      this._setState('idle', error);
+    }
+  }
+
+  _openSocket(pending, token) {
     let socket;
     try {
-      socket = new this.options.WebSocket(this.url);
+      socket = new this.options.WebSocket(this._socketUrl(token));
     } catch (e) {
-      this._connecting = null;
-      pending.reject(new SwitchboardError('connection_failed', `cannot connect to ${this.url}: ${e.message}`, { cause: e }));
-      if (this.state === 'connecting') this._setState('idle');
-      return pending.promise;
+      this._openFailed(pending, new SwitchboardError('connection_failed', `cannot connect to ${this.url}: ${e.message}`, { cause: e }));
+      return;
     }
     this._socket = socket;
     pending.timer = setTimeout(() => {
@@ -269,9 +334,12 @@ export class SwitchboardClient {
     socket.onopen = () => this._opened(socket);
     socket.onmessage = (event) => this._received(socket, event.data);
     // Browsers give no reason for a failed WebSocket; the close that always follows carries the code.
-    socket.onerror = () => {};
-    socket.onclose = (event) => this._closed(socket, event);
-    return pending.promise;
+    // node's `ws` names the HTTP status of a refused upgrade in the error: kept for that close.
+    socket.onerror = (event) => {
+      const status = /Unexpected server response: (\d{3})/.exec(String(event && event.message))?.[1];
+      if (status) pending.httpStatus = Number(status);
+    };
+    socket.onclose = (event) => this._closed(socket, event, pending.httpStatus);
   }
 
   _opened(socket) {
@@ -307,11 +375,18 @@ export class SwitchboardClient {
     }
   }
 
-  _closed(socket, event) {
+  _closed(socket, event, httpStatus) {
     if (socket !== this._socket) return;
     if (this._connecting) {
+      const refusal = HTTP_REFUSALS[httpStatus];
+      if (refusal) {
+        this._connectFailed(socket, new SwitchboardError(refusal[0],
+          `cannot connect to ${this.url} (HTTP ${httpStatus}: ${refusal[1]})`, { httpStatus }));
+        return;
+      }
       const why = event.code === 1006 ? 'refused or unreachable' : `closed with ${event.code}`;
-      this._connectFailed(socket, new SwitchboardError('connection_failed', `cannot connect to ${this.url} (${why})`));
+      this._connectFailed(socket, new SwitchboardError('connection_failed', `cannot connect to ${this.url} (${why})`,
+        { httpStatus }));
       return;
     }
     const reason = event.reason ? `: ${event.reason}` : '';
