@@ -7,6 +7,7 @@
 //   - errors: what the page shows when a join is refused and while the edge restarts;
 //   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other;
 //   - TURN: the same call, relayed by a real coturn with the credentials the edge put in joined_room.
+//   - hosted mode: two participants with join tokens in the page's URL (`?token=`) call each other.
 // Screenshots of every page go to target/browser-screenshots/ on every run; docs/demo.png is alice's from the
 // standalone test.
 //
@@ -18,16 +19,21 @@ import path from 'node:path';
 
 import { startCluster } from './cluster.mjs';
 import { startCoturn } from './coturn.mjs';
-import { e2eTest, launchBrowser, openPage, saveScreenshot, slug, startStandalone } from './harness.mjs';
+import { e2eTest, freePorts, launchBrowser, openPage, saveScreenshot, slug, startStandalone } from './harness.mjs';
 import {
   openPalavaPage, startPalava, startStaticServer, waitForPalavaEvent, waitForPalavaRemoteVideo,
 } from './palava.mjs';
+import {
+  ACME_KEY, connectionCounters, counterChanges, startHostedEdge, tenantsToml, tokenCommand,
+} from './tokens.mjs';
 
-// Opens the demo at http://<edge>/r/<room>?name=<label>: the page asks for camera and microphone and joins
-// at once. Anything the page throws, and any resource the page's Content-Security-Policy refuses, is kept in
-// `problems` and fails the test at the end (assertNoProblems). `options` go to openPage.
-async function openDemo(ctx, browser, label, edge, room, options = {}) {
-  const url = `http://${edge.listen}/r/${encodeURIComponent(room)}?name=${encodeURIComponent(label)}`;
+// Opens the demo at http://<edge>/r/<room>?name=<label>[&token=<token>]: the page asks for camera and
+// microphone and joins at once. Anything the page throws, and any resource the page's Content-Security-Policy
+// refuses, is kept in `problems` and fails the test at the end (assertNoProblems). `token` is a join token
+// for hosted mode; the other `options` go to openPage.
+async function openDemo(ctx, browser, label, edge, room, { token, ...options } = {}) {
+  const url = `http://${edge.listen}/r/${encodeURIComponent(room)}?name=${encodeURIComponent(label)}` +
+    (token ? `&token=${encodeURIComponent(token)}` : '');
   const problems = [];
   const p = await openPage(ctx, browser, label, url, describeDemoPage, options);
   p.page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -294,4 +300,44 @@ e2eTest('demo page and palava-client call each other through coturn with joined_
       .find((c) => c.iceServers?.some((s) => s.username));
     assert.ok(palavaConfig, 'palava made a peer connection with TURN credentials');
     assertMinted(palavaConfig.iceServers.find((s) => s.username), coturn.url, 'palava');
+  });
+
+// Hosted mode: the page takes its join token from `?token=`. The tenant allows the edge's own origin (the page
+// comes from the edge), so its port is picked first. The tokens name the participants: each page shows its
+// own token's name, and the other participant sees it too. A page without a token is refused and says how
+// to get in.
+e2eTest('demo page: two participants with join tokens call each other through an edge in hosted mode', {},
+  async (ctx) => {
+    const [port] = await freePorts(1);
+    const origin = `http://127.0.0.1:${port}`;
+    const edge = await startHostedEdge(ctx, tenantsToml({ origins: [origin], allowMissingOrigin: false }), [],
+      { listen: `127.0.0.1:${port}` });
+    ctx.serversReady();
+    const { step } = ctx;
+    const browser = await launchBrowser(ctx);
+    const room = `hosted demo ${crypto.randomBytes(4).toString('hex')}`;
+    const token = (name) => tokenCommand(edge.tenantsFile, ['--key', ACME_KEY.id, '--room', room, '--name', name]);
+
+    const alice = await openDemo(ctx, browser, 'alice', edge, room, { token: await token('Alice Token') });
+    await alice.page.locator('#connection', { hasText: 'online' }).waitFor({ timeout: step() });
+    assert.equal(await alice.page.locator('#local-name').textContent(), 'Alice Token', 'the page shows the token\'s name');
+    const bob = await openDemo(ctx, browser, 'bob', edge, room, { token: await token('Bob Token') });
+    await Promise.all([waitForRemoteTile(alice, 'Bob Token', step()), waitForRemoteTile(bob, 'Alice Token', step())]);
+    // Chat lines are signed with the token's name, too.
+    await alice.page.fill('#chat-input', 'hello with a token');
+    await alice.page.press('#chat-input', 'Enter');
+    const line = bob.page.locator('#chat-log li.theirs', { hasText: 'hello with a token' });
+    await line.waitFor({ timeout: step() });
+    assert.equal(await line.textContent(), 'Alice Tokenhello with a token');
+    for (const p of [alice, bob]) await saveScreenshot(p.page, `${slug(ctx.name)}-${p.label}`);
+    // The share link is for others: it never carries this participant's token.
+    assert.ok(!(await alice.page.locator('#share-link').getAttribute('href')).includes('token'));
+    assertNoProblems(alice, bob);
+
+    const before = await connectionCounters(edge);
+    const carol = await openDemo(ctx, browser, 'carol', edge, room);
+    await carol.page.locator('#banner', { hasText: 'open this page with ?token=' }).waitFor({ timeout: step() });
+    const changes = counterChanges(before, await connectionCounters(edge));
+    assert.deepEqual(Object.keys(changes.refused), ['missing_token'], 'the page without a token was refused');
+    assert.equal(changes.accepted, 0);
   });

@@ -3,10 +3,15 @@
 # tests, switchboard-router and nats-server) processes:
 #   - palava.test.mjs: unmodified palava-client 2.2.1 in headless Chromium, standalone and across a cluster
 #     (3 nats-server nodes with JetStream, 2 switchboard-routers, 2 switchboard-edges);
-#   - demo.test.mjs: the demo page the edge serves, standalone, across a cluster, calling palava-client, and
-#     relayed through a real coturn (turnserver) with the TURN credentials the edge mints;
+#   - demo.test.mjs: the demo page the edge serves, standalone, across a cluster, calling palava-client,
+#     relayed through a real coturn (turnserver) with the TURN credentials the edge mints, and with join
+#     tokens (hosted mode);
+#   - hosted.test.mjs: palava-client 2.2.1 with join tokens against an edge in hosted mode (--auth tokens):
+#     a call, and every refusal proved by the edge's counters;
 #   - sdk.test.mjs: the JS client (edge/web/sdk/switchboard.js) in node, against a spawned edge: joins,
-#     signaling, typed errors, keepalive, and reconnecting after restarts and shutdowns.
+#     signaling, typed errors, keepalive, reconnecting after restarts and shutdowns, and join tokens;
+#   - examples.test.mjs: the token-minting examples of docs/hosting.md (docs/examples/, Node jsonwebtoken and
+#     Python PyJWT, installed by scripts/token-examples) against an edge in hosted mode.
 # The files run one after the other (two CPUs are plenty for one browser, not for several); a failing file
 # does not stop the others. Shared helpers live in harness.mjs, cluster.mjs and palava.mjs.
 #
@@ -18,6 +23,7 @@
 # (default <repo>/target/debug/switchboard-router), SWITCHBOARD_NATS_SERVER_BIN (default: nats-server on
 # PATH, else in /usr/sbin or /usr/bin), SWITCHBOARD_TURNSERVER_BIN (default: turnserver on PATH, else in
 # /usr/bin), CHROMIUM_BIN (default /usr/bin/chromium). Build the first two with `cargo build --bins`.
+# SWITCHBOARD_EXAMPLES_PYTHON is set here to the Python scripts/token-examples installs.
 #
 # Network isolation: the tests, the servers and Chromium run in a fresh network namespace, so nothing they
 # do (WebRTC candidate gathering, STUN, Chromium's own background requests) can reach anything but loopback.
@@ -37,10 +43,11 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # The veth pair created inside the namespace; the test accepts their link-local addresses and no others.
 NETNS_LINKS=(sbv0 sbv1)
 # The test files, in the order they run.
-TEST_FILES=(sdk.test.mjs palava.test.mjs demo.test.mjs)
+TEST_FILES=(sdk.test.mjs examples.test.mjs palava.test.mjs hosted.test.mjs demo.test.mjs)
 # Backstop above the tests' own timeouts, in case node itself hangs: they run one after the other, and add up
-# to 7 x 30 s (sdk.test.mjs) + 7 x 90 s (the browser tests) = 840 s. A passing run takes about a minute.
-OUTER_TIMEOUT=930
+# to 11 x 30 s (sdk.test.mjs, examples.test.mjs) + 10 x 90 s (the browser tests) = 1230 s. A passing run
+# takes about two minutes.
+OUTER_TIMEOUT=1320
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 
@@ -48,7 +55,7 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   # ---- outside the namespace: prerequisites, dependencies, then re-enter this script isolated ----
   CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
   [[ -x "$CHROMIUM_BIN" ]] || die "chromium not found at $CHROMIUM_BIN (install it: apt-get install -y chromium)"
-  for tool in node npm unshare ip timeout; do
+  for tool in node npm unshare ip timeout python3; do
     command -v "$tool" >/dev/null || die "'$tool' is required but not on PATH"
   done
   # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
@@ -69,6 +76,10 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
     echo "run.sh: installing test dependencies (npm ci)" >&2
     (cd "$HERE" && npm ci --no-audit --no-fund)
   fi
+  # The token-minting examples' jsonwebtoken (npm) and PyJWT (a virtualenv under target/tools/), also from
+  # the registries, so also here.
+  SWITCHBOARD_EXAMPLES_PYTHON="$("$HERE/../../../scripts/token-examples")" \
+    || die "cannot install the token examples' dependencies (scripts/token-examples)"
 
   # Everything temporary (ready files, NATS configurations and JetStream stores, Chromium's throwaway
   # profile) goes under one directory that is removed here even when the run is killed half-way.
@@ -80,7 +91,7 @@ if [[ "${_SWITCHBOARD_IN_NETNS:-}" != 1 ]]; then
   (( EUID == 0 )) || unshare_args+=(--map-root-user)
   status=0
   _SWITCHBOARD_IN_NETNS=1 CHROMIUM_BIN="$CHROMIUM_BIN" SWITCHBOARD_NATS_SERVER_BIN="$SWITCHBOARD_NATS_SERVER_BIN" \
-    TMPDIR="$scratch" \
+    SWITCHBOARD_EXAMPLES_PYTHON="$SWITCHBOARD_EXAMPLES_PYTHON" TMPDIR="$scratch" \
     timeout --kill-after=10s "$OUTER_TIMEOUT" unshare "${unshare_args[@]}" -- "$BASH" "${BASH_SOURCE[0]}" "$@" \
     || status=$?
   (( status != 124 )) || echo "run.sh: error: the tests did not finish within ${OUTER_TIMEOUT}s" >&2
