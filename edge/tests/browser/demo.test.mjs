@@ -1,12 +1,12 @@
 // End-to-end: the demo page that switchboard-edge serves, in headless Chromium with a fake camera and
 // microphone, as people use it: two participants open the same room link, see each other's video, chat,
-// and one leaves. Five tests:
+// and one leaves. Six tests:
 //   - standalone: both pages come from one switchboard-edge;
 //   - cluster: 3 NATS nodes, 2 routers, 2 edges (with --demo); each page comes from, and signals through,
 //     a different edge;
 //   - errors: what the page shows when a join is refused and while the edge restarts;
 //   - interop: a page running the unmodified palava-client 2.2.1 and the demo page call each other;
-//   - TURN: the same call, relayed by a real coturn with the credentials the edge put in joined_room.
+//   - TURN: the same call, relayed by a real coturn with the credentials the edge put in joined_room;
 //   - hosted mode: two participants with join tokens in the page's URL (`?token=`) call each other.
 // Screenshots of every page go to target/browser-screenshots/ on every run; docs/demo.png is alice's from the
 // standalone test.
