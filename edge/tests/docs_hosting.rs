@@ -58,6 +58,7 @@ fn the_documented_tenants_file_is_the_example_file_and_it_checks() {
     let acme = &tenants[0];
     assert_eq!(acme.limits.max_room_size, 8);
     assert!(!acme.origins.allow_missing);
+    assert_eq!(acme.turn.as_ref().map(|turn| turn.urls.len()), Some(2));
     assert!(acme.key("acme-2026-05").unwrap().revoked);
     assert!(acme.key("acme-2026-11").unwrap().encoding().is_some());
     assert!(
