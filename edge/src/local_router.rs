@@ -70,7 +70,9 @@ pub async fn run(
                             dirty = true;
                             metrics.connection_minutes.observe(minutes as f64)
                         }
-                        Effect::TenantRoomOpened { .. } | Effect::TenantRoomClosed { .. } => {}
+                        Effect::TenantRoomOpened { .. }
+                        | Effect::TenantRoomClosed { .. }
+                        | Effect::TenantRoomMembers { .. } => {}
                     }
                 }
                 metrics.rooms.set(rooms.room_count() as i64);

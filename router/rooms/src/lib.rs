@@ -9,14 +9,16 @@
 //! # Layout
 //! - [`rooms`]: [`Rooms`], its [`Command`]s and [`Effect`]s.
 //! - [`reconcile`]: bringing a slot's rooms and the edges' views in line with the edges' members.
+//! - [`quota`]: hosted mode's admission and rate-share policies, used by edges and routers.
 //! - [`stats`]: per-hour `room_peaks` and `connection_time` statistics, and their aggregates.
 //! - [`time`]: [`UnixMillis`], the only notion of time the state machine has.
 
+pub mod quota;
 pub mod reconcile;
 pub mod rooms;
 pub mod stats;
 pub mod time;
 
 pub use rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig};
-pub use stats::{HourStats, HourlyStats};
+pub use stats::{HourStats, HourlyStats, TenantUsage};
 pub use time::UnixMillis;

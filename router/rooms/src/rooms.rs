@@ -10,6 +10,8 @@
 //! Messages for one edge are batched: one [`Effect::Deliver`] per (edge, message) lists every
 //! recipient that edge holds, so a cluster publishes a room event once per edge, not once per member.
 
+mod tenant;
+
 use std::collections::HashMap;
 
 use switchboard_proto::bus::TenantScope;
@@ -88,6 +90,16 @@ pub enum Effect {
         /// Most members it ever had at once.
         peak: u64,
     },
+    /// Hosted mode: a room of `tenant` has `members` members: after a join or rejoin, and at the
+    /// first command of each UTC hour for the tenant's largest room (so each hour's peak counts the
+    /// rooms that were already open). Already counted in [`Rooms::stats`]; routers count it into the
+    /// hour's `peak_room_members`.
+    TenantRoomMembers {
+        /// Whose room.
+        tenant: TenantId,
+        /// Its members now.
+        members: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -135,6 +147,9 @@ pub struct Rooms {
     /// Hosted mode: open rooms per tenant elsewhere in the cluster (other slots and routers), as the
     /// driver last heard; with `tenant_rooms`, what a tenant's `max_rooms` is checked against.
     rooms_elsewhere: HashMap<TenantId, usize>,
+    /// Hosted mode: the UTC hour for which the tenants' open rooms were last counted into the
+    /// usage statistics (`tenant::roll_hour`).
+    usage_hour: u64,
 }
 
 impl Rooms {
@@ -148,12 +163,14 @@ impl Rooms {
             next_seq: 0,
             tenant_rooms: HashMap::new(),
             rooms_elsewhere: HashMap::new(),
+            usage_hour: 0,
         }
     }
 
     /// Applies one command at `now` and returns what must happen, in order.
     pub fn apply(&mut self, now: UnixMillis, command: Command) -> Vec<Effect> {
         let mut effects = Vec::new();
+        self.roll_hour_into(now, &mut effects);
         match command {
             Command::Join {
                 conn,
@@ -235,8 +252,12 @@ impl Rooms {
             return;
         }
 
-        let room = self.rooms.entry(key).or_default();
-        let others = room.others(None);
+        // Not created here: `insert` creates it, and counts it as opened for its tenant.
+        let others = self
+            .rooms
+            .get(&key)
+            .map(|room| room.others(None))
+            .unwrap_or_default();
         let peers = others
             .iter()
             .map(|(id, m)| PeerEntry {
@@ -264,38 +285,17 @@ impl Rooms {
         );
 
         let tenant = tenant.map(|scope| scope.id);
-        if self.insert(MemberRecord {
+        let opened = self.insert(MemberRecord {
             conn,
             edge,
             room: key,
             status: status.stored(),
             joined_at_ms: now.0,
             tenant: tenant.clone(),
-        }) && let Some(tenant) = tenant
-        {
-            effects.push(Effect::TenantRoomOpened { tenant });
+        });
+        if let Some(tenant) = tenant {
+            self.tenant_room_grew(now, tenant, key, opened, effects);
         }
-    }
-
-    /// Open rooms of `tenant` in the whole cluster, as far as this state machine knows.
-    fn open_rooms_of(&self, tenant: &TenantId) -> usize {
-        self.tenant_rooms.get(tenant).copied().unwrap_or(0)
-            + self.rooms_elsewhere.get(tenant).copied().unwrap_or(0)
-    }
-
-    /// Hosted mode: how many rooms `tenant` has open outside this state machine (the driver's
-    /// count of other slots and routers), checked with its own at the next join that opens a room.
-    pub fn set_rooms_elsewhere(&mut self, tenant: TenantId, rooms: usize) {
-        if rooms == 0 {
-            self.rooms_elsewhere.remove(&tenant);
-        } else {
-            self.rooms_elsewhere.insert(tenant, rooms);
-        }
-    }
-
-    /// Hosted mode: open rooms per tenant, here.
-    pub fn tenant_rooms(&self) -> &HashMap<TenantId, usize> {
-        &self.tenant_rooms
     }
 
     /// Adds a member its edge knows but this router does not, telling the others (`new_peer`); the
@@ -322,10 +322,11 @@ impl Rooms {
             },
         );
         let tenant = member.tenant.clone();
-        if self.insert(member)
-            && let Some(tenant) = tenant
-        {
-            effects.push(Effect::TenantRoomOpened { tenant });
+        self.insert(member);
+        if let Some(tenant) = tenant {
+            // Not a room opened: the room existed for its members all along, this router had lost
+            // it (a failover or an edge cut off for a while), and usage must not count it twice.
+            self.tenant_room_grew(now, tenant, key, false, effects);
         }
     }
 

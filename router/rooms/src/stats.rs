@@ -12,6 +12,7 @@ pub mod aggregate;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use switchboard_proto::TenantId;
 
 /// The statistics of one UTC hour.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +21,44 @@ pub struct HourStats {
     pub room_peaks: BTreeMap<u64, u64>,
     /// Whole minutes spent in a room -> number of leaves this hour after that long.
     pub connection_time: BTreeMap<u64, u64>,
+    /// Hosted mode: each tenant's usage this hour. Left out when empty, so open mode's statistics
+    /// (and what older versions read) stay as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<TenantId, TenantUsage>,
+}
+
+/// One tenant's usage during one UTC hour (hosted mode). Edges count connections and messages,
+/// routers (or a standalone edge's room service) count rooms; a cluster adds the records of all its
+/// processes up with [`TenantUsage::add`]: sums for the totals, maxima for the peaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantUsage {
+    /// Seconds its connections were open, summed over them.
+    pub connection_seconds: u64,
+    /// Most connections it had open at once, cluster-wide (as the edges saw it).
+    pub peak_connections: u64,
+    /// Rooms it opened (a join into an empty room).
+    pub rooms_opened: u64,
+    /// Most members one of its rooms had at once.
+    pub peak_room_members: u64,
+    /// Peer messages (`send_to_peer`) its connections sent that were forwarded.
+    pub messages_relayed: u64,
+}
+
+impl TenantUsage {
+    /// Adds `other` into this: totals add up, peaks take the larger.
+    pub fn add(&mut self, other: &TenantUsage) {
+        self.connection_seconds += other.connection_seconds;
+        self.peak_connections = self.peak_connections.max(other.peak_connections);
+        self.rooms_opened += other.rooms_opened;
+        self.peak_room_members = self.peak_room_members.max(other.peak_room_members);
+        self.messages_relayed += other.messages_relayed;
+    }
+
+    /// Whether it counts nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == TenantUsage::default()
+    }
 }
 
 impl HourStats {
@@ -30,6 +69,9 @@ impl HourStats {
         }
         for (&minutes, &n) in &other.connection_time {
             *self.connection_time.entry(minutes).or_default() += n;
+        }
+        for (tenant, usage) in &other.tenants {
+            self.tenants.entry(tenant.clone()).or_default().add(usage);
         }
     }
 
@@ -67,6 +109,18 @@ impl HourlyStats {
             .connection_time
             .entry(minutes)
             .or_default() += 1;
+    }
+
+    /// Adds `usage` to `tenant`'s usage during `hour` (hosted mode).
+    pub fn tenant_usage(&mut self, hour: u64, tenant: &TenantId, usage: &TenantUsage) {
+        if usage.is_empty() {
+            return;
+        }
+        self.bucket(hour)
+            .tenants
+            .entry(tenant.clone())
+            .or_default()
+            .add(usage);
     }
 
     /// How many hours are kept.
@@ -154,15 +208,55 @@ mod tests {
         let mut a = HourStats {
             room_peaks: BTreeMap::from([(2, 3)]),
             connection_time: BTreeMap::from([(0, 5)]),
+            ..HourStats::default()
         };
         let b = HourStats {
             room_peaks: BTreeMap::from([(2, 1), (4, 1)]),
             connection_time: BTreeMap::from([(7, 2)]),
+            ..HourStats::default()
         };
         a.add(&b);
         assert_eq!(a.room_peaks, BTreeMap::from([(2, 4), (4, 1)]));
         assert_eq!(a.connection_time, BTreeMap::from([(0, 5), (7, 2)]));
         assert_eq!(a.events(), 12);
+    }
+
+    #[test]
+    fn tenant_usage_adds_totals_and_keeps_the_larger_peaks() {
+        let a = TenantId::parse("a").unwrap();
+        let b = TenantId::parse("b").unwrap();
+        let usage = |seconds, peak, rooms, members, relayed| TenantUsage {
+            connection_seconds: seconds,
+            peak_connections: peak,
+            rooms_opened: rooms,
+            peak_room_members: members,
+            messages_relayed: relayed,
+        };
+        let mut stats = HourlyStats::new(24);
+        stats.tenant_usage(5, &a, &usage(10, 3, 1, 2, 7));
+        stats.tenant_usage(5, &a, &usage(5, 2, 1, 4, 1));
+        stats.tenant_usage(5, &b, &TenantUsage::default());
+        assert_eq!(
+            stats.hours()[&5].tenants,
+            BTreeMap::from([(a.clone(), usage(15, 3, 2, 4, 8))]),
+            "nothing recorded for a tenant that used nothing"
+        );
+        // An edge's record and a router's record of the same hour make one.
+        let mut edge = HourStats::default();
+        edge.tenants.insert(a.clone(), usage(60, 3, 0, 0, 9));
+        let mut router = HourStats::default();
+        router.tenants.insert(a.clone(), usage(0, 0, 2, 3, 0));
+        edge.add(&router);
+        assert_eq!(edge.tenants[&a], usage(60, 3, 2, 3, 9));
+        // Open mode's statistics look as they always did.
+        let json = serde_json::to_value(HourStats::default()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"room_peaks": {}, "connection_time": {}})
+        );
+        let old: HourStats =
+            serde_json::from_str(r#"{"room_peaks": {"2": 1}, "connection_time": {}}"#).unwrap();
+        assert!(old.tenants.is_empty());
     }
 
     #[test]

@@ -533,7 +533,9 @@ impl SlotTask {
                         .observe(minutes as f64);
                     self.shared.store.count_member_left(now.hour(), minutes);
                 }
-                Effect::TenantRoomOpened { .. } | Effect::TenantRoomClosed { .. } => {}
+                Effect::TenantRoomOpened { .. }
+                | Effect::TenantRoomClosed { .. }
+                | Effect::TenantRoomMembers { .. } => {}
             }
         }
     }

@@ -13,7 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{HourStats, HourlyStats};
+use switchboard_proto::TenantId;
+
+use super::{HourStats, HourlyStats, TenantUsage};
 
 /// One router process's own counts, and how many of them are not stored yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +54,15 @@ impl LocalTally {
     /// Counts a member that left during `hour` after `minutes` whole minutes in its room.
     pub fn member_left(&mut self, hour: u64, minutes: u64) {
         self.totals.member_left(hour, minutes);
+        self.counted(hour);
+    }
+
+    /// Adds `usage` to `tenant`'s usage during `hour` (hosted mode); one event.
+    pub fn tenant_usage(&mut self, hour: u64, tenant: &TenantId, usage: &TenantUsage) {
+        if usage.is_empty() {
+            return;
+        }
+        self.totals.tenant_usage(hour, tenant, usage);
         self.counted(hour);
     }
 
@@ -174,6 +185,7 @@ mod tests {
         HourStats {
             room_peaks: pairs.iter().copied().collect(),
             connection_time: BTreeMap::new(),
+            ..HourStats::default()
         }
     }
 
