@@ -9,9 +9,11 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use std::collections::BTreeMap;
 use switchboard_proto::bus::CommandReply;
-use switchboard_proto::{ConnId, RoomKey, subject};
-use switchboard_rooms::{Command, HourlyStats};
+
+use switchboard_proto::{ConnId, RoomKey, TenantId, subject};
+use switchboard_rooms::{Command, HourlyStats, TenantUsage};
 use switchboard_runtime::nats::Link;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -27,6 +29,9 @@ pub enum LocalRequest {
     Command(Command),
     /// A snapshot of statistics.
     Stats(oneshot::Sender<StatsSnapshot>),
+    /// Hosted mode: tenants' usage counted by the edge (connections, messages) in one round, by
+    /// UTC hour and tenant, for the hourly statistics.
+    Usage(BTreeMap<(u64, TenantId), TenantUsage>),
 }
 
 /// Rooms, members and hourly statistics at one moment.
@@ -198,6 +203,21 @@ impl Bus {
                 })
                 .await
             }
+        }
+    }
+
+    /// Hands tenants' usage to the in-process router's statistics (standalone only; in a cluster
+    /// edges store their own).
+    pub async fn usage(
+        &self,
+        usage: BTreeMap<(u64, TenantId), TenantUsage>,
+    ) -> Result<(), BusError> {
+        match &self.inner {
+            Inner::Local(tx) => tx
+                .send(LocalRequest::Usage(usage))
+                .await
+                .map_err(|_| BusError::Unavailable),
+            Inner::Nats(_) => Err(BusError::NotHere),
         }
     }
 

@@ -47,6 +47,7 @@ use crate::metrics::DisconnectReason;
 use crate::queue;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Outlet;
+use crate::usage::TenantPermit;
 use switchboard_tenants::token::Session;
 
 /// Most queued messages written in one batch before flushing.
@@ -59,13 +60,22 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
 type Stream<S> = futures_util::stream::SplitStream<WebSocketStream<S>>;
 
+/// Hosted mode: what a connection carries besides its socket.
+#[derive(Debug)]
+pub struct Hosted {
+    /// The verified token (tenant, room, grants).
+    pub session: Arc<Session>,
+    /// Its place in the tenant's connection count, and the tenant's message rate and usage.
+    pub quota: TenantPermit,
+}
+
 /// Serves one upgraded WebSocket until it ends. `_permit` holds the connection's place under
-/// `--max-connections` until then.
+/// `--max-connections` until then; `hosted`, in hosted mode, its tenant's.
 pub async fn serve<S>(
     ws: WebSocketStream<S>,
     ctx: Arc<Context>,
     _permit: ConnectionPermit,
-    session: Option<Arc<Session>>,
+    hosted: Option<Hosted>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -73,7 +83,7 @@ pub async fn serve<S>(
     let (tx, mut rx) = queue::bounded(ctx.limits.outbound_queue, ctx.metrics.queue.clone());
     let slow = CancellationToken::new();
     ctx.registry.register(id, Outlet::new(tx, slow.clone()));
-    if let Some(grant) = ctx.turn_grant(id, session.as_deref()) {
+    if let Some(grant) = ctx.turn_grant(id, hosted.as_ref().map(|h| &*h.session)) {
         ctx.registry.grant_turn(id, grant);
     }
     ctx.metrics.connections.inc();
@@ -94,7 +104,7 @@ pub async fn serve<S>(
         sink,
         announced: false,
         last_seen: now,
-        session,
+        hosted: hosted.map(Box::new),
     };
     let end = conn.run(&mut stream, &mut rx, &slow).await;
     if let Some(close) = end.close {
@@ -126,9 +136,9 @@ struct Conn<S> {
     /// Whether this client has been sent the `shutdown` event.
     announced: bool,
     last_seen: Instant,
-    /// Hosted mode: the verified token (tenant, room, grants). One pointer, shared with nothing
-    /// mutable: an idle connection's size barely changes.
-    session: Option<Arc<Session>>,
+    /// Hosted mode: the token and the tenant's quota. Boxed: one pointer, so an open-mode
+    /// connection is no larger than before hosted mode.
+    hosted: Option<Box<Hosted>>,
 }
 
 impl<S> Conn<S>

@@ -19,6 +19,7 @@ use crate::hosted::Access;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::turn::TurnGrant;
+use crate::usage::Usage;
 use crate::web::Site;
 
 /// Per-connection limits, copied out of [`Config`] once.
@@ -196,6 +197,10 @@ pub struct Context {
     pub access: Access,
     /// The global TURN settings (`--turn-url` and friends), if any.
     pub turn: Option<Arc<TurnSettings>>,
+    /// Hosted mode: each tenant's connections, message rate and usage.
+    pub usage: Usage,
+    /// Hours of statistics kept (`--stats-retention-hours`), for the usage a clustered edge stores.
+    pub stats_retention_hours: u64,
 }
 
 impl Context {
@@ -212,8 +217,20 @@ impl Context {
         access: Access,
         turn: Option<Arc<TurnSettings>>,
     ) -> Arc<Self> {
+        let directory = match &access {
+            Access::Tokens { directory, .. } => Some(directory.clone()),
+            Access::Open(_) => None,
+        };
+        let usage = Usage::new(
+            config.hosted.usage_settings(),
+            directory,
+            config.nats.enabled(),
+            metrics.clone(),
+        );
         Arc::new(Context {
             edge,
+            usage,
+            stats_retention_hours: config.stats_retention_hours,
             pending_http: Arc::new(Semaphore::new(plan.pending_http)),
             limits: Limits::from_config(config, plan),
             status_rules: config.status_rules(),

@@ -23,7 +23,9 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tracing::{debug, warn};
 
 use crate::bus::BusError;
+use crate::conn::Hosted;
 use crate::context::Context;
+use crate::usage::QuotaExceeded;
 
 use switchboard_runtime::http::{self, Body, json, text};
 
@@ -134,7 +136,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
     match (port, request.uri().path()) {
         (_, "/healthz") => text(StatusCode::OK, "ok\n"),
         (_, "/readyz") => {
-            if ctx.lifecycle.is_ready() && ctx.bus.is_up() {
+            if ctx.lifecycle.is_ready() && ctx.bus.is_up() && ctx.usage.is_warm() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
@@ -152,7 +154,7 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
             }
         },
         (Port::Admin, _) => text(StatusCode::NOT_FOUND, "not found\n"),
-        (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx),
+        (Port::Public, _) if is_websocket_upgrade(&request) => upgrade(request, ctx).await,
         (Port::Public, path) => ctx.site.respond(request.method(), path, request.headers()),
     }
 }
@@ -180,7 +182,7 @@ fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
     request.method() == Method::GET && connection_upgrade && upgrade_websocket
 }
 
-fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
+async fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
     let headers = request.headers();
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -218,6 +220,21 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
             return refused_json(refusal.status, refusal.reason);
         }
     };
+    // Hosted mode: the tenant's connection quota, before a place under --max-connections is
+    // taken (the admission may wait for the next quota round; it must not hold a place meanwhile).
+    let hosted = match session {
+        Some(session) => match ctx.usage.admit(&session.tenant).await {
+            Ok(quota) => Some(Hosted { session, quota }),
+            Err(QuotaExceeded) => {
+                ctx.metrics
+                    .connections_refused
+                    .with_label_values(&["connection_quota_exceeded"])
+                    .inc();
+                return refused_json(StatusCode::TOO_MANY_REQUESTS, "connection quota exceeded");
+            }
+        },
+        None => None,
+    };
     let Some(permit) = ctx.connection_permits.try_acquire() else {
         ctx.metrics
             .connections_refused
@@ -240,7 +257,7 @@ fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> 
                 .await;
                 // Boxed: inline, the connection's future would sit next to the upgrade's state
                 // (which the compiler keeps alongside it) for the connection's whole life.
-                Box::pin(crate::conn::serve(ws, task_ctx, permit, session)).await;
+                Box::pin(crate::conn::serve(ws, task_ctx, permit, hosted)).await;
             }
             Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
             Err(_) => debug!("websocket upgrade timed out"),

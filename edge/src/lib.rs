@@ -19,6 +19,7 @@
 //!   outbound queue.
 //! - [`descriptors`]: the descriptor limit, and how many clients fit in it.
 //! - [`hosted`]: who may connect: open mode's origins, or hosted mode's join tokens.
+//! - [`usage`]: hosted mode's per-tenant quotas (connections, message rate) and usage.
 //! - [`shutdown`]: the signal handling of the binary.
 //! - [`token_command`]: `switchboard-edge token`, which prints a join token for hosted mode.
 
@@ -39,6 +40,7 @@ pub mod registry;
 pub mod shutdown;
 pub mod token_command;
 pub mod turn;
+pub mod usage;
 pub mod web;
 
 use std::future::Future;
@@ -254,6 +256,12 @@ pub async fn run(
             move |reload| report_reload(reload, &metrics),
         ))
     });
+    // Hosted mode: the rounds of the quotas and the usage (reports to the other edges in a
+    // cluster). Open mode has no tenants and runs nothing of it.
+    let usage_task = ctx
+        .usage
+        .hosted()
+        .then(|| tokio::spawn(usage::round::run(ctx.clone(), nats_bus.clone())));
     let cluster_tasks = match nats_bus {
         Some(nats) => cluster::start(ctx.clone(), nats, config.heartbeat_interval).await?,
         None => Vec::new(),
@@ -283,6 +291,10 @@ pub async fn run(
         let _ = task.await;
     }
     if let Some(task) = tenants_task {
+        let _ = task.await;
+    }
+    // Before the router ends: standalone, the last usage goes to its statistics.
+    if let Some(task) = usage_task {
         let _ = task.await;
     }
     if let Some(nats) = ctx.bus.as_nats() {

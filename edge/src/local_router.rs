@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use switchboard_proto::TenantId;
 use switchboard_rooms::{Effect, HourlyStats, Rooms, RoomsConfig, UnixMillis};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
@@ -70,13 +71,30 @@ pub async fn run(
                             dirty = true;
                             metrics.connection_minutes.observe(minutes as f64)
                         }
-                        Effect::TenantRoomOpened { .. }
-                        | Effect::TenantRoomClosed { .. }
-                        | Effect::TenantRoomMembers { .. } => {}
+                        Effect::TenantRoomOpened { tenant } => {
+                            dirty = true;
+                            metrics.tenant_rooms.opened(&tenant);
+                            count_rooms(&rooms, &metrics, &tenant);
+                        }
+                        Effect::TenantRoomClosed { tenant, .. } => {
+                            count_rooms(&rooms, &metrics, &tenant);
+                        }
+                        // Counted in the statistics by `Rooms` itself.
+                        Effect::TenantRoomMembers { .. } => dirty = true,
                     }
                 }
                 metrics.rooms.set(rooms.room_count() as i64);
                 metrics.members.set(rooms.member_count() as i64);
+            }
+            LocalRequest::Usage(usage) => {
+                // Usage arrives every round while a tenant has connections, so also while it has
+                // rooms: the moment to start a new hour's room peaks when no command did.
+                rooms.roll_hour(now());
+                let stats = rooms.stats_mut();
+                for ((hour, tenant), usage) in usage {
+                    stats.tenant_usage(hour, &tenant, &usage);
+                }
+                dirty = true;
             }
             LocalRequest::Stats(reply) => {
                 let _ = reply.send(StatsSnapshot {
@@ -130,6 +148,12 @@ async fn store(path: &Path, stats: &HourlyStats) {
     if let Err(e) = result {
         warn!(path = %path.display(), error = %e, "cannot save statistics");
     }
+}
+
+/// Sets a tenant's open-rooms gauge from the state machine's count.
+fn count_rooms(rooms: &Rooms, metrics: &Metrics, tenant: &TenantId) {
+    let open = rooms.tenant_rooms().get(tenant).copied().unwrap_or(0);
+    metrics.tenant_rooms.set_rooms(tenant, open);
 }
 
 fn now() -> UnixMillis {

@@ -6,9 +6,11 @@
 
 use std::sync::Arc;
 
-use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, Registry};
+use prometheus::{
+    CounterVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+};
 use switchboard_proto::ProtocolError;
-use switchboard_runtime::metrics::{Registrar, RoomMetrics, bus_errors, render};
+use switchboard_runtime::metrics::{Registrar, RoomMetrics, TenantRoomMetrics, bus_errors, render};
 
 use crate::queue::QueueMetrics;
 
@@ -64,6 +66,9 @@ impl DisconnectReason {
 /// Label of incoming frames that are not a valid client message (counted `direction="in"` beside
 /// the client events).
 pub const INVALID: &str = "invalid";
+
+/// The `quota` label values of `switchboard_tenant_quota_refusals_total`.
+pub const QUOTAS: [&str; 4] = ["connections", "rooms", "room_size", "messages"];
 
 /// Server events counted in `switchboard_messages_total{direction="out"}`.
 const OUT_EVENTS: &[&str] = &[
@@ -139,6 +144,17 @@ pub struct Metrics {
     pub tenants: IntGauge,
     /// Hosted mode: reloads of the tenants file, by result (`loaded`, `refused`).
     pub tenants_reloads: IntCounterVec,
+    /// Hosted mode: each tenant's connections on this edge.
+    pub tenant_connections: IntGaugeVec,
+    /// Hosted mode: seconds each tenant's connections on this edge were open.
+    pub tenant_connection_seconds: CounterVec,
+    /// Hosted mode: peer messages each tenant's connections sent that this edge forwarded.
+    pub tenant_messages_relayed: IntCounterVec,
+    /// Hosted mode: what each tenant was refused by quota (`connections`, `rooms`, `room_size`,
+    /// `messages`).
+    pub tenant_quota_refusals: IntCounterVec,
+    /// Hosted mode, standalone: each tenant's rooms.
+    pub tenant_rooms: TenantRoomMetrics,
 }
 
 impl Metrics {
@@ -152,6 +168,7 @@ impl Metrics {
         let histogram =
             |name: &str, help: &str, buckets: Vec<f64>| r.histogram(name, help, buckets);
         let room = RoomMetrics::register(&r)?;
+        let tenant_rooms = TenantRoomMetrics::register(&r)?;
 
         let queue_full = counter_vec(
             "switchboard_outbound_queue_full_total",
@@ -233,7 +250,7 @@ impl Metrics {
                 "switchboard_bus_command_retries_total",
                 "Command attempts repeated while a slot had no serving router.",
             )?,
-            bus_errors: bus_errors(&r, &["command", "relay", "heartbeat", "resync"])?,
+            bus_errors: bus_errors(&r, &["command", "relay", "heartbeat", "resync", "usage"])?,
             heartbeats: counter(
                 "switchboard_edge_heartbeats_total",
                 "Heartbeats published to the routers.",
@@ -261,6 +278,31 @@ impl Metrics {
                  stay in force; the log says why).",
                 &["result"],
             )?,
+            tenant_connections: r.gauge_vec(
+                "switchboard_tenant_connections",
+                "Open connections of each tenant on this edge (hosted mode).",
+                &["tenant"],
+            )?,
+            tenant_connection_seconds: r.float_counter_vec(
+                "switchboard_tenant_connection_seconds_total",
+                "Seconds each tenant's connections on this edge were open, in whole seconds \
+                 counted every usage interval (hosted mode).",
+                &["tenant"],
+            )?,
+            tenant_messages_relayed: counter_vec(
+                "switchboard_tenant_messages_relayed_total",
+                "Peer messages (send_to_peer) of each tenant's connections that this edge \
+                 forwarded (hosted mode).",
+                &["tenant"],
+            )?,
+            tenant_quota_refusals: counter_vec(
+                "switchboard_tenant_quota_refusals_total",
+                "What each tenant was refused by its quotas: connections (HTTP 429), rooms \
+                 (room quota exceeded), room_size (room is full), messages (tenant rate limit \
+                 exceeded) (hosted mode).",
+                &["tenant", "quota"],
+            )?,
+            tenant_rooms,
             registry: r.finish()?,
         };
         for reason in DisconnectReason::ALL {

@@ -26,15 +26,30 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last);
-        self.last = now;
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+}
+
+impl TokenBucket {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last);
+        self.last = now;
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * self.rate).min(self.burst);
+    }
+
+    /// Changes the rate and size from `now` on, keeping the tokens it holds (at most the new size):
+    /// a new share of a tenant's rate neither refills nor empties the bucket.
+    pub fn reshape(&mut self, rate_per_second: f64, burst: f64, now: Instant) {
+        self.refill(now);
+        self.rate = rate_per_second;
+        self.burst = burst;
+        self.tokens = self.tokens.min(burst);
     }
 }
 
@@ -98,6 +113,21 @@ mod tests {
         // Refill is capped at the burst size however long the pause.
         let later = start + Duration::from_secs(3600);
         assert_eq!((0..10).filter(|_| bucket.try_take(later)).count(), 3);
+    }
+
+    #[test]
+    fn a_reshaped_bucket_keeps_its_tokens_within_the_new_size() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10.0, 10.0, start);
+        assert!((0..4).all(|_| bucket.try_take(start)));
+        // 6 left: a smaller bucket holds 2 of them, and refills at the new rate.
+        bucket.reshape(1.0, 2.0, start);
+        assert_eq!((0..10).filter(|_| bucket.try_take(start)).count(), 2);
+        assert!(!bucket.try_take(start + Duration::from_millis(900)));
+        assert!(bucket.try_take(start + Duration::from_millis(1000)));
+        // A larger one does not refill by growing.
+        bucket.reshape(1.0, 100.0, start + Duration::from_millis(1000));
+        assert!(!bucket.try_take(start + Duration::from_millis(1000)));
     }
 
     #[test]

@@ -463,7 +463,7 @@ impl Registry {
 
     /// Reports a refused command to `conn`, abandoning its join if that was what was refused.
     pub fn refuse(&self, conn: ConnId, room: RoomKey, error: ProtocolError) {
-        let outlet = {
+        let (outlet, tenant) = {
             let mut state = self.state();
             let Some(entry) = state.conns.get_mut(&conn) else {
                 return;
@@ -471,11 +471,25 @@ impl Registry {
             if entry.membership == Membership::Joining(room) {
                 entry.membership = Membership::None;
             }
-            entry.outlet.clone()
+            (entry.outlet.clone(), entry.tenant.clone())
         };
         let text = Utf8Bytes::from(ServerMessage::Error(error).encode());
         if outlet.push(text, queue::Kind::Other) {
             self.shared.metrics.error(error);
+        }
+        // Hosted mode: the room quotas are decided by the room's router; the edge counts them,
+        // beside its own (connections, messages), so every quota refusal is counted in one place.
+        let quota = match error {
+            ProtocolError::RoomQuotaExceeded => Some("rooms"),
+            ProtocolError::RoomFull => Some("room_size"),
+            _ => None,
+        };
+        if let (Some(tenant), Some(quota)) = (tenant, quota) {
+            self.shared
+                .metrics
+                .tenant_quota_refusals
+                .with_label_values(&[tenant.as_str(), quota])
+                .inc();
         }
     }
 

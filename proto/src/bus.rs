@@ -129,6 +129,11 @@ pub enum CommandReply {
     },
     /// This router does not serve the slot (any more); ask again, the owner may be changing.
     NotServing,
+    /// Applied nothing: the join would open a room of a tenant for which this router has used its
+    /// admissions of the current quota round while the tenant still has headroom (hosted mode,
+    /// docs/quotas.md). Ask again; the next round comes within a usage interval. Edges of older
+    /// versions cannot parse it and ask again as for [`Self::NotServing`].
+    Busy,
 }
 
 /// A message from a router to one edge.
@@ -229,6 +234,34 @@ pub struct ReconcileRequest {
     pub edge: EdgeId,
 }
 
+/// A process's counts per tenant (hosted mode), published every usage interval on
+/// `sb.usage.edge.<id>` by an edge (its connections) or `sb.usage.router.<id>` by a router (its open
+/// rooms). Receivers add up the latest report of each process and forget a process that has not
+/// reported for [`USAGE_EXPIRY_INTERVALS`] of its intervals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// How often the sender reports, in milliseconds.
+    pub interval_ms: u64,
+    /// Its counts; tenants with nothing are left out.
+    #[serde(default)]
+    pub tenants: Vec<TenantCount>,
+}
+
+/// Reports missed, in the sender's intervals, after which its counts are forgotten: long enough
+/// that a report lost on the way (or a NATS reconnect) does not make a live process's connections
+/// vanish from the others' views, short enough that a dead edge's stop counting soon after the
+/// routers' edge timeout.
+pub const USAGE_EXPIRY_INTERVALS: u32 = 8;
+
+/// One tenant's count in a [`UsageReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantCount {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Connections (from an edge) or open rooms (from a router).
+    pub count: u64,
+}
+
 /// An edge's periodic sign of life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -293,5 +326,22 @@ mod tests {
         };
         let text = serde_json::to_string(&refuse).unwrap();
         assert_eq!(serde_json::from_str::<EdgeEvent>(&text).unwrap(), refuse);
+        let report = UsageReport {
+            interval_ms: 250,
+            tenants: vec![TenantCount {
+                tenant: TenantId::parse("acme").unwrap(),
+                count: 3,
+            }],
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<UsageReport>(&text).unwrap(), report);
+        for reply in [
+            CommandReply::Applied { epoch: 1 },
+            CommandReply::NotServing,
+            CommandReply::Busy,
+        ] {
+            let text = serde_json::to_string(&reply).unwrap();
+            assert_eq!(serde_json::from_str::<CommandReply>(&text).unwrap(), reply);
+        }
     }
 }

@@ -46,6 +46,24 @@ pub fn router_heartbeat(router: &str) -> String {
 /// What routers subscribe to for each other's presence.
 pub const ROUTER_HEARTBEATS: &str = "sb.hb.router.*";
 
+/// Usage reports of edge `edge` (hosted mode): its connections per tenant, for the other edges'
+/// connection quotas and message-rate shares.
+pub fn edge_usage(edge: EdgeId) -> String {
+    format!("{PREFIX}.usage.edge.{edge}")
+}
+
+/// What edges subscribe to for each other's usage reports.
+pub const EDGE_USAGE: &str = "sb.usage.edge.*";
+
+/// Usage reports of router process `owner` (hosted mode): its open rooms per tenant, for the
+/// other routers' room quotas.
+pub fn router_usage(owner: &str) -> String {
+    format!("{PREFIX}.usage.router.{owner}")
+}
+
+/// What routers subscribe to for each other's usage reports.
+pub const ROUTER_USAGE: &str = "sb.usage.router.*";
+
 /// Requests from a router taking over a slot; every edge answers with its members in that slot.
 pub const RESYNC: &str = "sb.resync";
 
@@ -108,6 +126,9 @@ mod tests {
         assert_eq!(slot(7), "sb.slot.7");
         assert!(edge_heartbeat(edge).starts_with(EDGE_HEARTBEATS.trim_end_matches('*')));
         assert!(router_heartbeat("r1").starts_with(ROUTER_HEARTBEATS.trim_end_matches('*')));
+        assert_eq!(edge_usage(edge), "sb.usage.edge.01020304");
+        assert!(edge_usage(edge).starts_with(EDGE_USAGE.trim_end_matches('*')));
+        assert!(router_usage("r1-ab").starts_with(ROUTER_USAGE.trim_end_matches('*')));
     }
 
     #[test]

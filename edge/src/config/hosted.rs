@@ -63,9 +63,34 @@ pub struct HostedArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub allow_missing_origin: bool,
+
+    /// Hosted mode in a cluster: how often each edge tells the others its connections per tenant,
+    /// and the length of a quota round (docs/quotas.md). Shorter: fresher counts, more messages.
+    #[arg(long, env = "SWITCHBOARD_USAGE_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub usage_interval: Duration,
+
+    /// Hosted mode in a cluster: most connections of one tenant an edge admits per round while
+    /// other edges admit too. Bounds the overshoot of a tenant's connection limit to
+    /// (edges - 1) x 2 x this; lower is tighter, higher admits storms faster (docs/quotas.md).
+    #[arg(long, env = "SWITCHBOARD_QUOTA_ADMIT_BURST", default_value_t = 32)]
+    pub quota_admit_burst: u64,
+
+    /// Hosted mode: longest an upgrade waits for a round with room for it while its tenant is under
+    /// its connection limit, before HTTP 429.
+    #[arg(long, env = "SWITCHBOARD_QUOTA_WAIT", default_value = "3s", value_parser = parse_duration)]
+    pub quota_wait: Duration,
 }
 
 impl HostedArgs {
+    /// The quota and usage settings.
+    pub fn usage_settings(&self) -> crate::usage::Settings {
+        crate::usage::Settings {
+            interval: self.usage_interval,
+            admit_burst: self.quota_admit_burst,
+            quota_wait: self.quota_wait,
+        }
+    }
+
     /// Checks the settings against each other.
     pub fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
@@ -87,6 +112,12 @@ impl HostedArgs {
         }
         if self.tenants_reload_interval < Duration::from_millis(100) {
             return fail("--tenants-reload-interval must be at least 100ms".into());
+        }
+        if self.usage_interval < Duration::from_millis(10) {
+            return fail("--usage-interval must be at least 10ms".into());
+        }
+        if self.quota_admit_burst == 0 {
+            return fail("--quota-admit-burst must be at least 1".into());
         }
         if self.token_max_lifetime < Duration::from_secs(1) {
             return fail("--token-max-lifetime must be at least 1s".into());

@@ -14,6 +14,7 @@ use super::end::End;
 use crate::metrics;
 use crate::ratelimit::Verdict;
 use crate::registry::{Offer, Outlet, PeerRoute};
+use switchboard_tenants::token::Session;
 
 /// What handling one frame left for the loop to do.
 pub(super) enum Handled {
@@ -92,6 +93,9 @@ where
         let result = match decode_with_depth(&text, self.ctx.limits.max_json_depth) {
             Ok(message) => {
                 self.ctx.metrics.message_in(message.event());
+                if self.over_tenant_rate(&message, received) {
+                    return self.reply_error(ProtocolError::TenantRateLimited).await;
+                }
                 self.on_client_message(message, received).await
             }
             Err(error) => {
@@ -103,6 +107,24 @@ where
             Ok(handled) => Ok(handled),
             Err(error) => self.reply_error(error).await,
         }
+    }
+
+    /// Hosted mode: whether `message` is over its tenant's message rate (then it is dropped and
+    /// answered, never closing the connection). `ping` is spared: palava-client closes its socket
+    /// after six unanswered pings, and a tenant over its rate should lose messages, not
+    /// connections.
+    fn over_tenant_rate(&self, message: &ClientMessage, now: Instant) -> bool {
+        match &self.hosted {
+            Some(hosted) if !matches!(message, ClientMessage::Ping) => {
+                !hosted.quota.try_message(now)
+            }
+            _ => false,
+        }
+    }
+
+    /// The verified token, in hosted mode.
+    fn session(&self) -> Option<&Session> {
+        self.hosted.as_deref().map(|hosted| &*hosted.session)
     }
 
     /// A ping or pong takes a token like any message. One over the limit is dropped without an
@@ -137,7 +159,7 @@ where
                 if ctx.registry.membership(self.id).room().is_some() {
                     return Err(ProtocolError::AlreadyJoined);
                 }
-                if let Some(session) = &self.session {
+                if let Some(session) = self.session() {
                     if !session.may_join {
                         return Err(ProtocolError::JoinNotAllowed);
                     }
@@ -150,7 +172,7 @@ where
                     }
                 }
                 let status = Status::validate(self.named(status, true), &ctx.status_rules)?;
-                let (room, tenant) = match &self.session {
+                let (room, tenant) = match self.session() {
                     None => (ctx.keyer.key(&room_id), None),
                     Some(session) => {
                         let tenant = &session.tenant;
@@ -212,7 +234,7 @@ where
                 let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
                 // After the protocol's own checks, so a token without `send` learns nothing
                 // about the room's peers it could not learn otherwise.
-                if self.session.as_ref().is_some_and(|s| !s.may_send) {
+                if self.session().is_some_and(|s| !s.may_send) {
                     return Err(ProtocolError::SendNotAllowed);
                 }
                 let text = || {
@@ -253,6 +275,7 @@ where
                             ctx.metrics
                                 .relay_seconds
                                 .observe(received.elapsed().as_secs_f64());
+                            self.count_relayed();
                         }
                     }
                     PeerRoute::Gone => {}
@@ -266,7 +289,7 @@ where
     /// names its user decides the name others see. On a join the name is added to a status without
     /// one; on an update only a `name` the client sends is replaced (the stored one stays).
     fn named(&self, status: Option<Value>, joining: bool) -> Option<Value> {
-        let Some(name) = self.session.as_ref().and_then(|s| s.name.as_deref()) else {
+        let Some(name) = self.session().and_then(|s| s.name.as_deref()) else {
             return status;
         };
         match status {
@@ -283,10 +306,18 @@ where
         }
     }
 
+    /// Hosted mode: counts a forwarded peer message in its tenant's usage.
+    fn count_relayed(&self) {
+        if let Some(hosted) = &self.hosted {
+            hosted.quota.relayed();
+        }
+    }
+
     /// Offers `relay` to its target's queue; hands it back if the queue is full.
     pub(super) fn offer(&self, relay: Relay) -> Option<Relay> {
         match relay.outlet.offer(relay.text) {
             Ok(()) => {
+                self.count_relayed();
                 self.ctx.metrics.messages_out(relay.event, 1);
                 self.ctx
                     .metrics

@@ -11,6 +11,7 @@
 //! - [`http`]: the admin port's HTTP/1 settings (timeouts) and response helpers.
 //! - [`clock`]: the wall clock, for the state machines that take time as an argument.
 //! - [`metrics`]: registering metrics, and the ones both binaries export under the same names.
+//! - [`usage`]: the other processes' per-tenant counts, as they last reported them (hosted mode).
 
 pub mod cli;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod signal;
+pub mod usage;
 
 /// An error with its chain of causes, `outer: cause: root cause`, for logs (a `Display` of the
 /// error alone says what failed, not why).

@@ -3,9 +3,10 @@
 //! reads one set of names whichever it looks at.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use switchboard_proto::TenantId;
 
 /// Builds a process's registry: each method creates a metric and registers it.
 pub struct Registrar {
@@ -47,6 +48,16 @@ impl Registrar {
         labels: &[&str],
     ) -> Result<IntCounterVec, prometheus::Error> {
         self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A counter of fractional amounts (seconds), with labels.
+    pub fn float_counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<CounterVec, prometheus::Error> {
+        self.add(CounterVec::new(Opts::new(name, help), labels)?)
     }
 
     /// A gauge.
@@ -133,6 +144,59 @@ impl RoomMetrics {
                 ],
             )?,
         })
+    }
+}
+
+/// Hosted mode: each tenant's rooms in the rooms a process serves (the standalone edge, a
+/// router). The gauge's series of a tenant exists while it has rooms here; the counter's stays (a
+/// counter that vanished and came back would lose increments), until [`TenantRoomMetrics::forget`].
+#[derive(Debug, Clone)]
+pub struct TenantRoomMetrics {
+    /// `switchboard_tenant_rooms{tenant}`: open rooms.
+    pub rooms: IntGaugeVec,
+    /// `switchboard_tenant_rooms_opened_total{tenant}`: rooms opened (a join into an empty room).
+    pub rooms_opened: IntCounterVec,
+}
+
+impl TenantRoomMetrics {
+    /// Registers the tenant room metrics.
+    pub fn register(registrar: &Registrar) -> Result<Self, prometheus::Error> {
+        Ok(TenantRoomMetrics {
+            rooms: registrar.gauge_vec(
+                "switchboard_tenant_rooms",
+                "Open rooms of each tenant that this process serves (hosted mode).",
+                &["tenant"],
+            )?,
+            rooms_opened: registrar.counter_vec(
+                "switchboard_tenant_rooms_opened_total",
+                "Rooms each tenant opened here (hosted mode).",
+                &["tenant"],
+            )?,
+        })
+    }
+
+    /// Sets `tenant`'s open rooms here; at zero its gauge series goes.
+    pub fn set_rooms(&self, tenant: &TenantId, rooms: usize) {
+        if rooms == 0 {
+            let _ = self.rooms.remove_label_values(&[tenant.as_str()]);
+        } else {
+            self.rooms
+                .with_label_values(&[tenant.as_str()])
+                .set(rooms as i64);
+        }
+    }
+
+    /// Counts a room `tenant` opened.
+    pub fn opened(&self, tenant: &TenantId) {
+        self.rooms_opened
+            .with_label_values(&[tenant.as_str()])
+            .inc();
+    }
+
+    /// Drops every series of `tenant` (it left the tenants file and has no rooms here).
+    pub fn forget(&self, tenant: &TenantId) {
+        let _ = self.rooms.remove_label_values(&[tenant.as_str()]);
+        let _ = self.rooms_opened.remove_label_values(&[tenant.as_str()]);
     }
 }
 
