@@ -71,6 +71,17 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = 0)]
     pub max_room_size: usize,
 
+    /// Hosted mode: how often this router tells the others its open rooms per tenant, and the
+    /// length of a room-quota round (docs/quotas.md).
+    #[arg(long, env = "SWITCHBOARD_USAGE_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub usage_interval: Duration,
+
+    /// Hosted mode: most rooms of one tenant this router opens per round while other routers run;
+    /// a join beyond that waits for the next round (the edge asks again). Bounds the overshoot of
+    /// a tenant's room limit to (routers - 1) x 2 x this (docs/quotas.md).
+    #[arg(long, env = "SWITCHBOARD_QUOTA_ADMIT_BURST", default_value_t = 32)]
+    pub quota_admit_burst: u64,
+
     /// Hours of room_peaks / connection_time statistics to keep (also the statistics stream's age).
     #[arg(long, env = "SWITCHBOARD_STATS_RETENTION_HOURS", default_value_t = 168)]
     pub stats_retention_hours: u64,
@@ -134,6 +145,12 @@ impl Config {
         }
         if self.resync_timeout.is_zero() {
             return fail("--resync-timeout must be positive".into());
+        }
+        if self.usage_interval < Duration::from_millis(10) {
+            return fail("--usage-interval must be at least 10ms".into());
+        }
+        if self.quota_admit_burst == 0 {
+            return fail("--quota-admit-burst must be at least 1".into());
         }
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());

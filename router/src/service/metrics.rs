@@ -1,7 +1,7 @@
 //! The router's Prometheus metrics (its own registry, exported at `/metrics`).
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use switchboard_runtime::metrics::{Registrar, RoomMetrics, bus_errors, render};
+use switchboard_runtime::metrics::{Registrar, RoomMetrics, TenantRoomMetrics, bus_errors, render};
 
 /// Metrics of one router process.
 #[derive(Clone)]
@@ -54,6 +54,8 @@ pub struct RouterMetrics {
     /// of a closed room's entry, is not written yet; `stats`: statistics events counted since the last
     /// acknowledged write of their hour). What a crash of this router would lose.
     pub store_pending: IntGaugeVec,
+    /// Hosted mode: each tenant's rooms in the slots this router serves, and the rooms it opened.
+    pub tenant_rooms: TenantRoomMetrics,
 }
 
 impl RouterMetrics {
@@ -61,7 +63,9 @@ impl RouterMetrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let r = Registrar::new();
         let room = RoomMetrics::register(&r)?;
+        let tenant_rooms = TenantRoomMetrics::register(&r)?;
         let metrics = RouterMetrics {
+            tenant_rooms,
             slots_owned: r.gauge(
                 "switchboard_router_slots_owned",
                 "Slots this router serves.",
@@ -121,7 +125,7 @@ impl RouterMetrics {
                 "Time to apply a command and publish its effects.",
                 prometheus::exponential_buckets(0.000_01, 2.0, 16)?,
             )?,
-            bus_errors: bus_errors(&r, &["event", "reply", "stats", "peak"])?,
+            bus_errors: bus_errors(&r, &["event", "reply", "stats", "peak", "usage"])?,
             edges_alive: r.gauge(
                 "switchboard_router_edges_alive",
                 "Edges currently sending heartbeats.",

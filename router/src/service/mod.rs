@@ -11,6 +11,7 @@
 //! - [`buckets`]: creating (and updating) the JetStream buckets and streams.
 //! - [`balance`]: the slot balancing policy, a pure function of what the router knows.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`usage`]: hosted mode: each tenant's rooms here and at the other routers (room quotas).
 //!
 //! Balancing (the policy is [`balance`]): every router aims at `ceil(slots / routers present)`
 //! slots; a router silent for a lease lifetime is presumed gone, and its slots are taken over at its
@@ -25,6 +26,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod slot;
 pub mod store;
+pub mod usage;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub struct Shared {
     pub started: watch::Sender<bool>,
     /// Slots currently served (not merely held: a paused slot is not listed).
     pub owned: Arc<std::sync::Mutex<BTreeSet<u32>>>,
+    /// Hosted mode: each tenant's rooms here and at the other routers.
+    pub tenants: usage::TenantBook,
 }
 
 impl Shared {
@@ -195,6 +199,7 @@ pub async fn run(
         metrics: metrics.clone(),
         started,
         owned,
+        tenants: usage::TenantBook::new(),
     });
 
     let liveness_stop = CancellationToken::new();
@@ -205,6 +210,14 @@ pub async fn run(
         shared.metrics.clone(),
     ));
     let health_task = tokio::spawn(watch_health(shared.clone(), health, liveness_stop.clone()));
+    let usage_task = tokio::spawn(usage::run(
+        shared.tenants.clone(),
+        client.clone(),
+        shared.owner.clone(),
+        shared.config.usage_interval,
+        shared.metrics.clone(),
+        liveness_stop.clone(),
+    ));
     let liveness_task = tokio::spawn(liveness.run(
         client.clone(),
         shared.config.edge_timeout,
@@ -234,6 +247,9 @@ pub async fn run(
     liveness_stop.cancel();
     let _ = liveness_task.await;
     let _ = health_task.await;
+    if let Ok(Err(e)) = usage_task.await {
+        warn!(error = %e, "usage reports were not followed");
+    }
     let _ = admin_task.await;
     let _ = client.flush().await;
     info!("switchboard-router stopped");

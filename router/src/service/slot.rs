@@ -16,7 +16,9 @@ use std::time::Duration;
 use async_nats::{Message, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use switchboard_proto::bus::{Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest};
+use switchboard_proto::bus::{
+    Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest, TenantScope,
+};
 use switchboard_proto::{EdgeId, RoomKey, ServerMessage, subject};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
@@ -26,8 +28,9 @@ use tracing::{debug, info, warn};
 use super::Shared;
 use super::lease::Lease;
 use super::liveness::Notice;
+use switchboard_rooms::quota::{self, Admission, Decision};
 use switchboard_rooms::reconcile::reconcile;
-use switchboard_rooms::{Effect, Rooms, RoomsConfig, UnixMillis};
+use switchboard_rooms::{Effect, Rooms, RoomsConfig, TenantUsage, UnixMillis};
 
 /// How a slot task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +242,7 @@ impl SlotTask {
             let first = interval.mul_f64(rand::random_range(0.5..1.5));
             tokio::time::interval_at(Instant::now() + first, interval)
         });
+        let mut new_hour = next_hour();
         loop {
             let deadline = *serving_until.borrow_and_update();
             tokio::select! {
@@ -282,6 +286,13 @@ impl SlotTask {
                 _ = async { periodic.as_mut()?.tick().await; Some(()) }, if periodic.is_some() => {
                     self.reconcile_logged("periodic").await;
                 }
+                () = sleep_until(new_hour) => {
+                    // Hosted mode: an hour's room peaks start with the rooms open at its start.
+                    let now = now();
+                    let effects = self.rooms.roll_hour(now);
+                    self.publish_effects(effects, now).await;
+                    new_hour = next_hour();
+                }
                 message = commands.next() => {
                     let Some(message) = message else {
                         return Outcome::Pause;
@@ -304,7 +315,7 @@ impl SlotTask {
     ) -> Result<Option<&'static str>, SlotEnd> {
         match notice {
             Ok(Notice::EdgeLost(edge)) => {
-                self.apply(Command::EdgeLost { edge }).await;
+                let _ = self.apply(Command::EdgeLost { edge }).await;
                 Ok(None)
             }
             Ok(Notice::Deposed { slot, ours }) if slot == self.slot && ours == self.epoch => {
@@ -439,6 +450,10 @@ impl SlotTask {
         self.publish_effects(effects, now()).await;
         self.store_peaks(None);
         self.count();
+        // A takeover restores rooms silently: the tenants' counts follow the whole slot.
+        self.shared
+            .tenants
+            .sync_slot(self.slot, self.rooms.tenant_rooms());
         Ok(())
     }
 
@@ -458,17 +473,17 @@ impl SlotTask {
             return;
         }
         let started = Instant::now();
-        self.apply(command).await;
-        self.reply(&message, CommandReply::Applied { epoch: self.epoch })
-            .await;
+        let reply = self.apply(command).await;
+        self.reply(&message, reply).await;
         self.shared
             .metrics
             .command_seconds
             .observe(started.elapsed().as_secs_f64());
     }
 
-    /// Applies a command and publishes its effects, then stores what changed.
-    async fn apply(&mut self, command: Command) {
+    /// Applies a command and publishes its effects, then stores what changed. A join that would
+    /// open a room of a tenant whose round is used up is not applied: `Busy`, the edge asks again.
+    async fn apply(&mut self, command: Command) -> CommandReply {
         let kind = match &command {
             Command::Join { .. } => "join",
             Command::Leave { .. } => "leave",
@@ -484,10 +499,93 @@ impl SlotTask {
         debug!(slot = self.slot, ?command, "applying");
         let touched = command.room();
         let now = now();
-        let effects = self.rooms.apply(now, command);
+        let effects = match self.room_quota(&command) {
+            Some(scope) => match self.apply_within_quota(now, command, &scope) {
+                Some(effects) => effects,
+                None => return CommandReply::Busy,
+            },
+            None => self.rooms.apply(now, command),
+        };
+        self.count_tenant_rooms(&effects);
         self.publish_effects(effects, now).await;
         self.store_peaks(touched);
         self.count();
+        CommandReply::Applied { epoch: self.epoch }
+    }
+
+    /// The tenant whose room quota `command` is subject to: a join that would open a room of a
+    /// tenant with `max_rooms`.
+    fn room_quota(&self, command: &Command) -> Option<TenantScope> {
+        match command {
+            Command::Join {
+                room,
+                tenant: Some(scope),
+                ..
+            } if scope.max_rooms > 0 && self.rooms.room_size(*room).is_none() => {
+                Some(scope.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Decides and applies a join that may open a room of `scope`'s tenant under the tenant's lock,
+    /// so that no other slot of this router takes the same last room meanwhile (module `usage`).
+    /// `None`: this router has opened its part of the tenant's headroom for this round.
+    fn apply_within_quota(
+        &mut self,
+        now: UnixMillis,
+        command: Command,
+        scope: &TenantScope,
+    ) -> Option<Vec<Effect>> {
+        let book = &self.shared.tenants;
+        let tenant = book.rooms_of(&scope.id);
+        let mut counts = tenant.lock();
+        let others = book.others(&scope.id);
+        let own = counts.total();
+        let decision = quota::decide(&Admission {
+            limit: u64::from(scope.max_rooms),
+            own,
+            others,
+            peers: (self.shared.liveness.routers() as u64).saturating_sub(1),
+            this_round: counts.this_round,
+            burst: self.shared.config.quota_admit_burst,
+        });
+        if decision == Decision::Wait {
+            return None;
+        }
+        // Refused or admitted, the state machine decides with the same count and says so.
+        let here = counts.in_slot(self.slot);
+        let elsewhere = own.saturating_sub(here).saturating_add(others);
+        self.rooms
+            .set_rooms_elsewhere(scope.id.clone(), elsewhere as usize);
+        let effects = self.rooms.apply(now, command);
+        let now_here = self
+            .rooms
+            .tenant_rooms()
+            .get(&scope.id)
+            .copied()
+            .unwrap_or(0);
+        if now_here as u64 > here {
+            counts.this_round += 1;
+        }
+        counts.set(self.slot, now_here);
+        Some(effects)
+    }
+
+    /// Keeps the process's per-tenant room counts in step with the rooms that opened or closed.
+    fn count_tenant_rooms(&self, effects: &[Effect]) {
+        for effect in effects {
+            if let Effect::TenantRoomOpened { tenant } | Effect::TenantRoomClosed { tenant, .. } =
+                effect
+            {
+                let open = self.rooms.tenant_rooms().get(tenant).copied().unwrap_or(0);
+                self.shared
+                    .tenants
+                    .rooms_of(tenant)
+                    .lock()
+                    .set(self.slot, open);
+            }
+        }
     }
 
     async fn publish_effects(&mut self, effects: Vec<Effect>, now: UnixMillis) {
@@ -533,9 +631,26 @@ impl SlotTask {
                         .observe(minutes as f64);
                     self.shared.store.count_member_left(now.hour(), minutes);
                 }
-                Effect::TenantRoomOpened { .. }
-                | Effect::TenantRoomClosed { .. }
-                | Effect::TenantRoomMembers { .. } => {}
+                Effect::TenantRoomOpened { tenant } => {
+                    self.shared.metrics.tenant_rooms.opened(&tenant);
+                    let usage = TenantUsage {
+                        rooms_opened: 1,
+                        ..TenantUsage::default()
+                    };
+                    self.shared
+                        .store
+                        .count_tenant_usage(now.hour(), &tenant, &usage);
+                }
+                Effect::TenantRoomMembers { tenant, members } => {
+                    let usage = TenantUsage {
+                        peak_room_members: members,
+                        ..TenantUsage::default()
+                    };
+                    self.shared
+                        .store
+                        .count_tenant_usage(now.hour(), &tenant, &usage);
+                }
+                Effect::TenantRoomClosed { .. } => {}
             }
         }
     }
@@ -625,8 +740,10 @@ impl SlotTask {
         self.counted = now;
     }
 
-    /// Takes this slot's rooms out of the gauges when the slot is given up.
+    /// Takes this slot's rooms out of the gauges (and the tenants' counts) when the slot is given
+    /// up.
     fn forget(&mut self) {
+        self.shared.tenants.sync_slot(self.slot, &HashMap::new());
         self.shared.metrics.rooms.sub(self.counted.0);
         self.shared.metrics.members.sub(self.counted.1);
         self.counted = (0, 0);
@@ -635,4 +752,11 @@ impl SlotTask {
 
 fn now() -> UnixMillis {
     UnixMillis(switchboard_runtime::clock::unix_millis())
+}
+
+/// Just after the start of the next UTC hour.
+fn next_hour() -> Instant {
+    const HOUR_MS: u64 = 3_600_000;
+    let into_hour = switchboard_runtime::clock::unix_millis() % HOUR_MS;
+    Instant::now() + Duration::from_millis(HOUR_MS - into_hour + 10)
 }

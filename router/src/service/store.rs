@@ -17,14 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use switchboard_proto::{RoomKey, subject};
+use switchboard_proto::{RoomKey, TenantId, subject};
 use tracing::{info, warn};
 
 use super::buckets::{self, BucketError};
 use super::metrics::RouterMetrics;
 use hourly::Hourly;
 use peaks::{PeakOp, PendingPeaks};
-use switchboard_rooms::HourlyStats;
+use switchboard_rooms::{HourlyStats, TenantUsage};
 
 /// Bound on storing what is pending when the router stops.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -81,6 +81,11 @@ impl Store {
     /// Counts a member that left during `hour` after `minutes` whole minutes (`connection_time`).
     pub fn count_member_left(&self, hour: u64, minutes: u64) {
         self.hourly.member_left(hour, minutes);
+    }
+
+    /// Counts `usage` of `tenant` during `hour` (hosted mode: rooms opened, peak room members).
+    pub fn count_tenant_usage(&self, hour: u64, tenant: &TenantId, usage: &TenantUsage) {
+        self.hourly.tenant_usage(hour, tenant, usage);
     }
 
     /// The stored peak of `room`, if any.

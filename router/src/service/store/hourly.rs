@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
-use switchboard_proto::subject;
+use switchboard_proto::{TenantId, subject};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 
 use crate::service::metrics::RouterMetrics;
 use switchboard_rooms::HourStats;
-use switchboard_rooms::HourlyStats;
 use switchboard_rooms::stats::aggregate::{LocalTally, StoredStats};
+use switchboard_rooms::{HourlyStats, TenantUsage};
 
 /// How often changed hours are stored: what a crash of the router can lose at most.
 pub(super) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -78,6 +78,13 @@ impl Hourly {
     pub(super) fn member_left(&self, hour: u64, minutes: u64) {
         let mut state = self.lock();
         state.tally.member_left(hour, minutes);
+        self.report(&state);
+    }
+
+    /// Counts a tenant's usage during `hour`.
+    pub(super) fn tenant_usage(&self, hour: u64, tenant: &TenantId, usage: &TenantUsage) {
+        let mut state = self.lock();
+        state.tally.tenant_usage(hour, tenant, usage);
         self.report(&state);
     }
 
