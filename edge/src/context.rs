@@ -222,7 +222,7 @@ impl Context {
             Access::Open(_) => None,
         };
         let usage = Usage::new(
-            config.hosted.usage_settings(),
+            config.hosted.usage_settings(plan.pending_http),
             directory,
             config.nats.enabled(),
             metrics.clone(),

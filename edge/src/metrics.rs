@@ -146,6 +146,9 @@ pub struct Metrics {
     pub tenants_reloads: IntCounterVec,
     /// Hosted mode: each tenant's connections on this edge.
     pub tenant_connections: IntGaugeVec,
+    /// Hosted mode: each tenant's connections cluster-wide as this edge sees them (its own and the
+    /// other edges' last reports): what its connection quota is checked against.
+    pub tenant_cluster_connections: IntGaugeVec,
     /// Hosted mode: seconds each tenant's connections on this edge were open.
     pub tenant_connection_seconds: CounterVec,
     /// Hosted mode: peer messages each tenant's connections sent that this edge forwarded.
@@ -281,6 +284,12 @@ impl Metrics {
             tenant_connections: r.gauge_vec(
                 "switchboard_tenant_connections",
                 "Open connections of each tenant on this edge (hosted mode).",
+                &["tenant"],
+            )?,
+            tenant_cluster_connections: r.gauge_vec(
+                "switchboard_tenant_cluster_connections",
+                "Connections of each tenant cluster-wide as this edge sees them: its own and the \
+                 other edges' last reports, updated every usage interval (hosted mode).",
                 &["tenant"],
             )?,
             tenant_connection_seconds: r.float_counter_vec(

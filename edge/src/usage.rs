@@ -45,6 +45,9 @@ pub struct Settings {
     pub admit_burst: u64,
     /// Longest an upgrade waits for a round with room for it while the tenant has headroom.
     pub quota_wait: Duration,
+    /// Most upgrades of one tenant waiting at once (besides its headroom): half the public port's
+    /// places for HTTP connections not upgraded yet, which waiting upgrades hold.
+    pub max_waiting: u64,
 }
 
 /// Why a connection was not admitted: the tenant's `max_connections` is reached (or this edge could
@@ -237,9 +240,11 @@ impl Usage {
                     counts.peak = counts.peak.max(counts.connections + others);
                 }
                 if decision == Decision::Wait && waiting.is_none() {
-                    // Each waiting upgrade holds an HTTP connection (and a place among the public
-                    // port's pending ones): one tenant's storm must not hold them all.
-                    if counts.waiting >= settings.admit_burst {
+                    // More waiters than the headroom would wait in vain; and each holds an HTTP
+                    // connection, a place among the public port's pending ones: one tenant's
+                    // storm must not hold them all.
+                    let headroom = limit.saturating_sub(counts.connections + others);
+                    if counts.waiting >= headroom.min(settings.max_waiting) {
                         Decision::Refuse
                     } else {
                         counts.waiting += 1;

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use common::hosted::{
-    A_ORIGIN, A1, B1, TenantsFile, claims, connect, refused_upgrade, token, two_tenants,
+    A_ORIGIN, A1, B1, TenantsFile, claims, connect, refused_upgrade, token, two_tenants, usage_of,
 };
 use common::{Client, TestEdge, http_get};
 
@@ -167,33 +167,6 @@ async fn a_tenants_message_rate_is_shared_by_its_connections_and_never_closes_th
         b.send(json!({"event": "info"})).await;
         b.expect("info").await;
     }
-}
-
-/// The usage of tenant a's hour(s) in `/stats`, added up (a test may straddle an hour).
-fn usage_of(stats: &Value, tenant: &str) -> Value {
-    let mut total = json!({
-        "connection_seconds": 0, "peak_connections": 0, "rooms_opened": 0,
-        "peak_room_members": 0, "messages_relayed": 0
-    });
-    let hours = stats["hourly"]["hours"]
-        .as_object()
-        .cloned()
-        .unwrap_or_default();
-    for (_, hour) in hours {
-        let Some(usage) = hour["tenants"].get(tenant) else {
-            continue;
-        };
-        for (field, value) in total.as_object_mut().unwrap() {
-            let got = usage[field.as_str()].as_u64().unwrap_or(0);
-            let have = value.as_u64().unwrap();
-            *value = json!(if field.starts_with("peak") {
-                have.max(got)
-            } else {
-                have + got
-            });
-        }
-    }
-    total
 }
 
 #[tokio::test]

@@ -82,12 +82,14 @@ pub struct HostedArgs {
 }
 
 impl HostedArgs {
-    /// The quota and usage settings.
-    pub fn usage_settings(&self) -> crate::usage::Settings {
+    /// The quota and usage settings, with `pending_http` places for public HTTP connections not
+    /// upgraded yet (`descriptors`).
+    pub fn usage_settings(&self, pending_http: usize) -> crate::usage::Settings {
         crate::usage::Settings {
             interval: self.usage_interval,
             admit_burst: self.quota_admit_burst,
             quota_wait: self.quota_wait,
+            max_waiting: (pending_http as u64 / 2).max(1),
         }
     }
 

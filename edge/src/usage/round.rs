@@ -117,6 +117,11 @@ impl Usage {
         for state in states {
             let others = self.others().others(&state.id);
             let (connections, usage, idle) = state.end_round(now, others);
+            self.shared
+                .metrics
+                .tenant_cluster_connections
+                .with_label_values(&[state.id.as_str()])
+                .set((connections + others) as i64);
             if !usage.is_empty() {
                 batch.insert((hour, state.id.clone()), usage);
             }
@@ -153,6 +158,7 @@ impl Usage {
         let metrics = &self.shared.metrics;
         let label = [tenant.as_str()];
         let _ = metrics.tenant_connections.remove_label_values(&label);
+        let _ = metrics.tenant_cluster_connections.remove_label_values(&label);
         let _ = metrics
             .tenant_connection_seconds
             .remove_label_values(&label);

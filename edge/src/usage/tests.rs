@@ -23,6 +23,10 @@ fn tenant(limits: Limits) -> Tenant {
 }
 
 fn usage(tenant: &Tenant, clustered: bool, burst: u64) -> Usage {
+    usage_waiting(tenant, clustered, burst, 64)
+}
+
+fn usage_waiting(tenant: &Tenant, clustered: bool, burst: u64, max_waiting: u64) -> Usage {
     let directory = Directory::new();
     directory.replace("test", vec![tenant.clone()]).unwrap();
     Usage::new(
@@ -30,6 +34,7 @@ fn usage(tenant: &Tenant, clustered: bool, burst: u64) -> Usage {
             interval: INTERVAL,
             admit_burst: burst,
             quota_wait: Duration::from_secs(1),
+            max_waiting,
         },
         Some(directory),
         clustered,
@@ -126,11 +131,12 @@ async fn a_clustered_edge_admits_its_part_per_round_and_waits_for_the_next() {
 #[tokio::test(start_paused = true)]
 async fn waiting_is_bounded_in_time_and_in_number() {
     let acme = tenant(connections(10));
-    let usage = usage(&acme, true, 1);
+    let usage = usage_waiting(&acme, true, 1, 1);
     tokio::time::sleep(INTERVAL * 2).await;
     other_edge_reports(&usage, 1);
     let _first = usage.admit(&acme).await.unwrap();
-    // The round's one admission is used: one upgrade may wait, a second is refused at once.
+    // The round's one admission is used: one upgrade may wait, a second is refused at once
+    // (at most one waits here; and never more than the headroom, tested below).
     let waiting = tokio::spawn({
         let (usage, acme) = (usage.clone(), acme.clone());
         async move { usage.admit(&acme).await }
@@ -143,7 +149,26 @@ async fn waiting_is_bounded_in_time_and_in_number() {
     assert_eq!(started.elapsed(), Duration::from_secs(1));
     // The waiter's place was given back.
     usage.end_round();
-    usage.admit(&acme).await.unwrap();
+    let _second = usage.admit(&acme).await.unwrap();
+
+    // Limit 11, 8 elsewhere and (soon) 2 here: headroom 1, so one waiter, not two.
+    let acme = tenant(connections(11));
+    let roomy = usage_waiting(&acme, true, 1, 64);
+    tokio::time::sleep(INTERVAL * 2).await;
+    other_edge_reports(&roomy, 8);
+    let _held = (roomy.admit(&acme).await.unwrap(), {
+        roomy.end_round();
+        roomy.admit(&acme).await.unwrap()
+    });
+    let waiting = tokio::spawn({
+        let (roomy, acme) = (roomy.clone(), acme.clone());
+        async move { roomy.admit(&acme).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    assert_eq!(roomy.admit(&acme).await.unwrap_err(), QuotaExceeded);
+    roomy.end_round();
+    waiting.await.unwrap().unwrap();
 }
 
 #[tokio::test(start_paused = true)]

@@ -22,6 +22,8 @@ pub struct Cluster {
     pub edges: Vec<Option<Process>>,
     /// Extra arguments for every edge started.
     pub edge_args: Vec<String>,
+    /// Extra arguments for every router started.
+    pub router_args: Vec<String>,
     /// Extra arguments for every router and edge started (NATS credentials).
     pub nats_args: Vec<String>,
 }
@@ -36,6 +38,22 @@ impl Cluster {
     /// Like [`Cluster::start`], with extra arguments for the edges.
     pub async fn start_with(routers: usize, edges: usize, edge_args: &[&str]) -> Cluster {
         Self::start_full(routers, edges, edge_args, None).await
+    }
+
+    /// Like [`Cluster::start`], with extra arguments for the edges and for the routers.
+    pub async fn start_with_args(
+        routers: usize,
+        edges: usize,
+        edge_args: &[&str],
+        router_args: &[&str],
+    ) -> Cluster {
+        let nats = NatsCluster::start_with_token(3, None)
+            .await
+            .expect("nats cluster starts");
+        let mut cluster = Cluster::empty(nats, edge_args, None);
+        cluster.router_args = router_args.iter().map(|s| s.to_string()).collect();
+        cluster.fill(routers, edges).await;
+        cluster
     }
 
     /// Like [`Cluster::start`], with NATS requiring `token` from clients; routers and edges are
@@ -64,23 +82,33 @@ impl Cluster {
         edge_args: &[&str],
         token: Option<&str>,
     ) -> Cluster {
-        let mut cluster = Cluster {
+        let mut cluster = Cluster::empty(nats, edge_args, token);
+        cluster.fill(routers, edges).await;
+        cluster
+    }
+
+    fn empty(nats: NatsCluster, edge_args: &[&str], token: Option<&str>) -> Cluster {
+        Cluster {
             nats,
             routers: Vec::new(),
             edges: Vec::new(),
             edge_args: edge_args.iter().map(|s| s.to_string()).collect(),
+            router_args: Vec::new(),
             nats_args: token
                 .map(|t| vec!["--nats-token".to_string(), t.to_string()])
                 .unwrap_or_default(),
-        };
+        }
+    }
+
+    /// Starts `routers` routers and `edges` edges, and waits until the cluster has settled.
+    async fn fill(&mut self, routers: usize, edges: usize) {
         for _ in 0..routers {
-            cluster.add_router().await;
+            self.add_router().await;
         }
         for _ in 0..edges {
-            cluster.add_edge().await;
+            self.add_edge().await;
         }
-        cluster.settled().await;
-        cluster
+        self.settled().await;
     }
 
     pub async fn add_router(&mut self) -> usize {
@@ -103,6 +131,7 @@ impl Cluster {
         .map(|s| s.to_string())
         .collect();
         args.extend(self.nats_args.iter().cloned());
+        args.extend(self.router_args.iter().cloned());
         args.extend(extra.iter().map(|s| s.to_string()));
         let process = Process::spawn(binary_path("switchboard-router").unwrap(), args)
             .await

@@ -5,13 +5,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchboard_edge::Config;
 use switchboard_edge::config::AuthMode;
 use switchboard_tenants::token::{Claims, Grant, mint};
 use switchboard_tenants::{Key, Secret};
 use switchboard_testkit::TempDir;
 use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -149,4 +150,49 @@ pub async fn refused_upgrade(
         status,
         serde_json::from_str(&body).unwrap_or(Value::String(body)),
     )
+}
+
+/// Connects as [`connect`] does, or returns the HTTP status the upgrade was refused with.
+pub async fn try_connect(url: &str, token: &str, origin: Option<&str>) -> Result<Client, u16> {
+    let mut request = format!("{url}?access_token={token}")
+        .into_client_request()
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    }
+    match connect_async(request).await {
+        Ok((ws, _)) => Ok(Client { ws }),
+        Err(WsError::Http(response)) => Err(response.status().as_u16()),
+        Err(e) => panic!("the upgrade failed: {e}"),
+    }
+}
+
+/// A tenant's usage in `/stats` (an edge's standalone, a router's in a cluster), added up over
+/// the hours shown (a test may straddle an hour): totals add, peaks take the largest.
+pub fn usage_of(stats: &Value, tenant: &str) -> Value {
+    let mut total = json!({
+        "connection_seconds": 0, "peak_connections": 0, "rooms_opened": 0,
+        "peak_room_members": 0, "messages_relayed": 0
+    });
+    let hours = stats["hourly"]["hours"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (_, hour) in hours {
+        let Some(usage) = hour["tenants"].get(tenant) else {
+            continue;
+        };
+        for (field, value) in total.as_object_mut().unwrap() {
+            let got = usage[field.as_str()].as_u64().unwrap_or(0);
+            let have = value.as_u64().unwrap();
+            *value = json!(if field.starts_with("peak") {
+                have.max(got)
+            } else {
+                have + got
+            });
+        }
+    }
+    total
 }

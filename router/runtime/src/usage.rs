@@ -81,6 +81,11 @@ impl RemoteView {
         self.totals.get(tenant).copied().unwrap_or(0)
     }
 
+    /// The tenants the others hold something of, with their sums.
+    pub fn tenants(&self) -> impl Iterator<Item = (&TenantId, u64)> {
+        self.totals.iter().map(|(tenant, total)| (tenant, *total))
+    }
+
     /// How many others are reporting.
     pub fn senders(&self) -> u64 {
         self.senders.len() as u64

@@ -56,6 +56,9 @@ pub struct RouterMetrics {
     pub store_pending: IntGaugeVec,
     /// Hosted mode: each tenant's rooms in the slots this router serves, and the rooms it opened.
     pub tenant_rooms: TenantRoomMetrics,
+    /// Hosted mode: each tenant's open rooms cluster-wide as this router sees them (its own and the
+    /// other routers' last reports): what its room quota is checked against.
+    pub tenant_cluster_rooms: IntGaugeVec,
 }
 
 impl RouterMetrics {
@@ -66,6 +69,12 @@ impl RouterMetrics {
         let tenant_rooms = TenantRoomMetrics::register(&r)?;
         let metrics = RouterMetrics {
             tenant_rooms,
+            tenant_cluster_rooms: r.gauge_vec(
+                "switchboard_tenant_cluster_rooms",
+                "Open rooms of each tenant cluster-wide as this router sees them: its own and the \
+                 other routers' last reports, updated every usage interval (hosted mode).",
+                &["tenant"],
+            )?,
             slots_owned: r.gauge(
                 "switchboard_router_slots_owned",
                 "Slots this router serves.",

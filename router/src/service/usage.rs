@@ -158,6 +158,7 @@ pub async fn run(
     // Tenants reported last time: they get a series update (or removal), and an empty report
     // tells the others at once that this router has no rooms left.
     let mut reported: Vec<TenantId> = Vec::new();
+    let mut seen: HashMap<TenantId, u64> = HashMap::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -180,6 +181,7 @@ pub async fn run(
                 for count in &counts {
                     metrics.tenant_rooms.set_rooms(&count.tenant, count.count as usize);
                 }
+                seen = cluster_rooms(&book, &counts, seen, &metrics);
                 if counts.is_empty() && reported.is_empty() {
                     // Nothing to say (open mode, or no tenant rooms here): no traffic.
                     continue;
@@ -197,6 +199,37 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Sets `switchboard_tenant_cluster_rooms` from this router's `counts` and the others' reports;
+/// a tenant with no rooms anywhere (as far as this router knows) loses its series. Returns what was
+/// set, for the next round.
+fn cluster_rooms(
+    book: &TenantBook,
+    counts: &[TenantCount],
+    before: HashMap<TenantId, u64>,
+    metrics: &RouterMetrics,
+) -> HashMap<TenantId, u64> {
+    let mut now: HashMap<TenantId, u64> = book
+        .others_view()
+        .tenants()
+        .map(|(tenant, n)| (tenant.clone(), n))
+        .collect();
+    for count in counts {
+        *now.entry(count.tenant.clone()).or_default() += count.count;
+    }
+    for tenant in before.keys().filter(|t| !now.contains_key(*t)) {
+        let _ = metrics
+            .tenant_cluster_rooms
+            .remove_label_values(&[tenant.as_str()]);
+    }
+    for (tenant, rooms) in &now {
+        metrics
+            .tenant_cluster_rooms
+            .with_label_values(&[tenant.as_str()])
+            .set(*rooms as i64);
+    }
+    now
 }
 
 #[cfg(test)]
