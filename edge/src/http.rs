@@ -235,6 +235,14 @@ async fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<
         },
         None => None,
     };
+    if hosted.is_some() && ctx.lifecycle.is_draining() {
+        // The edge began to stop while the admission waited for a round.
+        ctx.metrics
+            .connections_refused
+            .with_label_values(&["draining"])
+            .inc();
+        return refused("shutting down\n");
+    }
     let Some(permit) = ctx.connection_permits.try_acquire() else {
         ctx.metrics
             .connections_refused

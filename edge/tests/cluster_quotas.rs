@@ -119,7 +119,11 @@ async fn a_burst_of_connections_over_two_edges_stays_within_the_bound() {
     for edge in edges(&cluster) {
         held += metric(edge, "switchboard_tenant_connections", &[("tenant", "a")]).await;
     }
-    assert_eq!(held, accepted.len() as f64, "the edges count what they took");
+    assert_eq!(
+        held,
+        accepted.len() as f64,
+        "the edges count what they took"
+    );
 
     // Once the edges have heard each other, exactly at the limit, both refuse at once.
     accepted.truncate(LIMIT);
@@ -131,7 +135,9 @@ async fn a_burst_of_connections_over_two_edges_stays_within_the_bound() {
     // One leaves: there is a place, on either edge, and then none again.
     accepted.pop();
     all_see(&cluster, &edges(&cluster), names, (LIMIT - 1) as f64).await;
-    let mut last = try_a_client(&cluster, 1, "last").await.expect("a free place");
+    let mut last = try_a_client(&cluster, 1, "last")
+        .await
+        .expect("a free place");
     last.sync().await;
     all_see(&cluster, &edges(&cluster), names, LIMIT as f64).await;
     assert_eq!(try_a_client(&cluster, 0, "over").await.err(), Some(429));

@@ -158,7 +158,9 @@ impl Usage {
         let metrics = &self.shared.metrics;
         let label = [tenant.as_str()];
         let _ = metrics.tenant_connections.remove_label_values(&label);
-        let _ = metrics.tenant_cluster_connections.remove_label_values(&label);
+        let _ = metrics
+            .tenant_cluster_connections
+            .remove_label_values(&label);
         let _ = metrics
             .tenant_connection_seconds
             .remove_label_values(&label);
