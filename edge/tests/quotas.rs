@@ -293,3 +293,38 @@ async fn a_tenant_that_leaves_the_tenants_file_loses_its_series() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn usage_per_tenant_outlives_a_restart_with_a_stats_file() {
+    let file = TenantsFile::new(&two_tenants(""));
+    let dir = switchboard_testkit::TempDir::new("usage").unwrap();
+    let stats_file = dir.path().join("stats.json");
+    let start = || {
+        let stats_file = stats_file.clone();
+        TestEdge::start_with(|config| {
+            file.configure(config);
+            config.stats_file = Some(stats_file);
+        })
+    };
+    let mut edge = start().await;
+    let mut clients = [a_client(&edge, "u1").await, a_client(&edge, "u2").await];
+    let (first, _) = clients[0].join("standup", json!({})).await;
+    clients[1].join("standup", json!({})).await;
+    clients[0].expect("new_peer").await;
+    clients[1]
+        .send(json!({"event": "send_to_peer", "peer_id": first, "data": {"event": "offer"}}))
+        .await;
+    clients[0].expect("offer").await;
+    // A graceful stop counts the last round and saves the statistics.
+    edge.begin_shutdown(Duration::ZERO);
+    edge.stopped().await;
+    drop(clients);
+
+    let edge = start().await;
+    let (_, body) = http_get(edge.admin, "/stats").await;
+    let usage = usage_of(&serde_json::from_str(&body).unwrap(), "a");
+    assert_eq!(usage["rooms_opened"], 1, "{usage}");
+    assert_eq!(usage["peak_room_members"], 2, "{usage}");
+    assert_eq!(usage["peak_connections"], 2, "{usage}");
+    assert_eq!(usage["messages_relayed"], 1, "{usage}");
+}
