@@ -19,6 +19,7 @@ fn tenant(limits: Limits) -> Tenant {
         keys: Vec::new(),
         limits,
         origins: Origins::default(),
+        turn: None,
     }
 }
 
