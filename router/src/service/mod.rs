@@ -210,14 +210,22 @@ pub async fn run(
         shared.metrics.clone(),
     ));
     let health_task = tokio::spawn(watch_health(shared.clone(), health, liveness_stop.clone()));
-    let usage_task = tokio::spawn(usage::run(
-        shared.tenants.clone(),
-        client.clone(),
-        shared.owner.clone(),
-        shared.config.usage_interval,
-        shared.metrics.clone(),
-        liveness_stop.clone(),
-    ));
+    let usage_task = tokio::spawn({
+        let run = usage::run(
+            shared.tenants.clone(),
+            client.clone(),
+            shared.owner.clone(),
+            shared.config.usage_interval,
+            shared.metrics.clone(),
+            liveness_stop.clone(),
+        );
+        async move {
+            if let Err(e) = run.await {
+                // Room quotas then count this router's rooms only: say so at once.
+                warn!(error = %e, "cannot follow the other routers' usage reports");
+            }
+        }
+    });
     let liveness_task = tokio::spawn(liveness.run(
         client.clone(),
         shared.config.edge_timeout,
@@ -247,9 +255,7 @@ pub async fn run(
     liveness_stop.cancel();
     let _ = liveness_task.await;
     let _ = health_task.await;
-    if let Ok(Err(e)) = usage_task.await {
-        warn!(error = %e, "usage reports were not followed");
-    }
+    let _ = usage_task.await;
     let _ = admin_task.await;
     let _ = client.flush().await;
     info!("switchboard-router stopped");
