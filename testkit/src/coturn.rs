@@ -169,9 +169,7 @@ impl Coturn {
 
     /// Its log so far. Refused credentials show as `check_stun_auth` errors naming the username.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        crate::wait::read_log(&self.log_path)
     }
 
     fn log_tail(&self) -> String {

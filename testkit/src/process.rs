@@ -191,9 +191,7 @@ impl Process {
 
     /// Everything the process wrote to stdout and stderr so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default()
+        crate::wait::read_log(&self.log_path)
     }
 
     fn log_tail(&self) -> String {

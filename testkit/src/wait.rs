@@ -51,6 +51,13 @@ where
 }
 
 /// The last `lines` lines of a log, for error messages.
+/// A log file's content so far (empty if it cannot be read: a process that has not written yet).
+pub(crate) fn read_log(path: &std::path::Path) -> String {
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
 pub(crate) fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -119,16 +119,10 @@ pub fn token(key: (&str, &str), claims: &Claims) -> String {
 
 /// Connects with `token` in the URL and `origin` as the `Origin` header.
 pub async fn connect(url: &str, token: &str, origin: Option<&str>) -> Client {
-    let mut request = format!("{url}?access_token={token}")
-        .into_client_request()
-        .unwrap();
-    if let Some(origin) = origin {
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(origin).unwrap());
+    match try_connect(url, token, origin).await {
+        Ok(client) => client,
+        Err(status) => panic!("the upgrade was refused with HTTP {status}"),
     }
-    let (ws, _) = connect_async(request).await.expect("websocket connects");
-    Client { ws }
 }
 
 /// An upgrade request on `path` with extra `headers`, answered with anything but 101.
