@@ -3,7 +3,9 @@
 //! what differs between the two is behind the traits of [`service`].
 //!
 //! # Layout
+//! - [`webhooks`]: the webhook delivery engine (events, signatures, retries, metrics).
 //! - [`service`]: the room service as the API sees it ([`service::RoomService`]), implemented by
 //!   the standalone edge and by the cluster's routers, and the types it answers with.
 
 pub mod service;
+pub mod webhooks;

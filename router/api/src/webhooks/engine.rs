@@ -1,0 +1,275 @@
+//! The delivery engine: a handle producers feed ([`Webhooks::emit`], synchronous, never waits) and
+//! one task ([`Webhooks::run`]) that delivers from the in-memory [`Outbox`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::backoff::Backoff;
+use super::event::{RoomEvent, new_event_id};
+use super::http::{AttemptError, post};
+use super::metrics::WebhookMetrics;
+use super::outbox::{Attempt, Limits, Outbox, Queued, Refused, RoomKey};
+use super::settings::WebhookDirectory;
+use super::signature::signature_header;
+
+/// How the engine delivers (docs/webhooks.md, "Delivery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// The retry schedule of a failing event.
+    pub backoff: Backoff,
+    /// How long after it was emitted an event is still attempted; then it is dropped (counted) and
+    /// its room's next event goes.
+    pub max_retry_time: Duration,
+    /// Queue bounds.
+    pub limits: Limits,
+    /// The longest one attempt may take, connection included.
+    pub request_timeout: Duration,
+    /// Most attempts in flight at once (over all rooms; a room has at most one).
+    pub max_in_flight: usize,
+}
+
+impl Default for EngineConfig {
+    /// Retries for an hour, 10 s per attempt, 64 attempts at once.
+    fn default() -> Self {
+        EngineConfig {
+            backoff: Backoff::default(),
+            max_retry_time: Duration::from_secs(3600),
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError {
+    /// A queue bound was reached: the event is dropped (and counted as `queue_full`).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+}
+
+/// The engine's handle: cheap to clone, shared by every producer and the delivery task.
+#[derive(Clone)]
+pub struct Webhooks {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    outbox: Mutex<Outbox>,
+    wake: Notify,
+    directory: Arc<dyn WebhookDirectory>,
+    metrics: WebhookMetrics,
+    config: EngineConfig,
+}
+
+enum Outcome {
+    Delivered,
+    Failed(AttemptError),
+    NoEndpoint,
+}
+
+impl Webhooks {
+    /// An engine that looks tenants' settings up in `directory` and counts into `metrics`. Nothing
+    /// is delivered until [`Webhooks::run`] runs.
+    pub fn new(
+        config: EngineConfig,
+        directory: impl WebhookDirectory,
+        metrics: WebhookMetrics,
+    ) -> Self {
+        Webhooks {
+            shared: Arc::new(Shared {
+                outbox: Mutex::new(Outbox::new(
+                    config.limits,
+                    config.backoff,
+                    config.max_retry_time,
+                )),
+                wake: Notify::new(),
+                directory: Arc::new(directory),
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// Queues `event` for its tenant's webhook, behind its room's earlier events. `Ok(None)` when
+    /// the tenant has no webhook (nothing is queued). Call it in the order the room's events
+    /// happened: that order is the delivery order.
+    pub fn emit(&self, event: RoomEvent) -> Result<Option<Queued>, EmitError> {
+        let configured = self
+            .shared
+            .directory
+            .webhook(&event.tenant)
+            .is_some_and(|s| s.validate().is_ok());
+        if !configured {
+            return Ok(None);
+        }
+        let tenant = event.tenant.clone();
+        let result = self
+            .shared
+            .lock()
+            .push(event, new_event_id(), Instant::now());
+        match result {
+            Ok(queued) => {
+                self.shared.wake.notify_one();
+                Ok(Some(queued))
+            }
+            Err(refused) => {
+                self.shared
+                    .metrics
+                    .dropped
+                    .with_label_values(&["queue_full"])
+                    .inc();
+                tracing::debug!(tenant = %tenant, error = %refused, "webhook event dropped");
+                Err(refused.into())
+            }
+        }
+    }
+
+    /// Delivers until `shutdown`. Events still pending then are lost (the in-memory outbox is not
+    /// persisted; docs/webhooks.md, "Durability").
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let shared = &self.shared;
+        let mut tasks: JoinSet<Outcome> = JoinSet::new();
+        let mut rooms: HashMap<tokio::task::Id, RoomKey> = HashMap::new();
+        loop {
+            let now = Instant::now();
+            let capacity = shared.config.max_in_flight.saturating_sub(tasks.len());
+            let (attempts, expired, next, pending) = {
+                let mut outbox = shared.lock();
+                let (attempts, expired) = outbox.due(now, capacity);
+                (attempts, expired, outbox.next_due(), outbox.pending())
+            };
+            if expired > 0 {
+                shared
+                    .metrics
+                    .dropped
+                    .with_label_values(&["expired"])
+                    .inc_by(expired);
+                tracing::warn!(
+                    events = expired,
+                    "webhook events dropped after the retry time"
+                );
+            }
+            for attempt in attempts {
+                let room = attempt.room.clone();
+                let handle = tasks.spawn(deliver(Arc::clone(shared), attempt));
+                rooms.insert(handle.id(), room);
+            }
+            shared.update_gauges(now);
+            // While events are pending the age gauge must keep moving, even when nothing else does.
+            let mut wake_at = (pending > 0).then(|| now + Duration::from_secs(1));
+            if tasks.len() < shared.config.max_in_flight {
+                wake_at = match (wake_at, next) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = shared.wake.notified() => {}
+                Some(joined) = tasks.join_next_with_id() => {
+                    let (id, outcome) = match joined {
+                        Ok((id, outcome)) => (id, outcome),
+                        Err(e) => {
+                            tracing::error!(error = %e, "webhook attempt task failed");
+                            (e.id(), Outcome::Failed(AttemptError::Timeout))
+                        }
+                    };
+                    if let Some(room) = rooms.remove(&id) {
+                        shared.settle(&room, outcome);
+                    }
+                }
+                () = sleep_until(wake_at) => {}
+            }
+        }
+        tasks.shutdown().await;
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding the lock leaves the outbox consistent (every method updates it
+        // before returning), so the poison flag carries no information worth stopping for.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settle(&self, room: &RoomKey, outcome: Outcome) {
+        let now = Instant::now();
+        match outcome {
+            Outcome::Delivered => {
+                self.metrics.sent.inc();
+                self.lock().succeeded(room, now);
+            }
+            Outcome::Failed(error) => {
+                self.metrics
+                    .failed
+                    .with_label_values(&[error.reason()])
+                    .inc();
+                let wait = self.lock().failed(room, now, rand::random::<f64>());
+                tracing::info!(
+                    tenant = %room.0,
+                    error = %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "webhook attempt failed"
+                );
+            }
+            Outcome::NoEndpoint => {
+                self.metrics
+                    .dropped
+                    .with_label_values(&["no_endpoint"])
+                    .inc();
+                self.lock().abandoned(room, now);
+            }
+        }
+    }
+
+    fn update_gauges(&self, now: Instant) {
+        let outbox = self.lock();
+        self.metrics.pending.set(outbox.pending() as i64);
+        self.metrics.retrying.set(outbox.retrying() as i64);
+        self.metrics
+            .oldest_pending_age
+            .set(outbox.oldest_age(now).map_or(0.0, |a| a.as_secs_f64()));
+    }
+}
+
+async fn deliver(shared: Arc<Shared>, attempt: Attempt) -> Outcome {
+    // Read at every attempt, so that a corrected URL or a rotated secret applies to queued events.
+    let Some(settings) = shared.directory.webhook(&attempt.room.0) else {
+        return Outcome::NoEndpoint;
+    };
+    let Ok(endpoint) = settings.validate() else {
+        return Outcome::NoEndpoint;
+    };
+    // A clock before 1970 signs with 0; receivers then refuse it as stale, which is what they should.
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let signature = signature_header(settings.secret.as_bytes(), timestamp, &attempt.body);
+    match post(
+        &endpoint,
+        &signature,
+        &attempt.id,
+        attempt.body,
+        shared.config.request_timeout,
+    )
+    .await
+    {
+        Ok(()) => Outcome::Delivered,
+        Err(error) => Outcome::Failed(error),
+    }
+}

@@ -1,0 +1,72 @@
+//! The engine's Prometheus metrics. The process that runs the engine registers them in its registry
+//! ([`WebhookMetrics::register`]), beside its own.
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Delivery metrics (docs/webhooks.md, "Metrics").
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// Events acknowledged with a 2xx.
+    pub sent: IntCounter,
+    /// Failed attempts, by `reason`: `status` (an answer other than 2xx), `connect`, `timeout`, `io`.
+    pub failed: IntCounterVec,
+    /// Events given up on, by `reason`: `expired` (retried for the whole retry time), `queue_full`
+    /// (refused at once: a bound was reached), `no_endpoint` (the tenant's webhook was removed or
+    /// became invalid while events were pending).
+    pub dropped: IntCounterVec,
+    /// Rooms whose next event has failed at least once and waits for a retry.
+    pub retrying: IntGauge,
+    /// Events pending (queued or in flight).
+    pub pending: IntGauge,
+    /// Age of the oldest pending event, in seconds (0 when none).
+    pub oldest_pending_age: Gauge,
+}
+
+impl WebhookMetrics {
+    /// New, unregistered metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(WebhookMetrics {
+            sent: IntCounter::new(
+                "switchboard_webhooks_sent_total",
+                "Webhook events acknowledged by the receiver with a 2xx.",
+            )?,
+            failed: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_webhooks_failed_total",
+                    "Failed webhook attempts (each is retried), by reason.",
+                ),
+                &["reason"],
+            )?,
+            dropped: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_webhooks_dropped_total",
+                    "Webhook events given up on, by reason.",
+                ),
+                &["reason"],
+            )?,
+            retrying: IntGauge::new(
+                "switchboard_webhooks_retrying",
+                "Rooms whose next webhook event waits for a retry.",
+            )?,
+            pending: IntGauge::new(
+                "switchboard_webhooks_pending",
+                "Webhook events queued or in flight.",
+            )?,
+            oldest_pending_age: Gauge::new(
+                "switchboard_webhooks_oldest_pending_age_seconds",
+                "Age of the oldest pending webhook event.",
+            )?,
+        })
+    }
+
+    /// Registers every metric in `registry`.
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.sent.clone()))?;
+        registry.register(Box::new(self.failed.clone()))?;
+        registry.register(Box::new(self.dropped.clone()))?;
+        registry.register(Box::new(self.retrying.clone()))?;
+        registry.register(Box::new(self.pending.clone()))?;
+        registry.register(Box::new(self.oldest_pending_age.clone()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,35 @@
+//! Webhooks: telling a tenant's backend when its rooms start and finish and members join and leave,
+//! signed, at least once, in order per room, retried with backoff for a bounded time
+//! (docs/webhooks.md).
+//!
+//! The room's owner (the router standalone or in a cluster) calls [`Webhooks::emit`] with each
+//! [`RoomEvent`] in the room's order; [`Webhooks::run`] delivers them. Tenants' endpoints and secrets
+//! ([`WebhookSettings`]) come from a [`WebhookDirectory`] the caller implements over its tenant
+//! registry.
+//!
+//! # Layout
+//! - [`event`]: the events ([`RoomEvent`] in, [`WebhookEvent`] on the wire).
+//! - [`signature`]: signing and verifying (`Switchboard-Signature: t=..,v1=..`).
+//! - [`settings`]: a tenant's [`WebhookSettings`] and the [`WebhookDirectory`] they are read from.
+//! - [`backoff`]: the retry schedule, a pure function.
+//! - [`outbox`]: the in-memory queue: per-room order, retries, bounds (pure state).
+//! - [`http`]: one attempt, an HTTP/1.1 POST.
+//! - [`metrics`]: delivery metrics.
+//! - [`engine`]: the handle and the delivery task around the outbox.
+
+pub mod backoff;
+pub mod engine;
+pub mod event;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod settings;
+pub mod signature;
+
+pub use backoff::Backoff;
+pub use engine::{EmitError, EngineConfig, Webhooks};
+pub use event::{EventKind, RoomEvent, WebhookEvent};
+pub use metrics::WebhookMetrics;
+pub use outbox::{Limits, Queued};
+pub use settings::{WebhookDirectory, WebhookSettings};
+pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, verify};
