@@ -192,13 +192,7 @@ impl Outbox {
             let Some((_, key)) = self.schedule.pop_first() else {
                 break;
             };
-            loop {
-                let Some(room) = self.rooms.get(&key) else {
-                    break;
-                };
-                let Some(head) = room.queue.front() else {
-                    break;
-                };
+            while let Some(head) = self.rooms.get(&key).and_then(|r| r.queue.front()) {
                 if now.saturating_duration_since(head.created) >= self.max_age {
                     self.pop_head(&key);
                     expired += 1;
@@ -307,10 +301,12 @@ impl Outbox {
     }
 
     fn forget_if_done(&mut self, key: &RoomKey) {
-        if let Some(room) = self.rooms.get(key) {
-            if room.finished && room.queue.is_empty() && !room.in_flight {
-                self.rooms.remove(key);
-            }
+        if self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.finished && r.queue.is_empty() && !r.in_flight)
+        {
+            self.rooms.remove(key);
         }
     }
 }

@@ -125,7 +125,13 @@ mod tests {
     #[test]
     fn validation_table() {
         let ok = "0123456789abcdef";
-        let cases: &[(&str, &str, Result<(&str, u16, &str), SettingsError>)] = &[
+        // url, secret, (host, port, path) or the refusal
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            Result<(&'a str, u16, &'a str), SettingsError>,
+        );
+        let cases: &[Case] = &[
             (
                 "http://127.0.0.1:8080/hooks?x=1",
                 ok,

@@ -108,7 +108,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -138,7 +138,9 @@ mod tests {
         let now = 1_700_000_000;
         let good = signature_header(SECRET, now, BODY);
         let tol = DEFAULT_TOLERANCE;
-        let cases: &[(&str, String, &[u8], u64, Result<(), VerifyError>)] = &[
+        // name, header, body, receiver's clock, verdict
+        type Case<'a> = (&'a str, String, &'a [u8], u64, Result<(), VerifyError>);
+        let cases: &[Case] = &[
             ("genuine", good.clone(), BODY, now, Ok(())),
             (
                 "genuine, clocks 299 s apart",
