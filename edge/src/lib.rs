@@ -34,11 +34,11 @@ pub mod hosted;
 pub mod http;
 pub mod ice;
 pub mod local_router;
-pub mod room_service;
 pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;
+pub mod room_service;
 pub mod shutdown;
 pub mod token_command;
 pub mod turn;
@@ -252,7 +252,7 @@ pub async fn run_exposing(
             config.stats_file.clone(),
         ));
         metrics.bus_connected.set(1);
-        expose(room_service::LocalRoomService::new(
+        expose(room_service::LocalRoomService::shared(
             &router_tx,
             keyer.clone(),
         ));

@@ -173,7 +173,9 @@ fn count_rooms(rooms: &Rooms, metrics: &Metrics, tenant: &TenantId) {
 }
 
 /// A stored status as the JSON object clients are shown.
-pub fn status_map(status: &switchboard_proto::StoredStatus) -> serde_json::Map<String, serde_json::Value> {
+pub fn status_map(
+    status: &switchboard_proto::StoredStatus,
+) -> serde_json::Map<String, serde_json::Value> {
     match status.to_json() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::bus::LocalRequest;
 use crate::local_router::status_map;
 
-/// The room service over the in-process router; build it with [`LocalRoomService::new`] and hand
+/// The room service over the in-process router; build it with [`LocalRoomService::shared`] and hand
 /// it to the API server as an `Arc<dyn RoomService>`.
 #[derive(Debug, Clone)]
 pub struct LocalRoomService {
@@ -30,7 +30,7 @@ pub struct LocalRoomService {
 impl LocalRoomService {
     /// A room service asking the router fed by `router`, with the edge's room keyer (the same one
     /// its connections hash room names with).
-    pub fn new(router: &mpsc::Sender<LocalRequest>, keyer: RoomKeyer) -> Arc<dyn RoomService> {
+    pub fn shared(router: &mpsc::Sender<LocalRequest>, keyer: RoomKeyer) -> Arc<dyn RoomService> {
         Arc::new(LocalRoomService {
             router: router.downgrade(),
             keyer,
@@ -105,7 +105,13 @@ impl RoomService for LocalRoomService {
         let tenant = tenant.clone();
         let room = room_key(&self.keyer, &tenant, room);
         Box::pin(async move {
-            match self.ask(RoomRequest::Members { tenant, room: room? }).await? {
+            match self
+                .ask(RoomRequest::Members {
+                    tenant,
+                    room: room?,
+                })
+                .await?
+            {
                 RoomReply::Members(members) => Ok(members.into_iter().map(member_info).collect()),
                 _ => Err(ServiceError::Unavailable),
             }
@@ -133,7 +139,13 @@ impl RoomService for LocalRoomService {
     fn close_room(&self, tenant: &TenantId, room: &str) -> BoxFuture<'_, Result<(), ServiceError>> {
         let tenant = tenant.clone();
         let room = room_key(&self.keyer, &tenant, room);
-        Box::pin(async move { self.act(RoomRequest::Close { tenant, room: room? }).await })
+        Box::pin(async move {
+            self.act(RoomRequest::Close {
+                tenant,
+                room: room?,
+            })
+            .await
+        })
     }
 
     fn send(

@@ -41,7 +41,7 @@ async fn rooms_are_listed_and_managed_across_edges_and_a_router_failover() {
     let mut cluster =
         Cluster::start_with(2, 2, &["--auth", "tokens", "--tenants-file", &path]).await;
     let client = async_nats::connect(cluster.nats.url(0)).await.unwrap();
-    let rooms = ClusterRoomService::new(
+    let rooms = ClusterRoomService::shared(
         client,
         RoomKeyer::new(SECRET.as_bytes()),
         switchboard_proto::bus::DEFAULT_SLOTS,

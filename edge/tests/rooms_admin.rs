@@ -41,20 +41,33 @@ async fn a_tenant_lists_removes_closes_and_messages_its_rooms() {
     let listed = rooms.rooms(&a).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
-        (listed[0].name.as_str(), listed[0].members, listed[0].peak_members),
+        (
+            listed[0].name.as_str(),
+            listed[0].members,
+            listed[0].peak_members
+        ),
         ("standup", 3, 3)
     );
     let members = rooms.members(&a, "standup").await.unwrap();
     let ids: Vec<String> = members.iter().map(|m| m.peer_id.to_string()).collect();
-    assert_eq!(ids, vec![alice_id.clone(), bob_id.clone(), carol_id.clone()]);
-    assert_eq!(members[0].status, json!({"name": "Alice"}).as_object().cloned().unwrap());
+    assert_eq!(
+        ids,
+        vec![alice_id.clone(), bob_id.clone(), carol_id.clone()]
+    );
+    assert_eq!(
+        members[0].status,
+        json!({"name": "Alice"}).as_object().cloned().unwrap()
+    );
     assert_eq!(
         rooms.members(&a, "nowhere").await.unwrap_err(),
         ServiceError::NotFound
     );
 
     // A server message to one member, then to the room.
-    let data = json!({"text": "recording starts"}).as_object().cloned().unwrap();
+    let data = json!({"text": "recording starts"})
+        .as_object()
+        .cloned()
+        .unwrap();
     let bob_conn: ConnId = bob_id.parse().unwrap();
     rooms
         .send(&a, "standup", Audience::Member(bob_conn), data.clone())
@@ -73,15 +86,14 @@ async fn a_tenant_lists_removes_closes_and_messages_its_rooms() {
     }
 
     // Bob is removed: he is told why and closed with 4403; the others see him leave.
-    rooms
-        .remove_member(&a, "standup", bob_conn)
-        .await
-        .unwrap();
+    rooms.remove_member(&a, "standup", bob_conn).await.unwrap();
     let (seen, ended) = bob.drain_until_closed().await;
     assert_eq!(
         seen.last(),
-        Some(&json!({"event": "error", "message": "removed by the service",
-                     "description": "removed by the service"}))
+        Some(
+            &json!({"event": "error", "message": "removed by the service",
+                     "description": "removed by the service"})
+        )
     );
     assert_eq!(
         ended,
@@ -91,7 +103,10 @@ async fn a_tenant_lists_removes_closes_and_messages_its_rooms() {
         assert_eq!(client.expect("peer_left").await["sender_id"], json!(bob_id));
     }
     assert_eq!(
-        rooms.remove_member(&a, "standup", bob_conn).await.unwrap_err(),
+        rooms
+            .remove_member(&a, "standup", bob_conn)
+            .await
+            .unwrap_err(),
         ServiceError::NotFound
     );
     // Alice can no longer reach him: the edge dropped him from its view.

@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(encoded(ServerMessage::Pong), json!({"event": "pong"}));
         assert_eq!(
             encoded(ServerMessage::ServerMessage {
-                data: json!({"sender_id": "x", "n": 1}).as_object().cloned().unwrap()
+                data: json!({"sender_id": "x", "n": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
             }),
             json!({"event": "server_message", "data": {"sender_id": "x", "n": 1}})
         );

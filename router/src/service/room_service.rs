@@ -40,7 +40,11 @@ pub struct ClusterRoomService {
 impl ClusterRoomService {
     /// A room service asking the routers over `client`; `keyer` must be the edges' (their
     /// `--room-key-secret`) and `slots` the cluster's `--slots`.
-    pub fn new(client: async_nats::Client, keyer: RoomKeyer, slots: u32) -> Arc<dyn RoomService> {
+    pub fn shared(
+        client: async_nats::Client,
+        keyer: RoomKeyer,
+        slots: u32,
+    ) -> Arc<dyn RoomService> {
         Arc::new(ClusterRoomService {
             client,
             keyer,
@@ -136,7 +140,10 @@ impl RoomService for ClusterRoomService {
         let room = room_key(&self.keyer, &tenant, room);
         Box::pin(async move {
             match self
-                .ask_room(RoomRequest::Members { tenant, room: room? })
+                .ask_room(RoomRequest::Members {
+                    tenant,
+                    room: room?,
+                })
                 .await?
             {
                 RoomReply::Members(members) => Ok(members
@@ -177,7 +184,13 @@ impl RoomService for ClusterRoomService {
     fn close_room(&self, tenant: &TenantId, room: &str) -> BoxFuture<'_, Result<(), ServiceError>> {
         let tenant = tenant.clone();
         let room = room_key(&self.keyer, &tenant, room);
-        Box::pin(async move { self.act(RoomRequest::Close { tenant, room: room? }).await })
+        Box::pin(async move {
+            self.act(RoomRequest::Close {
+                tenant,
+                room: room?,
+            })
+            .await
+        })
     }
 
     fn send(
