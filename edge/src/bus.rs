@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use std::collections::BTreeMap;
 use switchboard_proto::bus::CommandReply;
+use switchboard_proto::control::{RoomReply, RoomRequest};
 
 use switchboard_proto::{ConnId, RoomKey, TenantId, subject};
 use switchboard_rooms::{Command, HourlyStats, TenantUsage};
@@ -29,6 +30,8 @@ pub enum LocalRequest {
     Command(Command),
     /// A snapshot of statistics.
     Stats(oneshot::Sender<StatsSnapshot>),
+    /// A control API request about rooms (the standalone room service, `crate::room_service`).
+    Rooms(RoomRequest, oneshot::Sender<RoomReply>),
     /// Hosted mode: tenants' usage counted by the edge (connections, messages) in one round, by
     /// UTC hour and tenant, for the hourly statistics.
     Usage(BTreeMap<(u64, TenantId), TenantUsage>),

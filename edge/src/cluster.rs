@@ -112,6 +112,11 @@ fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
                 ctx.registry.refuse(conn, room, error);
             }
         }
+        Ok(EdgeEvent::Remove { epoch, room, to }) => {
+            if admit(room, epoch) {
+                ctx.registry.remove_by_service(room, &to);
+            }
+        }
         Err(e) => debug!(error = %e, "malformed event from a router"),
     }
 }

@@ -175,7 +175,7 @@ where
         loop {
             tokio::select! {
                 biased;
-                () = slow.cancelled() => return End::SLOW_CONSUMER,
+                () = slow.cancelled() => return self.cut(rx).await,
                 () = lifecycle_close.cancelled() => {
                     if !self.announced {
                         let _ = self.announce(0).await;
@@ -239,6 +239,26 @@ where
                     idle.as_mut().reset(deadline);
                 }
             }
+        }
+    }
+
+    /// The connection's switch was thrown: the control API removed it (then what is queued, its
+    /// `removed by the service` error last, is written before the close), or it is a slow consumer.
+    async fn cut(&mut self, rx: &mut queue::Receiver) -> End {
+        if !self.ctx.registry.was_removed(self.id) {
+            return End::SLOW_CONSUMER;
+        }
+        let io_timeout = self.ctx.limits.io_timeout;
+        let write = async {
+            while let Some(text) = rx.try_recv() {
+                self.sink.feed(Message::Text(text)).await?;
+            }
+            self.sink.flush().await
+        };
+        match timeout(io_timeout, write).await {
+            Ok(Ok(())) => End::REMOVED,
+            Ok(Err(e)) => End::of_write_error(Some(&e)),
+            Err(_) => End::of_write_error(None),
         }
     }
 

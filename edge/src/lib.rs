@@ -14,6 +14,7 @@
 //! - [`turn`]: TURN credentials minted per connection for `joined_room`.
 //! - [`bus`]: the way to the router; [`local_router`] is the in-process router, [`cluster`] the
 //!   edge's side of a cluster (NATS subscriptions, heartbeats, resync).
+//! - [`room_service`]: the control API's room service, standalone (over [`local_router`]).
 //! - [`context`]: what connection tasks share, and the shutdown phases.
 //! - [`metrics`]: Prometheus metrics. [`ratelimit`]: token buckets. [`queue`]: a client's bounded
 //!   outbound queue.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod registry;
+pub mod room_service;
 pub mod shutdown;
 pub mod token_command;
 pub mod turn;
@@ -176,6 +178,17 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = Shutdown>,
 ) -> Result<(), RunError> {
+    run_exposing(config, listeners, shutdown, |_| {}).await
+}
+
+/// [`run`], handing the standalone edge's room service (for the control API) to `expose` once it
+/// exists. A clustered edge has none (the routers serve the rooms), and never calls `expose`.
+pub async fn run_exposing(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = Shutdown>,
+    expose: impl FnOnce(Arc<dyn switchboard_api::service::RoomService>),
+) -> Result<(), RunError> {
     let metrics = Metrics::new()?;
     let fd_limit = descriptors::soft_limit();
     let plan = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve)
@@ -239,6 +252,10 @@ pub async fn run(
             config.stats_file.clone(),
         ));
         metrics.bus_connected.set(1);
+        expose(room_service::LocalRoomService::shared(
+            &router_tx,
+            keyer.clone(),
+        ));
         (Bus::local(router_tx), Some(router))
     };
     let nats_bus = bus.as_nats().cloned();

@@ -55,36 +55,14 @@ pub async fn run(
         };
         match request {
             LocalRequest::Command(command) => {
-                for effect in rooms.apply(now(), command) {
-                    match effect {
-                        Effect::Deliver {
-                            room, to, message, ..
-                        } => registry.deliver(room, &to, message),
-                        Effect::Refuse {
-                            conn, room, error, ..
-                        } => registry.refuse(conn, room, error),
-                        Effect::RoomClosed { peak } => {
-                            dirty = true;
-                            metrics.room_peak_members.observe(peak as f64)
-                        }
-                        Effect::MemberLeft { minutes } => {
-                            dirty = true;
-                            metrics.connection_minutes.observe(minutes as f64)
-                        }
-                        Effect::TenantRoomOpened { tenant } => {
-                            dirty = true;
-                            metrics.tenant_rooms.opened(&tenant);
-                            count_rooms(&rooms, &metrics, &tenant);
-                        }
-                        Effect::TenantRoomClosed { tenant, .. } => {
-                            count_rooms(&rooms, &metrics, &tenant);
-                        }
-                        // Counted in the statistics by `Rooms` itself.
-                        Effect::TenantRoomMembers { .. } => dirty = true,
-                    }
-                }
-                metrics.rooms.set(rooms.room_count() as i64);
-                metrics.members.set(rooms.member_count() as i64);
+                let effects = rooms.apply(now(), command);
+                dirty |= handle(&rooms, effects, &registry, &metrics);
+            }
+            LocalRequest::Rooms(request, reply) => {
+                let (answer, effects) = rooms.answer(now(), request);
+                dirty |= handle(&rooms, effects, &registry, &metrics);
+                // The asker may have given up (its HTTP client went away): nothing to do then.
+                let _ = reply.send(answer);
             }
             LocalRequest::Usage(usage) => {
                 // Usage arrives every round while a tenant has connections, so also while it has
@@ -108,6 +86,44 @@ pub async fn run(
     if dirty && let Some(path) = &stats_file {
         store(path, rooms.stats()).await;
     }
+}
+
+/// Hands the effects of a command or control request to the registry and the metrics; returns
+/// whether the statistics changed.
+fn handle(rooms: &Rooms, effects: Vec<Effect>, registry: &Registry, metrics: &Metrics) -> bool {
+    let mut dirty = false;
+    for effect in effects {
+        match effect {
+            Effect::Deliver {
+                room, to, message, ..
+            } => registry.deliver(room, &to, message),
+            Effect::Refuse {
+                conn, room, error, ..
+            } => registry.refuse(conn, room, error),
+            Effect::Remove { room, to, .. } => registry.remove_by_service(room, &to),
+            Effect::RoomClosed { peak } => {
+                dirty = true;
+                metrics.room_peak_members.observe(peak as f64)
+            }
+            Effect::MemberLeft { minutes } => {
+                dirty = true;
+                metrics.connection_minutes.observe(minutes as f64)
+            }
+            Effect::TenantRoomOpened { tenant } => {
+                dirty = true;
+                metrics.tenant_rooms.opened(&tenant);
+                count_rooms(rooms, metrics, &tenant);
+            }
+            Effect::TenantRoomClosed { tenant, .. } => {
+                count_rooms(rooms, metrics, &tenant);
+            }
+            // Counted in the statistics by `Rooms` itself.
+            Effect::TenantRoomMembers { .. } => dirty = true,
+        }
+    }
+    metrics.rooms.set(rooms.room_count() as i64);
+    metrics.members.set(rooms.member_count() as i64);
+    dirty
 }
 
 /// Adds the statistics saved in `path` (if any) to `stats`. A file that cannot be read is set aside
@@ -154,6 +170,16 @@ async fn store(path: &Path, stats: &HourlyStats) {
 fn count_rooms(rooms: &Rooms, metrics: &Metrics, tenant: &TenantId) {
     let open = rooms.tenant_rooms().get(tenant).copied().unwrap_or(0);
     metrics.tenant_rooms.set_rooms(tenant, open);
+}
+
+/// A stored status as the JSON object clients are shown.
+pub fn status_map(
+    status: &switchboard_proto::StoredStatus,
+) -> serde_json::Map<String, serde_json::Value> {
+    match status.to_json() {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 fn now() -> UnixMillis {

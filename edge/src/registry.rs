@@ -116,6 +116,11 @@ struct Entry {
     joined_at_ms: u64,
     /// Hosted mode: the tenant of its room (for resync).
     tenant: Option<TenantId>,
+    /// Hosted mode: its room's name (for resync: the control API lists rooms by name).
+    room_name: Option<Box<str>>,
+    /// The control API removed it: its task closes it with `close_code::REMOVED` once its queue
+    /// (ending with the `removed by the service` error) is written.
+    removed: bool,
     /// Whom its `joined_room`s mint TURN credentials for, and with what. Shared, so that the
     /// minting happens after the lock is released, and a connection without TURN pays one pointer.
     turn: Option<Arc<TurnGrant>>,
@@ -202,6 +207,8 @@ impl Registry {
                 status: StoredStatus::default(),
                 joined_at_ms: 0,
                 tenant: None,
+                room_name: None,
+                removed: false,
                 turn: None,
             },
         );
@@ -236,13 +243,15 @@ impl Registry {
             .map_or(Membership::None, |e| e.membership)
     }
 
-    /// Starts a join: fails with `already joined another room` if in or joining a room.
+    /// Starts a join: fails with `already joined another room` if in or joining a room. Hosted
+    /// mode passes the room's tenant and name, which resync carries to routers.
     pub fn begin_join(
         &self,
         conn: ConnId,
         room: RoomKey,
         status: StoredStatus,
         tenant: Option<TenantId>,
+        room_name: Option<&str>,
     ) -> Result<(), ProtocolError> {
         let mut state = self.state();
         let entry = state
@@ -255,6 +264,7 @@ impl Registry {
         entry.membership = Membership::Joining(room);
         entry.status = status;
         entry.tenant = tenant;
+        entry.room_name = room_name.map(Box::from);
         Ok(())
     }
 
@@ -283,6 +293,7 @@ impl Registry {
                         status: entry.status.clone(),
                         joined_at_ms: entry.joined_at_ms,
                         tenant: entry.tenant.clone(),
+                        room_name: entry.room_name.as_deref().map(String::from),
                     })
                 }
                 _ => None,
@@ -491,6 +502,46 @@ impl Registry {
                 .with_label_values(&[tenant.as_str(), quota])
                 .inc();
         }
+    }
+
+    /// The control API removed `to` from `room` (the router did already, and told the others):
+    /// each leaves the room here as by `leave_room` (so its socket's close sends no leave), is
+    /// told `removed by the service`, and its task closes it with `close_code::REMOVED`.
+    pub fn remove_by_service(&self, room: RoomKey, to: &[ConnId]) {
+        let mut outlets = Vec::new();
+        {
+            let mut state = self.state();
+            for conn in to {
+                let Some(entry) = state.conns.get_mut(conn) else {
+                    continue;
+                };
+                if entry.membership.room() != Some(room) {
+                    // It left (or moved) meanwhile: nothing of this room to end.
+                    continue;
+                }
+                let previous = std::mem::replace(&mut entry.membership, Membership::None);
+                entry.removed = true;
+                outlets.push(entry.outlet.clone());
+                if let Membership::Joined(room) = previous {
+                    state.leave_view(room);
+                }
+            }
+        }
+        let error = ProtocolError::RemovedByService;
+        let text = Utf8Bytes::from(ServerMessage::Error(error).encode());
+        for outlet in outlets {
+            if outlet.push(text.clone(), queue::Kind::Other) {
+                self.shared.metrics.error(error);
+            }
+            // The switch that closes it; its task sees `removed` and writes the queue first.
+            outlet.mark_slow();
+        }
+    }
+
+    /// Whether the control API removed `conn` (its task then closes it with
+    /// `close_code::REMOVED` rather than as a slow consumer).
+    pub fn was_removed(&self, conn: ConnId) -> bool {
+        self.state().conns.get(&conn).is_some_and(|e| e.removed)
     }
 
     /// Open connections.

@@ -98,6 +98,11 @@ pub struct TenantScope {
     /// Most members in one of its rooms; 0: unlimited (the router's own limit still applies).
     #[serde(default)]
     pub max_room_size: u32,
+    /// The room's name (its `room_id` as the client sent it), so that the control API can list a
+    /// tenant's rooms by name. Only ever returned to the room's owner; never in subjects or logs.
+    /// Absent from edges of older versions (their rooms are then not listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_name: Option<String>,
 }
 
 /// One member as its edge knows it: what a router needs to rebuild membership.
@@ -116,6 +121,10 @@ pub struct MemberRecord {
     /// Hosted mode: its tenant (a router rebuilding a room learns whose room it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<TenantId>,
+    /// Hosted mode: its room's name (see [`TenantScope::room_name`]), so that a router rebuilding
+    /// a room knows what the control API calls it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_name: Option<String>,
 }
 
 /// A router's answer to a [`Command`] request.
@@ -161,6 +170,16 @@ pub enum EdgeEvent {
         room: RoomKey,
         /// Why.
         error: ProtocolError,
+    },
+    /// The control API removed `to` from `room` (the router already did): tell each the documented
+    /// `error` and close its connection with [`crate::limits::close_code::REMOVED`].
+    Remove {
+        /// The lease epoch of the router that sent it (as for `Deliver`).
+        epoch: u64,
+        /// The room.
+        room: RoomKey,
+        /// The removed connections, all held by this edge.
+        to: Vec<ConnId>,
     },
 }
 
@@ -299,6 +318,7 @@ mod tests {
                     status: status.stored(),
                     joined_at_ms: 5,
                     tenant: None,
+                    room_name: None,
                 },
             },
             Command::EdgeLost { edge },

@@ -86,6 +86,11 @@ pub enum ProtocolError {
     /// used up; the message was dropped.
     #[error("tenant rate limit exceeded")]
     TenantRateLimited,
+    /// Extension (hosted mode): the tenant's backend removed this member through the control API
+    /// (or closed its room); the connection is then closed with
+    /// [`crate::limits::close_code::REMOVED`].
+    #[error("removed by the service")]
+    RemovedByService,
 }
 
 impl ProtocolError {
@@ -118,11 +123,12 @@ impl ProtocolError {
             SendNotAllowed => "send_not_allowed",
             RoomQuotaExceeded => "room_quota_exceeded",
             TenantRateLimited => "tenant_rate_limited",
+            RemovedByService => "removed_by_service",
         }
     }
 
     /// Every variant, for exhaustive tests and for pre-registering metric label values.
-    pub const ALL: [ProtocolError; 25] = {
+    pub const ALL: [ProtocolError; 26] = {
         use ProtocolError::*;
         [
             InvalidMessage,
@@ -150,6 +156,7 @@ impl ProtocolError {
             SendNotAllowed,
             RoomQuotaExceeded,
             TenantRateLimited,
+            RemovedByService,
         ]
     };
 }
@@ -190,6 +197,7 @@ mod tests {
             (SendNotAllowed, "send not allowed by token"),
             (RoomQuotaExceeded, "room quota exceeded"),
             (TenantRateLimited, "tenant rate limit exceeded"),
+            (RemovedByService, "removed by the service"),
         ];
         assert_eq!(expected.len(), ProtocolError::ALL.len());
         for (error, text) in expected {

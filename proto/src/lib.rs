@@ -14,10 +14,12 @@
 //! - [`error`]: [`ProtocolError`], whose `Display` is the exact text sent to clients.
 //! - [`limits`]: protocol constants and configurable defaults.
 //! - [`bus`]: what travels between edges and routers: commands, room events, resync, heartbeats.
+//! - [`control`]: what the control API asks of the rooms (list, members, remove, close, send).
 //! - [`subject`]: names of bus subjects and storage, which carry ids and slots, never room ids.
 
 pub mod bus;
 pub mod client;
+pub mod control;
 pub mod depth;
 pub mod error;
 pub mod id;

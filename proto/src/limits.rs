@@ -68,4 +68,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The end of a graceful shutdown's grace period (announced earlier by a `shutdown` event).
     pub const SHUTDOWN: u16 = 4200;
+    /// Hosted mode: the tenant's backend removed the member (or closed its room) through the
+    /// control API; an `error` event with the text `removed by the service` comes first. Like
+    /// HTTP's 403: the client should not simply reconnect and join again.
+    pub const REMOVED: u16 = 4403;
 }

@@ -62,6 +62,12 @@ pub enum ServerMessage {
         /// Seconds of grace before the socket is closed with code 4200.
         seconds: u64,
     },
+    /// Extension (hosted mode): a message from the tenant's backend through the control API, to
+    /// one member or every member of a room: `{"event":"server_message","data":{…}}`.
+    ServerMessage {
+        /// What the backend sent, as it sent it.
+        data: Map<String, Value>,
+    },
     /// The reply to `ping`.
     Pong,
     /// The reply to `info`.
@@ -79,6 +85,7 @@ impl ServerMessage {
             ServerMessage::Forward { .. } => "forward",
             ServerMessage::Error(_) => "error",
             ServerMessage::Shutdown { .. } => "shutdown",
+            ServerMessage::ServerMessage { .. } => "server_message",
             ServerMessage::Pong => "pong",
             ServerMessage::Info => "info",
         }
@@ -138,6 +145,9 @@ impl ServerMessage {
                 json!({"event": "error", "message": text, "description": text})
             }
             ServerMessage::Shutdown { seconds } => json!({"event": "shutdown", "seconds": seconds}),
+            ServerMessage::ServerMessage { data } => {
+                json!({"event": "server_message", "data": data})
+            }
             ServerMessage::Pong => json!({"event": "pong"}),
             ServerMessage::Info => json!({"event": "info", "protocol_version": PROTOCOL_VERSION}),
         }
@@ -202,6 +212,15 @@ mod tests {
             json!({"event": "shutdown", "seconds": 5})
         );
         assert_eq!(encoded(ServerMessage::Pong), json!({"event": "pong"}));
+        assert_eq!(
+            encoded(ServerMessage::ServerMessage {
+                data: json!({"sender_id": "x", "n": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap()
+            }),
+            json!({"event": "server_message", "data": {"sender_id": "x", "n": 1}})
+        );
         assert_eq!(
             encoded(ServerMessage::Info),
             json!({"event": "info", "protocol_version": "1.0.0"})

@@ -30,6 +30,12 @@ pub fn slot(slot: u32) -> String {
     format!("{PREFIX}.slot.{slot}")
 }
 
+/// Control API requests ([`crate::control::RoomRequest`]) for rooms in `slot`; only the slot's
+/// owning router subscribes (the room is named by its key inside the request, never here).
+pub fn rooms_slot(slot: u32) -> String {
+    format!("{PREFIX}.rooms.slot.{slot}")
+}
+
 /// Heartbeats of edge `edge`.
 pub fn edge_heartbeat(edge: EdgeId) -> String {
     format!("{PREFIX}.hb.edge.{edge}")
@@ -124,6 +130,7 @@ mod tests {
         assert_eq!(edge_events(edge), "sb.edge.01020304.events");
         assert_eq!(edge_inbox(edge), "sb.edge.01020304.>");
         assert_eq!(slot(7), "sb.slot.7");
+        assert_eq!(rooms_slot(7), "sb.rooms.slot.7");
         assert!(edge_heartbeat(edge).starts_with(EDGE_HEARTBEATS.trim_end_matches('*')));
         assert!(router_heartbeat("r1").starts_with(ROUTER_HEARTBEATS.trim_end_matches('*')));
         assert_eq!(edge_usage(edge), "sb.usage.edge.01020304");

@@ -74,6 +74,7 @@ fn through_every_envelope(status: &Status) -> Result<(), String> {
         status: status.stored(),
         joined_at_ms: 1,
         tenant: None,
+        room_name: None,
     };
     let map: Map<String, Value> = status.as_map().clone();
     let commands = [

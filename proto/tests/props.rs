@@ -526,6 +526,7 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
             .prop_map(|(sender_id, data)| ServerMessage::Forward { sender_id, data }),
         protocol_error().prop_map(ServerMessage::Error),
         any::<u64>().prop_map(|seconds| ServerMessage::Shutdown { seconds }),
+        object().prop_map(|data| ServerMessage::ServerMessage { data }),
         Just(ServerMessage::Pong),
         Just(ServerMessage::Info),
     ]
@@ -585,6 +586,11 @@ fn check_server_message(message: ServerMessage) -> TestCaseResult {
         ServerMessage::Shutdown { seconds } => {
             prop_assert_eq!(event, "shutdown");
             prop_assert_eq!(map["seconds"].as_u64(), Some(seconds));
+            prop_assert!(sender.is_none());
+        }
+        ServerMessage::ServerMessage { data } => {
+            prop_assert_eq!(event, "server_message");
+            prop_assert_eq!(&map["data"], &Value::Object(data));
             prop_assert!(sender.is_none());
         }
         ServerMessage::Pong => {

@@ -44,6 +44,13 @@ impl End {
         close_code::NORMAL,
         "idle timeout",
     );
+    /// The control API removed the client from its room (after the `removed by the service`
+    /// error, already queued).
+    pub(super) const REMOVED: End = End::closing(
+        DisconnectReason::Removed,
+        close_code::REMOVED,
+        "removed by the service",
+    );
     /// Sustained rate-limit abuse.
     pub(super) const RATE_LIMIT_ABUSE: End = End::closing(
         DisconnectReason::RateLimitAbuse,

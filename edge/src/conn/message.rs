@@ -180,13 +180,15 @@ where
                             id: tenant.id.clone(),
                             max_rooms: tenant.limits.max_rooms,
                             max_room_size: tenant.limits.max_room_size,
+                            room_name: Some(room_id.as_str().to_string()),
                         };
                         (ctx.keyer.key_in(&tenant.id, &room_id), Some(scope))
                     }
                 };
                 let tenant_id = tenant.as_ref().map(|scope| scope.id.clone());
+                let room_name = tenant.as_ref().map(|_| room_id.as_str());
                 ctx.registry
-                    .begin_join(self.id, room, status.stored(), tenant_id)?;
+                    .begin_join(self.id, room, status.stored(), tenant_id, room_name)?;
                 let join = Command::Join {
                     conn: self.id,
                     edge: ctx.edge,

@@ -58,7 +58,7 @@ impl Client {
     /// Starts joining `room`.
     fn begin_join(&self, registry: &Registry, room: RoomKey) {
         registry
-            .begin_join(self.id, room, StoredStatus::default(), None)
+            .begin_join(self.id, room, StoredStatus::default(), None, None)
             .expect("not in a room");
     }
 

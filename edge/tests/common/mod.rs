@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchboard_edge::{Config, Listeners, Shutdown, run};
+use std::sync::Arc;
+
+use switchboard_api::service::RoomService;
+use switchboard_edge::{Config, Listeners, Shutdown, run_exposing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -27,11 +30,22 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestEdge {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The standalone room service of the control API, once `run` handed it over.
+    rooms: Option<oneshot::Receiver<Arc<dyn RoomService>>>,
+    room_service: Option<Arc<dyn RoomService>>,
     stop: Option<oneshot::Sender<Shutdown>>,
     task: Option<JoinHandle<()>>,
 }
 
 impl TestEdge {
+    /// The control API's room service of this (standalone) edge.
+    pub async fn room_service(&mut self) -> Arc<dyn RoomService> {
+        if let Some(rooms) = self.rooms.take() {
+            self.room_service = Some(rooms.await.expect("a standalone edge has a room service"));
+        }
+        self.room_service.clone().expect("room service")
+    }
+
     /// Starts an edge with the default configuration on loopback port 0.
     pub async fn start() -> TestEdge {
         Self::start_with(|_| {}).await
@@ -49,17 +63,25 @@ impl TestEdge {
         let listeners = Listeners::bind(&config).unwrap();
         let addresses = listeners.addresses().unwrap();
         let (stop, stopped) = oneshot::channel::<Shutdown>();
+        let (rooms_tx, rooms) = oneshot::channel();
         let task = tokio::spawn(async move {
             let shutdown = async move {
                 stopped.await.unwrap_or(Shutdown {
                     grace: Duration::ZERO,
                 })
             };
-            run(config, listeners, shutdown).await.unwrap();
+            let expose = move |service| {
+                let _ = rooms_tx.send(service);
+            };
+            run_exposing(config, listeners, shutdown, expose)
+                .await
+                .unwrap();
         });
         TestEdge {
             addr: addresses.listen,
             admin: addresses.admin_listen,
+            rooms: Some(rooms),
+            room_service: None,
             stop: Some(stop),
             task: Some(task),
         }

@@ -44,6 +44,7 @@ export const SERVER_ERROR_CODES = Object.freeze({
   'send not allowed by token': 'send_not_allowed',
   'room quota exceeded': 'room_quota_exceeded',
   'tenant rate limit exceeded': 'tenant_rate_limited',
+  'removed by the service': 'removed_by_service',
 });
 
 /** Error codes that arise in the client itself rather than in a server `error` event. */

@@ -10,6 +10,7 @@
 //! Messages for one edge are batched: one [`Effect::Deliver`] per (edge, message) lists every
 //! recipient that edge holds, so a cluster publishes a room event once per edge, not once per member.
 
+mod control;
 mod tenant;
 
 use std::collections::HashMap;
@@ -90,6 +91,16 @@ pub enum Effect {
         /// Most members it ever had at once.
         peak: u64,
     },
+    /// The control API removed `to`, held by `edge`, from `room` (already done here, and the
+    /// others told): the edge tells each `removed by the service` and closes it.
+    Remove {
+        /// The edge holding them.
+        edge: EdgeId,
+        /// The room.
+        room: RoomKey,
+        /// The removed connections.
+        to: Vec<ConnId>,
+    },
     /// Hosted mode: a room of `tenant` has `members` members: after a join or rejoin, and at the
     /// first command of each UTC hour for the tenant's largest room (so each hour's peak counts the
     /// rooms that were already open). Already counted in [`Rooms::stats`]; routers count it into the
@@ -117,6 +128,10 @@ struct Room {
     peak: usize,
     /// Hosted mode: whose room it is (its key already depends on the tenant; this is for counts).
     tenant: Option<TenantId>,
+    /// Hosted mode: its name, for the control API's listing (only ever shown to its tenant).
+    name: Option<String>,
+    /// When it opened (rebuilt after a takeover: when its earliest present member joined).
+    opened_at: UnixMillis,
 }
 
 impl Room {
@@ -284,7 +299,10 @@ impl Rooms {
             },
         );
 
-        let tenant = tenant.map(|scope| scope.id);
+        let (tenant, room_name) = match tenant {
+            Some(scope) => (Some(scope.id), scope.room_name),
+            None => (None, None),
+        };
         let opened = self.insert(MemberRecord {
             conn,
             edge,
@@ -292,6 +310,7 @@ impl Rooms {
             status: status.stored(),
             joined_at_ms: now.0,
             tenant: tenant.clone(),
+            room_name,
         });
         if let Some(tenant) = tenant {
             self.tenant_room_grew(now, tenant, key, opened, effects);
@@ -353,9 +372,16 @@ impl Rooms {
         let room = self.rooms.entry(member.room).or_default();
         if opened {
             room.tenant = member.tenant.clone();
+            room.opened_at = UnixMillis(member.joined_at_ms);
             if let Some(tenant) = &member.tenant {
                 *self.tenant_rooms.entry(tenant.clone()).or_default() += 1;
             }
+        }
+        // Rebuilt rooms learn their opening from the earliest member, and their name from any
+        // member that carries it (only tenant rooms have one).
+        room.opened_at = room.opened_at.min(UnixMillis(member.joined_at_ms));
+        if room.name.is_none() && room.tenant.is_some() {
+            room.name = member.room_name;
         }
         room.members.insert(
             member.conn,
@@ -388,6 +414,7 @@ impl Rooms {
                             status: m.status.clone(),
                             joined_at_ms: m.joined_at.0,
                             tenant: room.tenant.clone(),
+                            room_name: room.name.clone(),
                         },
                     )
                 })

@@ -28,6 +28,7 @@ fn member(conn: ConnId, room: RoomKey, joined_at_ms: u64) -> MemberRecord {
         status: StoredStatus::default(),
         joined_at_ms,
         tenant: None,
+        room_name: None,
     }
 }
 

@@ -854,6 +854,7 @@ fn record(c: ConnId, edge: EdgeId, r: RoomKey, name: &str, joined_at_ms: u64) ->
         status: stored(Some(name), None),
         joined_at_ms,
         tenant: None,
+        room_name: None,
     }
 }
 

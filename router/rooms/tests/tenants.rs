@@ -29,6 +29,7 @@ fn scope(id: &str, max_rooms: u32, max_room_size: u32) -> TenantScope {
         id: tenant(id),
         max_rooms,
         max_room_size,
+        room_name: None,
     }
 }
 
@@ -210,6 +211,7 @@ fn a_rejoin_is_no_room_opened_and_open_mode_counts_nothing() {
                 status: Default::default(),
                 joined_at_ms: 0,
                 tenant: Some(tenant("a")),
+                room_name: None,
             },
         },
     );

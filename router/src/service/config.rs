@@ -95,12 +95,21 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// The edges' `--room-key-secret` (at least 16 bytes): the control API names rooms by their
+    /// names and finds them by the same keyed hash the edges use. Without it this router serves
+    /// rooms but not the control API's room routes.
+    #[arg(long, env = "SWITCHBOARD_ROOM_KEY_SECRET", hide_env_values = true)]
+    pub room_key_secret: Option<String>,
+
     /// Which settings came from environment variables (not a flag).
     #[arg(skip)]
     pub sources: Sources,
 }
 
 switchboard_runtime::parse_with_sources!(Config, "switchboard-router");
+
+/// Shortest `--room-key-secret`, in bytes (as the edges require).
+pub const MIN_ROOM_KEY_SECRET_BYTES: usize = 16;
 
 impl Config {
     /// Checks settings against each other; run before connecting or binding. The message names the
@@ -155,12 +164,28 @@ impl Config {
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
         }
+        if let Some(secret) = &self.room_key_secret
+            && secret.len() < MIN_ROOM_KEY_SECRET_BYTES
+        {
+            return fail(format!(
+                "--room-key-secret must be at least {MIN_ROOM_KEY_SECRET_BYTES} bytes (got {}), \
+                 and the same as the edges'",
+                secret.len()
+            ));
+        }
         if let Some(r) = self.replicas
             && !(1..=5).contains(&r)
         {
             return fail("--nats-replicas must be between 1 and 5".into());
         }
         Ok(())
+    }
+
+    /// The room keyer of `--room-key-secret`, if set (for the control API's room service).
+    pub fn room_keyer(&self) -> Option<switchboard_proto::RoomKeyer> {
+        self.room_key_secret
+            .as_deref()
+            .map(|secret| switchboard_proto::RoomKeyer::new(secret.as_bytes()))
     }
 
     /// The router id: the configured one, or a random one.

@@ -11,6 +11,7 @@
 //! - [`buckets`]: creating (and updating) the JetStream buckets and streams.
 //! - [`balance`]: the slot balancing policy, a pure function of what the router knows.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`room_service`]: the control API's room service over NATS (any slot's owner answers).
 //! - [`usage`]: hosted mode: each tenant's rooms here and at the other routers (room quotas).
 //!
 //! Balancing (the policy is [`balance`]): every router aims at `ceil(slots / routers present)`
@@ -24,6 +25,7 @@ pub mod config;
 pub mod lease;
 pub mod liveness;
 pub mod metrics;
+pub mod room_service;
 pub mod slot;
 pub mod store;
 pub mod usage;

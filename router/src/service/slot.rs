@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use switchboard_proto::bus::{
     Command, CommandReply, EdgeEvent, ResyncReply, ResyncRequest, TenantScope,
 };
+use switchboard_proto::control::{RoomReply, RoomRequest};
 use switchboard_proto::{EdgeId, RoomKey, ServerMessage, subject};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
@@ -99,6 +100,17 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
                 break SlotEnd::Released;
             }
         };
+        // The control API's requests for this slot's rooms, served by the same task (so they are
+        // ordered with the commands, and stop with them).
+        let mut requests = match shared.client.subscribe(subject::rooms_slot(slot)).await {
+            Ok(subscriber) => subscriber,
+            Err(e) => {
+                warn!(slot, error = %e, "cannot subscribe to the slot's control requests; giving it up");
+                let _ = commands.unsubscribe().await;
+                info!(slot, "slot serving ended");
+                break SlotEnd::Released;
+            }
+        };
         if reason == "takeover" {
             shared.metrics.slot_takeovers.inc();
         }
@@ -110,12 +122,15 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
             reason,
             "serving slot"
         );
-        let outcome = task.serve(&mut commands, &stop, &mut notices).await;
+        let outcome = task
+            .serve(&mut commands, &mut requests, &stop, &mut notices)
+            .await;
         // No command is applied after this point (what is still queued is dropped unanswered, and
         // the edges ask again), so this is where serving ends.
         info!(slot, ?outcome, "slot serving ended");
         shared.set_serving(slot, false);
         let _ = commands.unsubscribe().await;
+        let _ = requests.unsubscribe().await;
         shared.metrics.slots_owned.dec();
         match outcome {
             Outcome::Pause => {
@@ -231,6 +246,7 @@ impl SlotTask {
     async fn serve(
         &mut self,
         commands: &mut Subscriber,
+        requests: &mut Subscriber,
         stop: &CancellationToken,
         notices: &mut broadcast::Receiver<Notice>,
     ) -> Outcome {
@@ -303,6 +319,16 @@ impl SlotTask {
                         return Outcome::Pause;
                     }
                     self.handle(message).await;
+                }
+                message = requests.next() => {
+                    let Some(message) = message else {
+                        return Outcome::Pause;
+                    };
+                    if !liveness.hears_itself() {
+                        self.answer(&message, RoomReply::NotServing).await;
+                        return Outcome::Pause;
+                    }
+                    self.on_request(message).await;
                 }
             }
         }
@@ -481,6 +507,54 @@ impl SlotTask {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// Answers one control API request about this slot's rooms, publishing its effects first.
+    async fn on_request(&mut self, message: Message) {
+        let request = match serde_json::from_slice::<RoomRequest>(&message.payload) {
+            Ok(request) => request,
+            Err(e) => {
+                debug!(slot = self.slot, error = %e, "malformed control request");
+                return;
+            }
+        };
+        let misrouted = request
+            .room()
+            .is_some_and(|room| room.slot(self.shared.config.slots) != self.slot);
+        if misrouted {
+            self.answer(&message, RoomReply::NotServing).await;
+            return;
+        }
+        let touched = request.room();
+        let now = now();
+        let (reply, effects) = self.rooms.answer(now, request);
+        self.count_tenant_rooms(&effects);
+        self.publish_effects(effects, now).await;
+        self.store_peaks(touched);
+        self.count();
+        self.answer(&message, reply).await;
+    }
+
+    async fn answer(&self, message: &Message, reply: RoomReply) {
+        let Some(inbox) = &message.reply else {
+            return;
+        };
+        let Ok(payload) = serde_json::to_vec(&reply) else {
+            return;
+        };
+        if self
+            .shared
+            .client
+            .publish(inbox.clone(), payload.into())
+            .await
+            .is_err()
+        {
+            self.shared
+                .metrics
+                .bus_errors
+                .with_label_values(&["reply"])
+                .inc();
+        }
+    }
+
     /// Applies a command and publishes its effects, then stores what changed. A join that would
     /// open a room of a tenant whose round is used up is not applied: `Busy`, the edge asks again.
     async fn apply(&mut self, command: Command) -> CommandReply {
@@ -649,6 +723,10 @@ impl SlotTask {
                     self.shared
                         .store
                         .count_tenant_usage(now.hour(), &tenant, &usage);
+                }
+                Effect::Remove { edge, room, to } => {
+                    let event = EdgeEvent::Remove { epoch, room, to };
+                    self.publish(edge, &event).await
                 }
                 Effect::TenantRoomClosed { .. } => {}
             }
