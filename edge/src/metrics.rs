@@ -33,11 +33,13 @@ pub enum DisconnectReason {
     IoError,
     /// Closed with 4200 at the end of a graceful shutdown.
     Shutdown,
+    /// Hosted mode: closed with 4401, its tenant was deleted.
+    TenantDeleted,
 }
 
 impl DisconnectReason {
     /// Every reason, to pre-register label values (so dashboards show zeros, not gaps).
-    pub const ALL: [DisconnectReason; 8] = [
+    pub const ALL: [DisconnectReason; 9] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::SlowConsumer,
         DisconnectReason::IdleTimeout,
@@ -46,6 +48,7 @@ impl DisconnectReason {
         DisconnectReason::ProtocolViolation,
         DisconnectReason::IoError,
         DisconnectReason::Shutdown,
+        DisconnectReason::TenantDeleted,
     ];
 
     /// The label value.
@@ -59,6 +62,7 @@ impl DisconnectReason {
             DisconnectReason::ProtocolViolation => "protocol_violation",
             DisconnectReason::IoError => "io_error",
             DisconnectReason::Shutdown => "shutdown",
+            DisconnectReason::TenantDeleted => "tenant_deleted",
         }
     }
 }

@@ -68,4 +68,7 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The end of a graceful shutdown's grace period (announced earlier by a `shutdown` event).
     pub const SHUTDOWN: u16 = 4200;
+    /// Hosted mode: the connection's tenant was deleted (control API, or removed from the tenants
+    /// file); reconnecting will not help.
+    pub const TENANT_DELETED: u16 = 4401;
 }

@@ -27,6 +27,8 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestEdge {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The control API, with `--api-listen`.
+    pub api: Option<SocketAddr>,
     stop: Option<oneshot::Sender<Shutdown>>,
     task: Option<JoinHandle<()>>,
 }
@@ -60,6 +62,7 @@ impl TestEdge {
         TestEdge {
             addr: addresses.listen,
             admin: addresses.admin_listen,
+            api: addresses.api_listen,
             stop: Some(stop),
             task: Some(task),
         }

@@ -9,11 +9,13 @@
 //! - [`record`]: tenants as stored, and as shown (without secrets).
 //! - [`store`]: where the API's tenants are kept ([`store::FileStore`] standalone).
 //! - [`usage`]: a tenant's usage per hour.
+//! - [`config`]: the `--api-*` flags.
 //! - [`error`]: [`error::ApiError`], every refusal with its status.
 //! - [`service`]: the room service as the API sees it ([`service::RoomService`]), implemented by
 //!   the standalone edge and by the cluster's routers, and the types it answers with.
 
 pub mod auth;
+pub mod config;
 pub mod error;
 pub mod record;
 pub mod server;

@@ -44,6 +44,21 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, id: TenantId) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
+/// Keeps nothing: the API's tenants last as long as the process (a standalone edge without
+/// `--api-state-file`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryStore;
+
+impl Store for MemoryStore {
+    fn put(&self, _record: TenantRecord) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete(&self, _id: TenantId) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 /// The state file's content.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
