@@ -1,5 +1,6 @@
 //! The control API of a standalone edge, end to end: the operator onboards a customer through the
 //! API alone, the customer's tokens get clients in, and revoking and deleting take effect at once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -61,7 +61,7 @@ pub fn report(stats: &HourlyStats, tenant: &TenantId, from: u64, to: u64) -> Usa
                     std::time::UNIX_EPOCH + std::time::Duration::from_secs(hour * HOUR),
                 )
                 .to_string(),
-                usage: usage.clone(),
+                usage: *usage,
             })
         })
         .collect();
