@@ -305,12 +305,20 @@ where
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
+    let invalid = |e: serde_json::Error| {
         ApiError::BadRequest(format!(
             "invalid JSON body: {}",
             switchboard_tenants::file::redact(&e.to_string())
         ))
-    })
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+    // serde also reads a struct from an array of its fields in order; the API takes objects only.
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "invalid JSON body: expected an object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(invalid)
 }
 
 /// Percent-decoding of a path segment or query value; malformed escapes stay as they are.

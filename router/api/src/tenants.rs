@@ -46,7 +46,7 @@ pub struct CreateTenant {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTenant {
-    /// New quotas (all of them).
+    /// New quotas (all of them); `null` or absent: unchanged.
     #[serde(default)]
     pub limits: Option<Limits>,
     /// New allowed origins.
@@ -198,9 +198,11 @@ impl Tenants {
             keys: Vec::new(),
             created_at: now,
         };
+        // A bad body is 400 whether or not the tenant exists.
+        record.tenant().map_err(|e| ApiError::BadRequest(e.0))?;
         let _change = self.shared.change.lock().await;
         if self.shared.directory.snapshot().tenant(&id).is_some() {
-            return Err(ApiError::Conflict(format!("tenant {id:?} exists")));
+            return Err(ApiError::Conflict(format!("tenant \"{id}\" exists")));
         }
         self.commit(record).await?;
         self.get(&id)
@@ -309,7 +311,7 @@ impl Tenants {
         }
         if self.shared.directory.snapshot().tenant(id).is_some() {
             return Err(ApiError::Conflict(format!(
-                "tenant {id:?} is defined by the tenants file: change it there"
+                "tenant \"{id}\" is defined by the tenants file: change it there"
             )));
         }
         Err(ApiError::NotFound)

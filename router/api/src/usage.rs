@@ -84,6 +84,10 @@ pub fn range(query: Option<&str>, now: u64) -> Result<(u64, u64), ApiError> {
     {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = crate::server::percent_decode(value);
+        // An empty value (`to=`) is the default, as if the parameter were left out.
+        if value.is_empty() {
+            continue;
+        }
         match name {
             "from" => from = Some(time(&value, "from")?),
             "to" => to = Some(time(&value, "to")?),
