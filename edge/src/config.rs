@@ -129,6 +129,10 @@ pub struct Config {
     #[command(flatten)]
     pub hosted: HostedArgs,
 
+    /// The control API (docs/api.md): tenants and keys at runtime, usage.
+    #[command(flatten)]
+    pub api: switchboard_api::config::ApiArgs,
+
     /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
@@ -359,7 +363,22 @@ impl Config {
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
         }
-        self.hosted.check()?;
+        self.hosted.check(self.api.api_listen.is_some())?;
+        self.api.check().map_err(ConfigError)?;
+        if self.api.api_listen.is_some() {
+            if self.nats.enabled() {
+                return fail(
+                    "--api-listen is for a standalone edge; in a cluster the routers serve the                      control API"
+                        .into(),
+                );
+            }
+            if self.hosted.auth != AuthMode::Tokens {
+                return fail(
+                    "--api-listen needs --auth tokens: the control API manages hosted mode's                      tenants"
+                        .into(),
+                );
+            }
+        }
         // Checked here, not only when logging starts, so that the message names its variable.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
             return fail(format!("--log {:?}: {e}", self.logging.log));

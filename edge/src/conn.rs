@@ -43,12 +43,16 @@ use tracing::{debug, info};
 use self::end::{Close, End};
 use self::message::{Handled, Relay, deadline, room};
 use crate::context::{ConnectionPermit, Context};
+use crate::hosted::Access;
 use crate::metrics::DisconnectReason;
 use crate::queue;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Outlet;
 use crate::usage::TenantPermit;
+use switchboard_proto::TenantId;
+use switchboard_tenants::Snapshot;
 use switchboard_tenants::token::Session;
+use tokio::sync::watch;
 
 /// Most queued messages written in one batch before flushing.
 const WRITE_BATCH: usize = 64;
@@ -128,6 +132,24 @@ pub async fn serve<S>(
     debug!(conn.id = %id, reason = end.reason.label(), "connection closed");
 }
 
+/// Resolves once the tenant is no longer in force (deleted through the API or from the tenants
+/// file); never in open mode. A change that keeps the tenant (a new limit, a revoked key) leaves
+/// open connections alone: tokens are checked when a connection opens.
+async fn tenant_deleted(tenants: &mut Option<(watch::Receiver<Arc<Snapshot>>, TenantId)>) {
+    let Some((changes, id)) = tenants else {
+        return std::future::pending().await;
+    };
+    loop {
+        if changes.borrow_and_update().tenant(id).is_none() {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            // The directory is gone: the edge is stopping, and its own shutdown closes us.
+            return std::future::pending().await;
+        }
+    }
+}
+
 struct Conn<S> {
     id: ConnId,
     ctx: Arc<Context>,
@@ -171,11 +193,19 @@ where
             return end;
         }
 
+        // Hosted mode: the tenants in force, to close this connection if its tenant is deleted.
+        let mut tenants = match (&self.hosted, &self.ctx.access) {
+            (Some(hosted), Access::Tokens { directory, .. }) => {
+                Some((directory.subscribe(), hosted.session.tenant.id.clone()))
+            }
+            _ => None,
+        };
         let mut parked: Option<Relay> = None;
         loop {
             tokio::select! {
                 biased;
                 () = slow.cancelled() => return self.cut(rx).await,
+                () = tenant_deleted(&mut tenants) => return End::TENANT_DELETED,
                 () = lifecycle_close.cancelled() => {
                     if !self.announced {
                         let _ = self.announce(0).await;

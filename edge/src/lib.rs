@@ -21,9 +21,11 @@
 //! - [`descriptors`]: the descriptor limit, and how many clients fit in it.
 //! - [`hosted`]: who may connect: open mode's origins, or hosted mode's join tokens.
 //! - [`usage`]: hosted mode's per-tenant quotas (connections, message rate) and usage.
+//! - [`api`]: the control API standalone (docs/api.md), over the in-process room service.
 //! - [`shutdown`]: the signal handling of the binary.
 //! - [`token_command`]: `switchboard-edge token`, which prints a join token for hosted mode.
 
+pub mod api;
 pub mod bus;
 pub mod cluster;
 pub mod config;
@@ -76,6 +78,8 @@ pub struct Listeners {
     pub public: std::net::TcpListener,
     /// Metrics, health, readiness, statistics.
     pub admin: std::net::TcpListener,
+    /// The control API, with `--api-listen`.
+    pub api: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
@@ -90,6 +94,7 @@ impl Listeners {
         Ok(Listeners {
             public: bind(config.listen)?,
             admin: bind(config.admin_listen)?,
+            api: config.api.api_listen.map(bind).transpose()?,
         })
     }
 
@@ -98,6 +103,11 @@ impl Listeners {
         Ok(BoundAddresses {
             listen: self.public.local_addr()?,
             admin_listen: self.admin.local_addr()?,
+            api_listen: self
+                .api
+                .as_ref()
+                .map(std::net::TcpListener::local_addr)
+                .transpose()?,
         })
     }
 }
@@ -109,6 +119,9 @@ pub struct BoundAddresses {
     pub listen: SocketAddr,
     /// The admin address.
     pub admin_listen: SocketAddr,
+    /// The control API's address, with `--api-listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_listen: Option<SocketAddr>,
 }
 
 /// Why [`run`] could not serve.
@@ -135,6 +148,10 @@ pub enum RunError {
     /// The TURN settings could not be read (the secret file changed after validation).
     #[error("TURN settings")]
     Turn(#[source] config::ConfigError),
+    /// The control API could not start (its token or state file changed after validation, or its
+    /// tenants clash with the tenants file's).
+    #[error("control API: {0}")]
+    Api(String),
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
@@ -294,6 +311,10 @@ pub async fn run_exposing(
         demo = ctx.site.demo(),
         "switchboard-edge serving"
     );
+    let api_task = match listeners.api {
+        Some(listener) => Some(api::start(&config, listener, directory.clone(), &ctx).await?),
+        None => None,
+    };
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));
     let admin_task = tokio::spawn(http::serve(admin, ctx.clone(), http::Port::Admin));
     ctx.lifecycle.set_ready(true);
@@ -304,6 +325,9 @@ pub async fn run_exposing(
     ctx.lifecycle.stopped.cancel();
     let _ = public_task.await;
     let _ = admin_task.await;
+    if let Some(task) = api_task {
+        let _ = task.await;
+    }
     for task in cluster_tasks {
         let _ = task.await;
     }

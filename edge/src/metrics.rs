@@ -35,11 +35,13 @@ pub enum DisconnectReason {
     Shutdown,
     /// Closed with 4403: the control API removed it from its room.
     Removed,
+    /// Hosted mode: closed with 4401, its tenant was deleted.
+    TenantDeleted,
 }
 
 impl DisconnectReason {
     /// Every reason, to pre-register label values (so dashboards show zeros, not gaps).
-    pub const ALL: [DisconnectReason; 9] = [
+    pub const ALL: [DisconnectReason; 10] = [
         DisconnectReason::ClientClosed,
         DisconnectReason::SlowConsumer,
         DisconnectReason::IdleTimeout,
@@ -49,6 +51,7 @@ impl DisconnectReason {
         DisconnectReason::IoError,
         DisconnectReason::Shutdown,
         DisconnectReason::Removed,
+        DisconnectReason::TenantDeleted,
     ];
 
     /// The label value.
@@ -63,6 +66,7 @@ impl DisconnectReason {
             DisconnectReason::IoError => "io_error",
             DisconnectReason::Shutdown => "shutdown",
             DisconnectReason::Removed => "removed",
+            DisconnectReason::TenantDeleted => "tenant_deleted",
         }
     }
 }

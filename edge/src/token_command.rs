@@ -97,6 +97,8 @@ pub enum GrantArg {
     Join,
     /// Send messages to peers.
     Send,
+    /// Use the control API for the key's tenant (docs/api.md).
+    Admin,
 }
 
 impl From<GrantArg> for Grant {
@@ -104,6 +106,7 @@ impl From<GrantArg> for Grant {
         match grant {
             GrantArg::Join => Grant::Join,
             GrantArg::Send => Grant::Send,
+            GrantArg::Admin => Grant::Admin,
         }
     }
 }

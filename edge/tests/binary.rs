@@ -305,6 +305,7 @@ async fn serves_with_no_other_process_and_drains_on_sigterm() {
     let BoundAddresses {
         listen,
         admin_listen,
+        ..
     } = process.addresses;
     assert_eq!(http_get(admin_listen, "/healthz").await.0, 200);
     assert_eq!(http_get(admin_listen, "/readyz").await.0, 200);

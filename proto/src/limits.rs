@@ -72,4 +72,7 @@ pub mod close_code {
     /// control API; an `error` event with the text `removed by the service` comes first. Like
     /// HTTP's 403: the client should not simply reconnect and join again.
     pub const REMOVED: u16 = 4403;
+    /// Hosted mode: the connection's tenant was deleted (control API, or removed from the tenants
+    /// file); reconnecting will not help.
+    pub const TENANT_DELETED: u16 = 4401;
 }

@@ -93,14 +93,14 @@ impl HostedArgs {
         }
     }
 
-    /// Checks the settings against each other.
-    pub fn check(&self) -> Result<(), ConfigError> {
+    /// Checks the settings against each other. `api`: whether the control API serves (it is the other source of tenants).
+    pub fn check(&self, api: bool) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
         match (self.auth, &self.tenants_file) {
-            (AuthMode::Tokens, None) => {
+            (AuthMode::Tokens, None) if !api => {
                 return fail(
-                    "--auth tokens needs --tenants-file: the tenants and the keys their tokens are \
-                     signed with"
+                    "--auth tokens needs --tenants-file or --api-listen: the tenants and the keys \
+                     their tokens are signed with"
                         .into(),
                 );
             }

@@ -39,6 +39,13 @@ impl End {
         "server shutting down",
     );
     /// Nothing, not even a pong, arrived within the idle timeout.
+    /// Hosted mode: the tenant is gone (docs/api.md): its connections go with it.
+    pub(super) const TENANT_DELETED: End = End::closing(
+        DisconnectReason::TenantDeleted,
+        close_code::TENANT_DELETED,
+        "tenant deleted",
+    );
+
     pub(super) const IDLE_TIMEOUT: End = End::closing(
         DisconnectReason::IdleTimeout,
         close_code::NORMAL,

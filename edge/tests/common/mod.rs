@@ -33,6 +33,8 @@ pub struct TestEdge {
     /// The standalone room service of the control API, once `run` handed it over.
     rooms: Option<oneshot::Receiver<Arc<dyn RoomService>>>,
     room_service: Option<Arc<dyn RoomService>>,
+    /// The control API, with `--api-listen`.
+    pub api: Option<SocketAddr>,
     stop: Option<oneshot::Sender<Shutdown>>,
     task: Option<JoinHandle<()>>,
 }
@@ -82,6 +84,7 @@ impl TestEdge {
             admin: addresses.admin_listen,
             rooms: Some(rooms),
             room_service: None,
+            api: addresses.api_listen,
             stop: Some(stop),
             task: Some(task),
         }

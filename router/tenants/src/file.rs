@@ -257,8 +257,9 @@ fn syntax_error(text: &str, error: &toml::de::Error) -> FileError {
 }
 
 /// serde's type errors quote the value (``invalid type: integer `123`, expected a string``), which
-/// may be a mistyped secret: keep the kind and the expectation only.
-fn redact(message: &str) -> String {
+/// may be a mistyped secret: keep the kind and the expectation only. Also for the control API's
+/// JSON bodies, which may hold secrets too.
+pub fn redact(message: &str) -> String {
     for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
         if let Some(rest) = message.strip_prefix(prefix) {
             let kind = rest.split_whitespace().next().unwrap_or_default();

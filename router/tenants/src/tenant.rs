@@ -34,7 +34,7 @@ impl Tenant {
 
 /// A tenant's quotas; 0 means unlimited. In a cluster they hold cluster-wide, within the bound
 /// docs/hosting.md gives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Concurrent connections.
@@ -150,6 +150,15 @@ impl Key {
             decoding,
             secret: None,
         })
+    }
+
+    /// Whether `candidate` is this HS256 key's secret (an API key pair's password, docs/api.md),
+    /// compared in constant time. Public keys have no secret: always false.
+    pub fn secret_matches(&self, candidate: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.secret
+            .as_ref()
+            .is_some_and(|secret| bool::from(secret.expose().ct_eq(candidate)))
     }
 
     /// The key that signs with this one: the secret of an HS256 key. Public keys sign nothing here

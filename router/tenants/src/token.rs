@@ -26,6 +26,9 @@ pub enum Grant {
     Join,
     /// Send messages to peers (`send_to_peer`).
     Send,
+    /// Use the control API (docs/api.md) for the key's tenant. Never implied: a token without
+    /// `grants` may join and send, not administer.
+    Admin,
     /// A grant this version does not know; ignored, so newer backends can add grants.
     #[serde(other)]
     Unknown,
@@ -127,6 +130,8 @@ pub struct Session {
     pub may_join: bool,
     /// May send to peers.
     pub may_send: bool,
+    /// May use the control API for its tenant (the `admin` grant).
+    pub may_admin: bool,
     /// `exp`.
     pub expires_at: u64,
 }
@@ -184,9 +189,13 @@ pub fn verify(
     {
         return Err(TokenError::Invalid);
     }
-    let (may_join, may_send) = match &claims.grants {
-        None => (true, true),
-        Some(grants) => (grants.contains(&Grant::Join), grants.contains(&Grant::Send)),
+    let (may_join, may_send, may_admin) = match &claims.grants {
+        None => (true, true, false),
+        Some(grants) => (
+            grants.contains(&Grant::Join),
+            grants.contains(&Grant::Send),
+            grants.contains(&Grant::Admin),
+        ),
     };
     Ok(Session {
         tenant: tenant.clone(),
@@ -196,6 +205,7 @@ pub fn verify(
         name: claims.name,
         may_join,
         may_send,
+        may_admin,
         expires_at: claims.exp,
     })
 }
