@@ -1,10 +1,11 @@
 //! The control API of a standalone edge (docs/api.md): tenants and keys kept in `--api-state-file`
-//! and served by the directory as its source "api"; usage from the in-process room service.
+//! and served by the directory as its source "api"; usage, rooms and members from the in-process
+//! room service.
 
 use std::sync::Arc;
 
 use switchboard_api::auth::OperatorTokens;
-use switchboard_api::service::{BoxFuture, ServiceError};
+use switchboard_api::service::{BoxFuture, RoomService, ServiceError};
 use switchboard_api::store::{FileStore, MemoryStore, Store};
 use switchboard_api::usage::UsageSource;
 use switchboard_api::{Api, Tenants};
@@ -33,11 +34,13 @@ impl UsageSource for LocalUsage {
     }
 }
 
-/// Loads the API's tenants into `directory` and starts serving on `listener` until the edge stops.
+/// Loads the API's tenants into `directory` and starts serving on `listener` until the edge stops;
+/// `rooms` is the standalone edge's room service (`None` in a cluster).
 pub async fn start(
     config: &Config,
     listener: std::net::TcpListener,
     directory: Directory,
+    rooms: Option<Arc<dyn RoomService>>,
     ctx: &Arc<Context>,
 ) -> Result<JoinHandle<()>, RunError> {
     let fail =
@@ -69,6 +72,7 @@ pub async fn start(
             max_lifetime: config.hosted.token_max_lifetime.as_secs(),
         },
         usage: Some(Arc::new(LocalUsage(ctx.bus.clone()))),
+        rooms,
     });
     let listener = tokio::net::TcpListener::from_std(listener)?;
     Ok(tokio::spawn(switchboard_api::serve(

@@ -241,6 +241,9 @@ pub async fn run_exposing(
         None => RoomKeyer::new(&rand::random::<[u8; 32]>()),
     };
     let clustered = config.nats.enabled();
+    // Standalone only: in a cluster the routers hold the rooms, and the control API's room
+    // routes answer 503 here.
+    let mut room_service = None;
     let (bus, router) = if clustered {
         let (client, link, slow_consumers) = config
             .nats
@@ -269,10 +272,9 @@ pub async fn run_exposing(
             config.stats_file.clone(),
         ));
         metrics.bus_connected.set(1);
-        expose(room_service::LocalRoomService::shared(
-            &router_tx,
-            keyer.clone(),
-        ));
+        let service = room_service::LocalRoomService::shared(&router_tx, keyer.clone());
+        room_service = Some(service.clone());
+        expose(service);
         (Bus::local(router_tx), Some(router))
     };
     let nats_bus = bus.as_nats().cloned();
@@ -312,7 +314,9 @@ pub async fn run_exposing(
         "switchboard-edge serving"
     );
     let api_task = match listeners.api {
-        Some(listener) => Some(api::start(&config, listener, directory.clone(), &ctx).await?),
+        Some(listener) => {
+            Some(api::start(&config, listener, directory.clone(), room_service, &ctx).await?)
+        }
         None => None,
     };
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));

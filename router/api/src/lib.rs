@@ -9,6 +9,7 @@
 //! - [`tenants`]: tenants and keys at runtime, put in force in the tenants directory.
 //! - [`record`]: tenants as stored, and as shown (without secrets).
 //! - [`store`]: where the API's tenants are kept ([`store::FileStore`] standalone).
+//! - [`rooms`]: a tenant's rooms and members, and server messages, through the room service.
 //! - [`usage`]: a tenant's usage per hour.
 //! - [`config`]: the `--api-*` flags.
 //! - [`error`]: [`error::ApiError`], every refusal with its status.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod record;
+pub mod rooms;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -12,6 +12,10 @@
 //! | POST | `/v1/tenants/{id}/keys` | operator |
 //! | POST | `/v1/tenants/{id}/keys/{key}/revoke` | operator |
 //! | GET | `/v1/tenants/{id}/usage` | operator, the tenant |
+//! | GET | `/v1/tenants/{id}/rooms` | operator, the tenant |
+//! | GET, DELETE | `/v1/tenants/{id}/rooms/{room}` | operator, the tenant |
+//! | DELETE | `/v1/tenants/{id}/rooms/{room}/members/{peer_id}` | operator, the tenant |
+//! | POST | `/v1/tenants/{id}/rooms/{room}/messages` | operator, the tenant |
 
 use std::convert::Infallible;
 use std::pin::pin;
@@ -34,6 +38,8 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, OperatorTokens, Scope};
 use crate::error::ApiError;
+use crate::rooms;
+use crate::service::RoomService;
 use crate::tenants::Tenants;
 use crate::usage::{self, UsageSource};
 
@@ -56,6 +62,9 @@ pub struct Api {
     pub rules: Rules,
     /// The hourly statistics; `None`: the usage route answers 503.
     pub usage: Option<Arc<dyn UsageSource>>,
+    /// The tenants' rooms; `None` (a clustered edge, whose routers serve the rooms): the room
+    /// routes answer 503.
+    pub rooms: Option<Arc<dyn RoomService>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -181,6 +190,10 @@ where
         ["tenants", _, "keys"] => "GET, POST",
         ["tenants", _, "keys", _, "revoke"] => "POST",
         ["tenants", _, "usage"] => "GET",
+        ["tenants", _, "rooms"] => "GET",
+        ["tenants", _, "rooms", _] => "GET, DELETE",
+        ["tenants", _, "rooms", _, "members", _] => "DELETE",
+        ["tenants", _, "rooms", _, "messages"] => "POST",
         _ => return Err(ApiError::NotFound),
     };
     if !allow.split(", ").any(|m| m == method.as_str()) {
@@ -269,6 +282,40 @@ where
             let stats = source.hourly().await?;
             Ok(http::json(&usage::report(&stats, &id, from, to)))
         }
+        (["tenants", id, "rooms"], _) => {
+            let id = existing(api, &scope, id)?;
+            let service = rooms::service(api.rooms.as_deref())?;
+            Ok(http::json(&rooms::list(service, &id).await?))
+        }
+        (["tenants", id, "rooms", room], Method::GET) => {
+            let (id, room) = (existing(api, &scope, id)?, room_name(room)?);
+            let service = rooms::service(api.rooms.as_deref())?;
+            Ok(http::json(&rooms::get(service, &id, &room).await?))
+        }
+        (["tenants", id, "rooms", room], _) => {
+            let (id, room) = (existing(api, &scope, id)?, room_name(room)?);
+            let service = rooms::service(api.rooms.as_deref())?;
+            service.close_room(&id, &room).await?;
+            info!(tenant = %id, room = %room, "control API: room closed");
+            Ok(no_content())
+        }
+        (["tenants", id, "rooms", room, "members", peer], _) => {
+            let (id, room) = (existing(api, &scope, id)?, room_name(room)?);
+            let peer = rooms::peer_id(peer)?;
+            let service = rooms::service(api.rooms.as_deref())?;
+            service.remove_member(&id, &room, peer).await?;
+            info!(tenant = %id, room = %room, peer = %peer, "control API: member removed");
+            Ok(no_content())
+        }
+        (["tenants", id, "rooms", room, "messages"], _) => {
+            let (id, room) = (existing(api, &scope, id)?, room_name(room)?);
+            let message = rooms::message(&read_body(body).await?)?;
+            let service = rooms::service(api.rooms.as_deref())?;
+            service
+                .send(&id, &room, message.audience, message.data)
+                .await?;
+            Ok(no_content())
+        }
         _ => Err(ApiError::NotFound),
     }
 }
@@ -285,6 +332,19 @@ fn visible(scope: &Scope, text: &str) -> Result<TenantId, ApiError> {
     Ok(id)
 }
 
+/// A tenant the scope may see and that exists: rooms of a tenant that does not exist are not
+/// found, rather than an empty list that would suggest it does.
+fn existing(api: &Api, scope: &Scope, text: &str) -> Result<TenantId, ApiError> {
+    let id = visible(scope, text)?;
+    api.tenants.get(&id)?;
+    Ok(id)
+}
+
+/// A room name of a path, percent-decoded; one that is not UTF-8 names no room.
+fn room_name(segment: &str) -> Result<String, ApiError> {
+    rooms::path_segment(segment).ok_or(ApiError::NotFound)
+}
+
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`].
 async fn read_json<B, T>(body: B) -> Result<T, ApiError>
 where
@@ -292,19 +352,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
     T: DeserializeOwned,
 {
-    let bytes = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::TooLarge
-            } else {
-                ApiError::BadRequest("cannot read the request body".into())
-            }
-        })?
-        .to_bytes();
+    let bytes = read_body(body).await?;
     let invalid = |e: serde_json::Error| {
         ApiError::BadRequest(format!(
             "invalid JSON body: {}",
@@ -319,6 +367,27 @@ where
         ));
     }
     serde_json::from_value(value).map_err(invalid)
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`].
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    Ok(Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest("cannot read the request body".into())
+            }
+        })?
+        .to_bytes())
 }
 
 /// Percent-decoding of a path segment or query value; malformed escapes stay as they are.

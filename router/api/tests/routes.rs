@@ -3,19 +3,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode};
+use serde_json::Map;
 use serde_json::{Value, json};
 use switchboard_api::auth::OperatorTokens;
-use switchboard_api::service::{BoxFuture, ServiceError};
+use switchboard_api::service::{
+    Audience, BoxFuture, MemberInfo, RoomInfo, RoomService, ServiceError,
+};
 use switchboard_api::store::FileStore;
 use switchboard_api::usage::UsageSource;
 use switchboard_api::{Api, Tenants, server};
-use switchboard_proto::TenantId;
+use switchboard_proto::{ConnId, EdgeId, TenantId};
 use switchboard_rooms::{HourlyStats, TenantUsage};
 use switchboard_tenants::token::{self, Claims, Grant, Rules};
 use switchboard_tenants::{Directory, Key, Secret, Tenant};
@@ -41,8 +44,102 @@ impl UsageSource for Stats {
     }
 }
 
+/// A member of every tenant's room `stand up` (a name that needs percent-encoding in a path).
+const PEER: &str = "5f0c8e2a-1b3d-4c5e-8f70-123456789abc";
+
+/// A room service with one room, `stand up`, of one member, [`PEER`], in every tenant; the room
+/// `failing over` is unavailable. It records what it was asked, as `tenant op room [detail]`.
+#[derive(Default)]
+struct FakeRooms {
+    calls: Mutex<Vec<String>>,
+}
+
+impl FakeRooms {
+    fn answer(&self, call: String, room: &str) -> Result<(), ServiceError> {
+        self.calls.lock().unwrap().push(call);
+        match room {
+            "stand up" => Ok(()),
+            "failing over" => Err(ServiceError::Unavailable),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+impl RoomService for FakeRooms {
+    fn rooms(&self, tenant: &TenantId) -> BoxFuture<'_, Result<Vec<RoomInfo>, ServiceError>> {
+        let result = self.answer(format!("{tenant} rooms"), "stand up");
+        Box::pin(async move {
+            result.map(|()| {
+                vec![RoomInfo {
+                    name: "stand up".into(),
+                    members: 1,
+                    peak_members: 2,
+                    opened_at_ms: 1_700_000_000_500,
+                }]
+            })
+        })
+    }
+
+    fn members(
+        &self,
+        tenant: &TenantId,
+        room: &str,
+    ) -> BoxFuture<'_, Result<Vec<MemberInfo>, ServiceError>> {
+        let result = self.answer(format!("{tenant} members {room}"), room);
+        Box::pin(async move {
+            result.map(|()| {
+                vec![MemberInfo {
+                    peer_id: PEER.parse().unwrap(),
+                    status: json!({"name": "Alice"}).as_object().cloned().unwrap(),
+                    edge: EdgeId(0xabcd),
+                    joined_at_ms: 1_700_000_001_999,
+                }]
+            })
+        })
+    }
+
+    fn remove_member(
+        &self,
+        tenant: &TenantId,
+        room: &str,
+        peer: ConnId,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let mut result = self.answer(format!("{tenant} remove {room} {peer}"), room);
+        if peer.to_string() != PEER {
+            result = result.and(Err(ServiceError::NotFound));
+        }
+        Box::pin(async move { result })
+    }
+
+    fn close_room(&self, tenant: &TenantId, room: &str) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let result = self.answer(format!("{tenant} close {room}"), room);
+        Box::pin(async move { result })
+    }
+
+    fn send(
+        &self,
+        tenant: &TenantId,
+        room: &str,
+        audience: Audience,
+        data: Map<String, Value>,
+    ) -> BoxFuture<'_, Result<(), ServiceError>> {
+        let to = match audience {
+            Audience::Room => "room".to_owned(),
+            Audience::Member(peer) => peer.to_string(),
+        };
+        let data = Value::Object(data);
+        let result = self.answer(format!("{tenant} send {room} {to} {data}"), room);
+        Box::pin(async move { result })
+    }
+}
+
 struct Fixture {
     api: Api,
+    rooms: Arc<FakeRooms>,
     directory: Directory,
     dir: std::path::PathBuf,
 }
@@ -73,6 +170,7 @@ fn fixture(name: &str) -> Fixture {
         .unwrap();
     let (store, records) = FileStore::open(dir.join("state.json")).unwrap();
     let tenants = Tenants::new(directory.clone(), Arc::new(store), records).unwrap();
+    let rooms = Arc::new(FakeRooms::default());
     Fixture {
         api: Api {
             tenants,
@@ -82,7 +180,9 @@ fn fixture(name: &str) -> Fixture {
                 max_lifetime: 86_400,
             },
             usage: Some(Arc::new(Stats)),
+            rooms: Some(rooms.clone()),
         },
+        rooms,
         directory,
         dir,
     }
@@ -197,6 +297,26 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, &'static str)> {
             "operator",
         ),
         ("GET", "/v1/tenants/acme/usage?from=0", None, "tenant"),
+        ("GET", "/v1/tenants/acme/rooms", None, "tenant"),
+        ("GET", "/v1/tenants/acme/rooms/stand%20up", None, "tenant"),
+        (
+            "POST",
+            "/v1/tenants/acme/rooms/stand%20up/messages",
+            Some(json!({"data": {"text": "hi"}})),
+            "tenant",
+        ),
+        (
+            "DELETE",
+            "/v1/tenants/acme/rooms/stand%20up/members/5f0c8e2a-1b3d-4c5e-8f70-123456789abc",
+            None,
+            "tenant",
+        ),
+        (
+            "DELETE",
+            "/v1/tenants/acme/rooms/stand%20up",
+            None,
+            "tenant",
+        ),
         ("DELETE", "/v1/tenants/acme", None, "operator"),
     ]
 }
@@ -247,7 +367,7 @@ async fn every_route_refuses_the_wrong_scope_and_serves_the_right_one() {
             }
             for own in [&acme_admin, &acme_pair] {
                 let (status, body) = f.call(method, path, Some(own), body.clone()).await;
-                assert_eq!(status, StatusCode::OK, "{what}: {body}");
+                assert!(status.is_success(), "{what}: {status} {body}");
             }
         }
         let (status, answer) = f.call(method, path, Some(OPERATOR), body.clone()).await;
@@ -538,15 +658,163 @@ async fn the_openapi_document_lists_exactly_the_routes() {
         let path = path.split('?').next().unwrap();
         let templated = path
             .replace("/acme-extra/", "/{key}/")
-            .replace("/acme", "/{id}");
+            .replace("/acme", "/{id}")
+            .replace("/stand%20up", "/{room}")
+            .replace(PEER, "{peer_id}");
         served.insert((method.to_owned(), templated));
     }
     assert_eq!(documented, served);
     // And each documented path answers (not 404) with each documented method, 405 with others.
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "acme").replace("{key}", "k");
+        let concrete = path
+            .replace("{id}", "acme")
+            .replace("{key}", "k")
+            .replace("{room}", "r")
+            .replace("{peer_id}", PEER);
         let (status, _) = f.call(method, &concrete, None, None).await;
         assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}");
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
+}
+
+#[tokio::test]
+async fn rooms_members_and_messages() {
+    let f = fixture("rooms");
+    let (status, listed) = f
+        .call("GET", "/v1/tenants/filed/rooms", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed,
+        json!({"rooms": [{"name": "stand up", "members": 1, "peak_members": 2,
+                          "opened_at": 1_700_000_000}]})
+    );
+    // Names are percent-decoded, `+` included as itself (a path is not a query).
+    let (status, room) = f
+        .call(
+            "GET",
+            "/v1/tenants/filed/rooms/stand%20up",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        room,
+        json!({"name": "stand up", "members": [{"peer_id": PEER, "status": {"name": "Alice"},
+               "edge": "0000abcd", "joined_at": 1_700_000_001}]})
+    );
+    f.rooms.calls();
+    for (path, call) in [
+        ("/v1/tenants/filed/rooms/a+b", "filed members a+b"),
+        ("/v1/tenants/filed/rooms/caf%C3%A9", "filed members café"),
+    ] {
+        let (status, _) = f.call("GET", path, Some(OPERATOR), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(f.rooms.calls(), [call]);
+    }
+    let (status, _) = f
+        .call("GET", "/v1/tenants/filed/rooms/%FF", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not UTF-8: no room");
+    let (status, error) = f
+        .call(
+            "GET",
+            "/v1/tenants/filed/rooms/failing%20over",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_eq!(error["error"], "room service unavailable, try again");
+    f.rooms.calls();
+
+    // A member: one that is not there, and a path that is no peer id (not asked at all).
+    let member = format!("/v1/tenants/filed/rooms/stand%20up/members/{PEER}");
+    let (status, _) = f.call("DELETE", &member, Some(OPERATOR), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let other = member.replace("abc", "abd");
+    let (status, _) = f.call("DELETE", &other, Some(OPERATOR), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = f
+        .call(
+            "DELETE",
+            "/v1/tenants/filed/rooms/stand%20up/members/alice",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.rooms.calls(),
+        [
+            format!("filed remove stand up {PEER}"),
+            format!("filed remove stand up {}", &other[other.len() - 36..]),
+        ]
+    );
+
+    // Messages: to the room, to one member; bad bodies are 400 and reach no room.
+    let messages = "/v1/tenants/filed/rooms/stand%20up/messages";
+    let (status, _) = f
+        .call(
+            "POST",
+            messages,
+            Some(OPERATOR),
+            Some(json!({"data": {"n": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = f
+        .call(
+            "POST",
+            messages,
+            Some(OPERATOR),
+            Some(json!({"data": {"n": 2}, "to": PEER})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.rooms.calls(),
+        [
+            r#"filed send stand up room {"n":1}"#.to_owned(),
+            format!(r#"filed send stand up {PEER} {{"n":2}}"#),
+        ]
+    );
+    let deep = (0..40).fold(json!({}), |inner, _| json!({ "a": inner }));
+    for body in [
+        json!({"data": "text"}),
+        json!({"data": {}, "to": "alice"}),
+        json!({"to": PEER}),
+        json!({"data": deep}),
+        json!({"data": {"text": "x".repeat(40 * 1024)}}),
+    ] {
+        let (status, error) = f.call("POST", messages, Some(OPERATOR), Some(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    }
+    assert!(f.rooms.calls().is_empty());
+    let (status, _) = f
+        .call(
+            "POST",
+            "/v1/tenants/filed/rooms/nowhere/messages",
+            Some(OPERATOR),
+            Some(json!({"data": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A tenant that does not exist has no rooms; neither does an API without a room service.
+    let (status, _) = f
+        .call("GET", "/v1/tenants/nobody/rooms", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut f = f;
+    f.api.rooms = None;
+    let (status, error) = f
+        .call("GET", "/v1/tenants/filed/rooms", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        error["error"].as_str().unwrap().contains("not served here"),
+        "{error}"
+    );
 }
