@@ -198,3 +198,116 @@ async fn tenants_survive_a_restart_in_the_state_file() {
     .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn a_tenant_lists_its_rooms_and_removes_a_member() {
+    let dir = TempDir::new("api-rooms").unwrap();
+    let edge = edge_with_api(&dir).await;
+    let api = edge.api.expect("the API listens");
+    let operator = format!("Bearer {OPERATOR_TOKEN}");
+    let (status, _) = call(
+        api,
+        "POST",
+        "/v1/tenants",
+        &operator,
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, key) = call(
+        api,
+        "POST",
+        "/v1/tenants/acme/keys",
+        &operator,
+        Some(json!({})),
+    )
+    .await;
+    let key = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let admin = format!(
+        "Bearer {}",
+        common::hosted::token(key, &claims_with_grants("backend", &[Grant::Admin]))
+    );
+
+    let mut alice = connect(
+        &edge.url(),
+        &common::hosted::token(key, &claims("alice")),
+        None,
+    )
+    .await;
+    let mut bob = connect(
+        &edge.url(),
+        &common::hosted::token(key, &claims("bob")),
+        None,
+    )
+    .await;
+    let (alice_id, _) = alice.join("stand up", json!({"name": "Alice"})).await;
+    let (bob_id, _) = bob.join("stand up", json!({"name": "Bob"})).await;
+    alice.expect("new_peer").await;
+
+    let (status, rooms) = call(api, "GET", "/v1/tenants/acme/rooms", &admin, None).await;
+    assert_eq!(status, 200, "{rooms}");
+    assert_eq!(rooms["rooms"].as_array().unwrap().len(), 1, "{rooms}");
+    let room = &rooms["rooms"][0];
+    assert_eq!(
+        (&room["name"], &room["members"], &room["peak_members"]),
+        (&json!("stand up"), &json!(2), &json!(2))
+    );
+    assert!(
+        room["opened_at"].as_u64().unwrap() > 1_700_000_000,
+        "{room}"
+    );
+
+    let (status, room) = call(
+        api,
+        "GET",
+        "/v1/tenants/acme/rooms/stand%20up",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{room}");
+    let members = room["members"].as_array().unwrap();
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| m["peer_id"].clone())
+            .collect::<Vec<_>>(),
+        [json!(alice_id), json!(bob_id)]
+    );
+    assert_eq!(members[1]["status"]["name"], "Bob");
+    assert!(members[1]["edge"].is_string() && members[1]["joined_at"].is_u64());
+
+    // A server message to Bob only.
+    let (status, _) = call(
+        api,
+        "POST",
+        "/v1/tenants/acme/rooms/stand%20up/messages",
+        &admin,
+        Some(json!({"data": {"text": "you are next"}, "to": bob_id})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        bob.expect("server_message").await["data"],
+        json!({"text": "you are next"})
+    );
+
+    // Bob is removed: told why and closed with 4403; Alice sees him leave.
+    let member = format!("/v1/tenants/acme/rooms/stand%20up/members/{bob_id}");
+    let (status, _) = call(api, "DELETE", &member, &admin, None).await;
+    assert_eq!(status, 204);
+    let (seen, ended) = bob.drain_until_closed().await;
+    assert_eq!(
+        seen.last().map(|e| (&e["event"], &e["message"])),
+        Some((&json!("error"), &json!("removed by the service")))
+    );
+    assert_eq!(
+        ended,
+        Ended::Close(Some(4403), "removed by the service".into())
+    );
+    assert_eq!(alice.expect("peer_left").await["sender_id"], json!(bob_id));
+    let (status, _) = call(api, "DELETE", &member, &admin, None).await;
+    assert_eq!(status, 404, "already gone");
+    let (status, _) = call(api, "GET", "/v1/tenants/acme/rooms/nowhere", &admin, None).await;
+    assert_eq!(status, 404);
+}
