@@ -296,8 +296,8 @@ where
             let (id, room) = (existing(api, &scope, id)?, room_name(room)?);
             let service = rooms::service(api.rooms.as_deref())?;
             service.close_room(&id, &room).await?;
-            // Debug-quoted: a room name is the tenant's arbitrary text, control characters included.
-            info!(tenant = %id, room = ?room, "control API: room closed");
+            // Never the room's name: room names stay out of logs (docs/protocol.md).
+            info!(tenant = %id, "control API: room closed");
             Ok(no_content())
         }
         (["tenants", id, "rooms", room, "members", peer], _) => {
@@ -305,7 +305,7 @@ where
             let peer = rooms::peer_id(peer)?;
             let service = rooms::service(api.rooms.as_deref())?;
             service.remove_member(&id, &room, peer).await?;
-            info!(tenant = %id, room = ?room, peer = %peer, "control API: member removed");
+            info!(tenant = %id, peer = %peer, "control API: member removed");
             Ok(no_content())
         }
         (["tenants", id, "rooms", room, "messages"], _) => {
