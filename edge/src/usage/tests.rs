@@ -20,6 +20,7 @@ fn tenant(limits: Limits) -> Tenant {
         limits,
         origins: Origins::default(),
         turn: None,
+        webhook: None,
     }
 }
 

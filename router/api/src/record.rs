@@ -10,7 +10,7 @@ use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 use switchboard_proto::TenantId;
 use switchboard_tenants::file::MIN_SECRET_BYTES;
-use switchboard_tenants::{Key, Limits, Origins, Secret, Tenant, TurnSettings};
+use switchboard_tenants::{Key, Limits, Origins, Secret, Tenant, TurnSettings, WebhookSettings};
 
 /// One tenant created through the API, with everything needed to verify its tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,9 @@ pub struct TenantRecord {
     /// Its keys, revoked ones included.
     #[serde(default)]
     pub keys: Vec<KeyRecord>,
+    /// Its webhook (`PUT /v1/tenants/{id}/webhook`); absent in records stored before webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSettings>,
     /// When it was created, seconds since the Unix epoch.
     pub created_at: u64,
 }
@@ -148,6 +151,9 @@ impl TenantRecord {
             .map(TurnRecord::settings)
             .transpose()?
             .map(Arc::new);
+        if let Some(webhook) = &self.webhook {
+            webhook.validate().map_err(|e| RecordError(e.to_string()))?;
+        }
         Ok(Tenant {
             id: self.id.clone(),
             keys,
@@ -157,6 +163,7 @@ impl TenantRecord {
                 allow_missing: self.allow_missing_origin,
             },
             turn,
+            webhook: self.webhook.clone().map(Arc::new),
         })
     }
 }
@@ -188,6 +195,15 @@ pub struct TenantView {
     pub turn: Option<TurnView>,
     /// Its keys.
     pub keys: Vec<KeyView>,
+    /// Its webhook, without the secret.
+    pub webhook: Option<WebhookView>,
+}
+
+/// A webhook without its secret: the secret is write-only (a `PUT` sets it, nothing shows it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookView {
+    /// Where events are POSTed.
+    pub url: String,
 }
 
 /// TURN settings without their secrets.
@@ -227,6 +243,9 @@ impl TenantView {
                 ttl_seconds: turn.ttl.as_secs(),
             }),
             keys: tenant.keys.iter().map(KeyView::of).collect(),
+            webhook: tenant.webhook.as_ref().map(|webhook| WebhookView {
+                url: webhook.url.clone(),
+            }),
         }
     }
 }

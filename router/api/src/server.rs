@@ -16,6 +16,11 @@
 //! | GET, DELETE | `/v1/tenants/{id}/rooms/{room}` | operator, the tenant |
 //! | DELETE | `/v1/tenants/{id}/rooms/{room}/members/{peer_id}` | operator, the tenant |
 //! | POST | `/v1/tenants/{id}/rooms/{room}/messages` | operator, the tenant |
+//! | PUT, DELETE | `/v1/tenants/{id}/webhook` | operator |
+//!
+//! A tenant cannot set its own webhook: the URL is an address the server POSTs to from inside the
+//! operator's network, which only the operator may choose (a tenant could otherwise aim requests at
+//! internal services).
 
 use std::convert::Infallible;
 use std::pin::pin;
@@ -194,6 +199,7 @@ where
         ["tenants", _, "rooms", _] => "GET, DELETE",
         ["tenants", _, "rooms", _, "members", _] => "DELETE",
         ["tenants", _, "rooms", _, "messages"] => "POST",
+        ["tenants", _, "webhook"] => "PUT, DELETE",
         _ => return Err(ApiError::NotFound),
     };
     if !allow.split(", ").any(|m| m == method.as_str()) {
@@ -269,6 +275,21 @@ where
             let view = tenants.revoke_key(&id, &key).await?;
             info!(tenant = %id, key = %view.id, "control API: key revoked");
             Ok(http::json(&view))
+        }
+        (["tenants", id, "webhook"], Method::PUT) => {
+            let id = tenant_id(id)?;
+            scope.operator()?;
+            let body = read_json(body).await?;
+            let view = tenants.set_webhook(&id, body).await?;
+            info!(tenant = %id, "control API: webhook set");
+            Ok(http::json(&view))
+        }
+        (["tenants", id, "webhook"], _) => {
+            let id = tenant_id(id)?;
+            scope.operator()?;
+            tenants.remove_webhook(&id).await?;
+            info!(tenant = %id, "control API: webhook removed");
+            Ok(no_content())
         }
         (["tenants", id, "usage"], _) => {
             let id = visible(&scope, id)?;

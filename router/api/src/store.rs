@@ -199,6 +199,7 @@ mod tests {
             allow_missing_origin: true,
             turn: None,
             keys: vec![],
+            webhook: None,
             created_at: 1,
         }
     }

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use switchboard_proto::TenantId;
-use switchboard_tenants::{Directory, Limits};
+use switchboard_tenants::{Directory, Limits, WebhookSettings};
 use tracing::warn;
 
 use crate::error::ApiError;
@@ -196,6 +196,7 @@ impl Tenants {
             allow_missing_origin: body.allow_missing_origin.unwrap_or(true),
             turn: body.turn,
             keys: Vec::new(),
+            webhook: None,
             created_at: now,
         };
         // A bad body is 400 whether or not the tenant exists.
@@ -301,6 +302,32 @@ impl Tenants {
         let view = KeyView::of(&key.key().map_err(|e| ApiError::BadRequest(e.0))?);
         self.commit(record).await?;
         Ok(view)
+    }
+
+    /// Sets a tenant's webhook (replacing any); events queued for it are sent with the new settings.
+    pub async fn set_webhook(
+        &self,
+        id: &TenantId,
+        webhook: WebhookSettings,
+    ) -> Result<TenantView, ApiError> {
+        // A bad body is 400 whether or not the tenant exists.
+        webhook
+            .validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let _change = self.shared.change.lock().await;
+        let mut record = self.writable(id)?;
+        record.webhook = Some(webhook);
+        self.commit(record).await?;
+        self.get(id)
+    }
+
+    /// Removes a tenant's webhook: its events are no longer queued, and pending ones are dropped.
+    pub async fn remove_webhook(&self, id: &TenantId) -> Result<TenantView, ApiError> {
+        let _change = self.shared.change.lock().await;
+        let mut record = self.writable(id)?;
+        record.webhook = None;
+        self.commit(record).await?;
+        self.get(id)
     }
 
     /// The API's record of `id`: not found if no such tenant is in force, a conflict if it is the

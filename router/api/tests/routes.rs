@@ -165,6 +165,7 @@ fn fixture(name: &str) -> Fixture {
                 limits: Default::default(),
                 origins: Default::default(),
                 turn: None,
+                webhook: None,
             }],
         )
         .unwrap();
@@ -317,6 +318,13 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>, &'static str)> {
             None,
             "tenant",
         ),
+        (
+            "PUT",
+            "/v1/tenants/acme/webhook",
+            Some(json!({"url": "http://127.0.0.1:9/hooks", "secret": "whsec_0123456789abcdef"})),
+            "operator",
+        ),
+        ("DELETE", "/v1/tenants/acme/webhook", None, "operator"),
         ("DELETE", "/v1/tenants/acme", None, "operator"),
     ]
 }
@@ -816,5 +824,88 @@ async fn rooms_members_and_messages() {
     assert!(
         error["error"].as_str().unwrap().contains("not served here"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_is_set_checked_shown_without_its_secret_and_removed() {
+    let f = fixture("webhook");
+    onboard(&f, "acme").await;
+    let secret = "whsec_write_only_0123456789";
+    let (status, view) = f
+        .call(
+            "PUT",
+            "/v1/tenants/acme/webhook",
+            Some(OPERATOR),
+            Some(json!({"url": "http://hooks.acme.test:8080/sb", "secret": secret})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        view["webhook"],
+        json!({"url": "http://hooks.acme.test:8080/sb"})
+    );
+    let (_, shown) = f
+        .call("GET", "/v1/tenants/acme", Some(OPERATOR), None)
+        .await;
+    let (_, listed) = f.call("GET", "/v1/tenants", Some(OPERATOR), None).await;
+    for answer in [&view, &shown, &listed] {
+        assert!(!answer.to_string().contains(secret), "{answer}");
+    }
+    assert_eq!(shown["webhook"]["url"], "http://hooks.acme.test:8080/sb");
+    // The directory serves it to the delivery engine.
+    let acme = switchboard_proto::TenantId::parse("acme").unwrap();
+    let snapshot = f.directory.snapshot();
+    let in_force = snapshot.tenant(&acme).unwrap().webhook.clone().unwrap();
+    assert_eq!(in_force.secret, secret);
+
+    for (body, want) in [
+        (
+            json!({"url": "https://hooks.acme.test/sb", "secret": secret}),
+            "https",
+        ),
+        (
+            json!({"url": "http://hooks.acme.test/sb", "secret": "short"}),
+            "16 bytes",
+        ),
+        (json!({"url": "not a url", "secret": secret}), "valid URL"),
+        (json!({"url": "http://hooks.acme.test/sb"}), "secret"),
+    ] {
+        let (status, error) = f
+            .call(
+                "PUT",
+                "/v1/tenants/acme/webhook",
+                Some(OPERATOR),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert!(error["error"].as_str().unwrap().contains(want), "{error}");
+    }
+    let (status, _) = f
+        .call(
+            "PUT",
+            "/v1/tenants/nobody/webhook",
+            Some(OPERATOR),
+            Some(json!({"url": "http://h/", "secret": secret})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = f
+        .call("DELETE", "/v1/tenants/acme/webhook", Some(OPERATOR), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, shown) = f
+        .call("GET", "/v1/tenants/acme", Some(OPERATOR), None)
+        .await;
+    assert_eq!(shown["webhook"], Value::Null);
+    assert!(
+        f.directory
+            .snapshot()
+            .tenant(&acme)
+            .unwrap()
+            .webhook
+            .is_none()
     );
 }

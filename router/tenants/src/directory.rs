@@ -177,6 +177,7 @@ mod tests {
             limits: Limits::default(),
             origins: Origins::default(),
             turn: None,
+            webhook: None,
         }
     }
 

@@ -24,6 +24,10 @@
 //! ...
 //! -----END PUBLIC KEY-----
 //! """
+//!
+//! [tenants.acme.webhook]
+//! url = "http://hooks.acme.internal:8080/switchboard"
+//! secret = "at least 16 bytes, e.g. from openssl rand -base64 32"
 //! ```
 //!
 //! Errors name the tenant, the key and the line, never a secret: the `toml` crate's own messages
@@ -37,7 +41,7 @@ use jsonwebtoken::Algorithm;
 use switchboard_proto::TenantId;
 
 use crate::tenant::{Key, Limits, Origins, Tenant};
-use crate::{Secret, TurnSettings};
+use crate::{Secret, TurnSettings, WebhookSettings};
 
 /// The shortest HS256 secret accepted: shorter than the hash, a secret is easier to guess than the
 /// signature is to forge (RFC 7518, 3.2).
@@ -94,6 +98,8 @@ struct TenantDoc {
     allow_missing_origin: bool,
     #[serde(default)]
     turn: Option<TurnSettings>,
+    #[serde(default)]
+    webhook: Option<WebhookSettings>,
 }
 
 fn yes() -> bool {
@@ -152,6 +158,9 @@ pub fn parse(text: &str) -> Result<Vec<Tenant>, FileError> {
         if let Some(turn) = &entry.turn {
             turn.validate().map_err(|e| fail(format!("turn: {e}")))?;
         }
+        if let Some(webhook) = &entry.webhook {
+            webhook.validate().map_err(|e| fail(e.to_string()))?;
+        }
         tenants.push(Tenant {
             id: tenant_id,
             keys,
@@ -161,6 +170,7 @@ pub fn parse(text: &str) -> Result<Vec<Tenant>, FileError> {
                 allow_missing: entry.allow_missing_origin,
             },
             turn: entry.turn.map(Arc::new),
+            webhook: entry.webhook.map(Arc::new),
         });
     }
     Ok(tenants)

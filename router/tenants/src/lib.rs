@@ -9,6 +9,7 @@
 //! - [`secret`]: [`Secret`], a string that never shows itself.
 //! - [`turn`]: coturn's REST-API credentials (`use-auth-secret`): [`TurnSettings`] and minting.
 //! - [`ice_url`]: STUN and TURN URLs as browsers accept them.
+//! - [`webhook`]: a tenant's [`WebhookSettings`] (endpoint and signing secret), checked.
 
 pub mod directory;
 pub mod file;
@@ -18,8 +19,10 @@ pub mod tenant;
 pub mod token;
 pub mod turn;
 pub mod watch;
+pub mod webhook;
 
 pub use directory::{Directory, Snapshot};
 pub use secret::Secret;
 pub use tenant::{Key, Limits, OriginRefused, Origins, Tenant};
 pub use turn::{TurnCredentials, TurnSettings};
+pub use webhook::WebhookSettings;

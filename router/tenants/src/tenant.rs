@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use switchboard_proto::TenantId;
 
-use crate::{Secret, TurnSettings};
+use crate::{Secret, TurnSettings, WebhookSettings};
 
 /// One customer of a hosted endpoint.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Tenant {
     /// Its own TURN servers and secrets; without them its connections get the edge's global
     /// settings (`--turn-url`), if any.
     pub turn: Option<Arc<TurnSettings>>,
+    /// Where its room events are POSTed (docs/webhooks.md); none: no webhooks.
+    pub webhook: Option<Arc<WebhookSettings>>,
 }
 
 impl Tenant {

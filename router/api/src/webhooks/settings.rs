@@ -1,99 +1,11 @@
-//! A tenant's webhook settings (where to send, what to sign with) and where the engine looks them up.
+//! Where the engine looks a tenant's [`WebhookSettings`] up. The settings themselves live with the
+//! tenant (`switchboard_tenants::webhook`), so the tenants file and the API check them alike.
 
-use hyper::Uri;
-use serde::{Deserialize, Serialize};
 use switchboard_proto::TenantId;
 
-/// Fewest bytes of a webhook secret: shorter secrets are guessable by brute force against one signed
-/// request, and nothing forces an operator to pick a short one.
-pub const MIN_SECRET_BYTES: usize = 16;
-
-/// A tenant's webhook: the endpoint its events are POSTed to and the secret they are signed with.
-/// Stored with the tenant (the API manages it); the engine reads it at every attempt, so a changed
-/// URL or secret applies to events already queued.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WebhookSettings {
-    /// `http://host[:port][/path]`. `https://` is refused for now (docs/webhooks.md).
-    pub url: String,
-    /// The HMAC-SHA256 key, at least [`MIN_SECRET_BYTES`] bytes.
-    pub secret: String,
-}
-
-// The secret never appears in logs, even through a `{:?}` of a tenant.
-impl std::fmt::Debug for WebhookSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSettings")
-            .field("url", &self.url)
-            .field("secret", &"<redacted>")
-            .finish()
-    }
-}
-
-/// Why webhook settings are refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SettingsError {
-    /// The URL does not parse.
-    #[error("webhook url is not a valid URL")]
-    InvalidUrl,
-    /// Only `http://` is delivered to for now.
-    #[error("webhook url must start with http:// (https is not supported yet)")]
-    UnsupportedScheme,
-    /// No host in the URL.
-    #[error("webhook url has no host")]
-    MissingHost,
-    /// The secret is shorter than [`MIN_SECRET_BYTES`].
-    #[error("webhook secret must be at least {MIN_SECRET_BYTES} bytes")]
-    SecretTooShort,
-}
-
-/// A checked endpoint: what a delivery connects to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Host name or address, as in the URL (IPv6 without brackets).
-    pub host: String,
-    /// Port (80 when the URL names none).
-    pub port: u16,
-    /// `host[:port]` as sent in the `Host` header.
-    pub authority: String,
-    /// Path and query (`/` when the URL has none).
-    pub path: String,
-}
-
-impl WebhookSettings {
-    /// Checks the settings; the API calls this before storing them, the engine before each attempt.
-    pub fn validate(&self) -> Result<Endpoint, SettingsError> {
-        if self.secret.len() < MIN_SECRET_BYTES {
-            return Err(SettingsError::SecretTooShort);
-        }
-        let uri: Uri = self.url.parse().map_err(|_| SettingsError::InvalidUrl)?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(_) => return Err(SettingsError::UnsupportedScheme),
-            None => return Err(SettingsError::InvalidUrl),
-        }
-        let authority = uri.authority().ok_or(SettingsError::MissingHost)?;
-        let host = authority.host();
-        if host.is_empty() {
-            return Err(SettingsError::MissingHost);
-        }
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let path = uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("/")
-            .to_owned();
-        Ok(Endpoint {
-            host,
-            port: authority.port_u16().unwrap_or(80),
-            authority: authority.as_str().to_owned(),
-            path,
-        })
-    }
-}
+pub use switchboard_tenants::webhook::{
+    Endpoint, MIN_SECRET_BYTES, SettingsError, WebhookSettings,
+};
 
 /// Where the engine finds a tenant's webhook. Implemented over the tenant registry by the process
 /// that runs the engine; `None` means the tenant has no webhook (its events are not queued).
@@ -108,69 +20,5 @@ where
 {
     fn webhook(&self, tenant: &TenantId) -> Option<WebhookSettings> {
         self(tenant)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(url: &str, secret: &str) -> WebhookSettings {
-        WebhookSettings {
-            url: url.to_owned(),
-            secret: secret.to_owned(),
-        }
-    }
-
-    #[test]
-    fn validation_table() {
-        let ok = "0123456789abcdef";
-        // url, secret, (host, port, path) or the refusal
-        type Case<'a> = (
-            &'a str,
-            &'a str,
-            Result<(&'a str, u16, &'a str), SettingsError>,
-        );
-        let cases: &[Case] = &[
-            (
-                "http://127.0.0.1:8080/hooks?x=1",
-                ok,
-                Ok(("127.0.0.1", 8080, "/hooks?x=1")),
-            ),
-            ("http://example.com", ok, Ok(("example.com", 80, "/"))),
-            ("http://[::1]:9/h", ok, Ok(("::1", 9, "/h"))),
-            (
-                "https://example.com/h",
-                ok,
-                Err(SettingsError::UnsupportedScheme),
-            ),
-            (
-                "ftp://example.com/h",
-                ok,
-                Err(SettingsError::UnsupportedScheme),
-            ),
-            ("example.com/h", ok, Err(SettingsError::InvalidUrl)),
-            ("not a url", ok, Err(SettingsError::InvalidUrl)),
-            (
-                "http://example.com/h",
-                "short",
-                Err(SettingsError::SecretTooShort),
-            ),
-        ];
-        for (url, secret, want) in cases {
-            let got = settings(url, secret)
-                .validate()
-                .map(|e| (e.host, e.port, e.path));
-            let want = want
-                .clone()
-                .map(|(h, p, path)| (h.to_owned(), p, path.to_owned()));
-            assert_eq!(got, want, "{url}");
-        }
-    }
-
-    #[test]
-    fn debug_hides_the_secret() {
-        let text = format!("{:?}", settings("http://h/", "supersecretvalue!"));
-        assert!(!text.contains("supersecret"), "{text}");
     }
 }

@@ -36,6 +36,10 @@ urls = ["turn:turn.acme.example:3478"]
 secrets = ["acme-turn-secret-1", "acme-turn-secret-0"]
 ttl = "2h"
 
+[tenants.acme.webhook]
+url = "http://hooks.acme.internal:8080/sb"
+secret = "acme-webhook-secret-0123"
+
 [tenants.globex]
 "#,
         ed25519_public()
@@ -55,8 +59,12 @@ ttl = "2h"
     assert_eq!(turn.urls, ["turn:turn.acme.example:3478"]);
     assert_eq!(turn.secrets.len(), 2);
     assert_eq!(turn.ttl, std::time::Duration::from_secs(7200));
+    let webhook = acme.webhook.as_ref().unwrap();
+    assert_eq!(webhook.url, "http://hooks.acme.internal:8080/sb");
+    assert_eq!(webhook.secret, "acme-webhook-secret-0123");
     let globex = &tenants[1];
     assert!(globex.turn.is_none());
+    assert!(globex.webhook.is_none());
     assert!(globex.keys.is_empty());
     assert_eq!(globex.limits, Limits::default());
     assert!(globex.origins.allow_missing);
@@ -113,6 +121,20 @@ fn errors_name_the_place_and_never_the_secret() {
                 "[tenants.a]\nturn = {{ urls = [\"stun:x.test\"], secrets = [\"{SECRET}\"] }}\n"
             ),
             "tenant \"a\": turn: no turn: or turns: URL",
+        ),
+        (
+            format!("[tenants.a.webhook]\nurl = \"https://x.test/h\"\nsecret = \"{SECRET}\"\n"),
+            "tenant \"a\": webhook url must start with http://",
+        ),
+        (
+            "[tenants.a.webhook]\nurl = \"http://x.test/h\"\nsecret = \"short\"\n".to_owned(),
+            "tenant \"a\": webhook secret must be at least 16 bytes",
+        ),
+        (
+            format!(
+                "[tenants.a.webhook]\nurl = \"http://x.test/h\"\nsecret = \"{SECRET}\"\nsecrt = 1\n"
+            ),
+            "unknown field `secrt`",
         ),
         (
             "[tenants.a]\nmax_conections = 3\n".to_owned(),

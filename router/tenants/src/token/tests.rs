@@ -29,6 +29,7 @@ fn directory() -> Arc<Snapshot> {
         limits: Limits::default(),
         origins: Origins::default(),
         turn: None,
+        webhook: None,
     };
     let mut revoked = Key::hs256("a-old", Secret::new(SECRET_A));
     revoked.revoked = true;
