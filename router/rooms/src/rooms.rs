@@ -111,6 +111,36 @@ pub enum Effect {
         /// Its members now.
         members: u64,
     },
+    /// Hosted mode: `conn` joined the named room `room` of `tenant` with `status` (for the tenant's
+    /// webhooks: `room_started` first if `opened`, then `participant_joined`). Only for a join a
+    /// client made; a rejoin or restore rebuilds membership the tenant already heard about.
+    TenantMemberJoined {
+        /// Whose room.
+        tenant: TenantId,
+        /// The room's name (its `room_id`): only ever sent to its tenant.
+        room: String,
+        /// The member.
+        conn: ConnId,
+        /// Its status as stored.
+        status: StoredStatus,
+        /// Whether this join opened the room.
+        opened: bool,
+    },
+    /// Hosted mode: `conn` left (or was removed from, or lost with its edge) the named room `room`
+    /// of `tenant`, with its last `status` (webhooks: `participant_left`, then `room_finished` if
+    /// `closed`).
+    TenantMemberLeft {
+        /// Whose room.
+        tenant: TenantId,
+        /// The room's name.
+        room: String,
+        /// The member.
+        conn: ConnId,
+        /// Its last status.
+        status: StoredStatus,
+        /// Whether it was the last member: the room closed.
+        closed: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -303,16 +333,27 @@ impl Rooms {
             Some(scope) => (Some(scope.id), scope.room_name),
             None => (None, None),
         };
+        let stored = status.stored();
         let opened = self.insert(MemberRecord {
             conn,
             edge,
             room: key,
-            status: status.stored(),
+            status: stored.clone(),
             joined_at_ms: now.0,
             tenant: tenant.clone(),
             room_name,
         });
         if let Some(tenant) = tenant {
+            // The room's name as kept (the first member's), so every event of a room names it alike.
+            if let Some(name) = self.rooms.get(&key).and_then(|r| r.name.clone()) {
+                effects.push(Effect::TenantMemberJoined {
+                    tenant: tenant.clone(),
+                    room: name,
+                    conn,
+                    status: stored,
+                    opened,
+                });
+            }
             self.tenant_room_grew(now, tenant, key, opened, effects);
         }
     }
@@ -490,6 +531,15 @@ impl Rooms {
             &rest,
             ServerMessage::PeerLeft { sender_id: conn },
         );
+        if let (Some(tenant), Some(name)) = (&room.tenant, &room.name) {
+            effects.push(Effect::TenantMemberLeft {
+                tenant: tenant.clone(),
+                room: name.clone(),
+                conn,
+                status: member.status,
+                closed: room.members.is_empty(),
+            });
+        }
         if room.members.is_empty() {
             let peak = room.peak as u64;
             let tenant = room.tenant.take();

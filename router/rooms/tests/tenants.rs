@@ -245,3 +245,82 @@ fn a_rejoin_is_no_room_opened_and_open_mode_counts_nothing() {
     );
     assert!(rooms.stats().hours()[&2].tenants.len() == 1);
 }
+
+/// The member effects of `effects` as (joined, conn, flag, room name), in order.
+fn member_effects(effects: &[Effect]) -> Vec<(bool, ConnId, bool, String)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::TenantMemberJoined {
+                conn, opened, room, ..
+            } => Some((true, *conn, *opened, room.clone())),
+            Effect::TenantMemberLeft {
+                conn, closed, room, ..
+            } => Some((false, *conn, *closed, room.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn named_tenant_rooms_report_members_joining_and_leaving_in_order() {
+    let mut rooms = Rooms::new(RoomsConfig::default());
+    let named = TenantScope {
+        room_name: Some("standup".into()),
+        ..scope("a", 0, 0)
+    };
+    let name = || "standup".to_owned();
+    let effects = join(&mut rooms, 0, 1, 1, &named);
+    assert_eq!(member_effects(&effects), [(true, conn(1), true, name())]);
+    let Some(Effect::TenantMemberJoined { tenant: t, .. }) = effects
+        .iter()
+        .find(|e| matches!(e, Effect::TenantMemberJoined { .. }))
+    else {
+        panic!("no join effect: {effects:?}")
+    };
+    assert_eq!(*t, tenant("a"));
+    let effects = join(&mut rooms, 0, 2, 1, &named);
+    assert_eq!(member_effects(&effects), [(true, conn(2), false, name())]);
+    // A retried join changes nothing and reports nothing.
+    assert!(member_effects(&join(&mut rooms, 0, 2, 1, &named)).is_empty());
+    let effects = leave(&mut rooms, 0, 1, 1);
+    assert_eq!(member_effects(&effects), [(false, conn(1), false, name())]);
+    let effects = leave(&mut rooms, 0, 2, 1);
+    assert_eq!(member_effects(&effects), [(false, conn(2), true, name())]);
+    // The member's leave comes before the room's close.
+    let left = effects
+        .iter()
+        .position(|e| matches!(e, Effect::TenantMemberLeft { .. }));
+    let closed = effects
+        .iter()
+        .position(|e| matches!(e, Effect::TenantRoomClosed { .. }));
+    assert!(left < closed, "{effects:?}");
+
+    // An edge lost: each of its members leaves, the last one closes the room.
+    join(&mut rooms, 0, 3, 2, &named);
+    join(&mut rooms, 0, 4, 2, &named);
+    let effects = rooms.apply(UnixMillis(0), Command::EdgeLost { edge: E1 });
+    assert_eq!(
+        member_effects(&effects),
+        [
+            (false, conn(3), false, name()),
+            (false, conn(4), true, name())
+        ]
+    );
+
+    // Rooms without a name (older edges) and open mode report no members.
+    let effects = join(&mut rooms, 0, 5, 3, &scope("a", 0, 0));
+    assert!(member_effects(&effects).is_empty());
+    let open = rooms.apply(
+        UnixMillis(0),
+        Command::Join {
+            conn: conn(6),
+            edge: E1,
+            room: room(4),
+            status: Status::default(),
+            tenant: None,
+        },
+    );
+    assert!(member_effects(&open).is_empty());
+    assert!(member_effects(&leave(&mut rooms, 0, 6, 4)).is_empty());
+}

@@ -729,6 +729,9 @@ impl SlotTask {
                     self.publish(edge, &event).await
                 }
                 Effect::TenantRoomClosed { .. } => {}
+                // Webhooks are delivered by standalone edges only, for now: the cluster's
+                // JetStream outbox (docs/webhooks.md) is designed, not built.
+                Effect::TenantMemberJoined { .. } | Effect::TenantMemberLeft { .. } => {}
             }
         }
     }
