@@ -24,6 +24,8 @@
 //! - [`api`]: the control API standalone (docs/api.md), over the in-process room service.
 //! - [`shutdown`]: the signal handling of the binary.
 //! - [`token_command`]: `switchboard-edge token`, which prints a join token for hosted mode.
+//! - [`webhooks`]: standalone, the tenants' webhooks: room and member events from the in-process
+//!   router to the delivery engine.
 
 pub mod api;
 pub mod bus;
@@ -46,6 +48,7 @@ pub mod token_command;
 pub mod turn;
 pub mod usage;
 pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::io;
@@ -68,6 +71,7 @@ use crate::config::AuthMode;
 use crate::context::Context;
 use crate::hosted::Access;
 use crate::registry::Registry;
+use crate::webhooks::EdgeWebhooks;
 use switchboard_tenants::Directory;
 use switchboard_tenants::watch::{FileSource, LoadError, Reload};
 
@@ -235,6 +239,7 @@ pub async fn run_exposing(
         );
     }
     let edge = EdgeId(rand::random());
+    let directory = Directory::new();
     let registry = Registry::new(edge, metrics.clone());
     let keyer = match &config.room_key_secret {
         Some(secret) => RoomKeyer::new(secret.as_bytes()),
@@ -261,6 +266,11 @@ pub async fn run_exposing(
         (Bus::nats(bus), None)
     } else {
         let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
+        // Events exist for tenants' rooms only, so open mode runs no engine.
+        let webhooks = match config.hosted.auth {
+            AuthMode::Tokens => Some(EdgeWebhooks::start(directory.clone(), &metrics)?),
+            AuthMode::None => None,
+        };
         let router = tokio::spawn(local_router::run(
             RoomsConfig {
                 max_room_size: config.max_room_size,
@@ -270,15 +280,15 @@ pub async fn run_exposing(
             registry.clone(),
             metrics.clone(),
             config.stats_file.clone(),
+            webhooks.as_ref().map(|w| w.engine().clone()),
         ));
         metrics.bus_connected.set(1);
         let service = room_service::LocalRoomService::shared(&router_tx, keyer.clone());
         room_service = Some(service.clone());
         expose(service);
-        (Bus::local(router_tx), Some(router))
+        (Bus::local(router_tx), Some((router, webhooks)))
     };
     let nats_bus = bus.as_nats().cloned();
-    let directory = Directory::new();
     let access = Access::new(&config.hosted, directory.clone());
     let tenants_file = load_tenants(&config, &directory, &metrics)?;
     let ctx = Context::new(
@@ -347,8 +357,12 @@ pub async fn run_exposing(
     }
     // Every holder of the bus is gone once the context is; the router then ends on its own.
     drop(ctx);
-    if let Some(router) = router {
+    if let Some((router, webhooks)) = router {
         let _ = router.await;
+        // After the router: the leaves of the last clients are queued by then.
+        if let Some(webhooks) = webhooks {
+            webhooks.finish().await;
+        }
     }
     info!("switchboard-edge stopped");
     Ok(())

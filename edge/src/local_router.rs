@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use switchboard_api::webhooks::Webhooks;
 use switchboard_proto::TenantId;
 use switchboard_rooms::{Effect, HourlyStats, Rooms, RoomsConfig, UnixMillis};
 use tokio::sync::mpsc;
@@ -31,6 +32,7 @@ pub async fn run(
     registry: Registry,
     metrics: Metrics,
     stats_file: Option<PathBuf>,
+    webhooks: Option<Webhooks>,
 ) {
     let mut rooms = Rooms::new(config);
     if let Some(path) = &stats_file {
@@ -55,12 +57,14 @@ pub async fn run(
         };
         match request {
             LocalRequest::Command(command) => {
-                let effects = rooms.apply(now(), command);
-                dirty |= handle(&rooms, effects, &registry, &metrics);
+                let now = now();
+                let effects = rooms.apply(now, command);
+                dirty |= handle(&rooms, effects, &registry, &metrics, webhooks.as_ref(), now);
             }
             LocalRequest::Rooms(request, reply) => {
-                let (answer, effects) = rooms.answer(now(), request);
-                dirty |= handle(&rooms, effects, &registry, &metrics);
+                let now = now();
+                let (answer, effects) = rooms.answer(now, request);
+                dirty |= handle(&rooms, effects, &registry, &metrics, webhooks.as_ref(), now);
                 // The asker may have given up (its HTTP client went away): nothing to do then.
                 let _ = reply.send(answer);
             }
@@ -88,12 +92,25 @@ pub async fn run(
     }
 }
 
-/// Hands the effects of a command or control request to the registry and the metrics; returns
-/// whether the statistics changed.
-fn handle(rooms: &Rooms, effects: Vec<Effect>, registry: &Registry, metrics: &Metrics) -> bool {
+/// Hands the effects of a command or control request to the registry, the metrics and the
+/// webhooks (here, in effect order, which is the rooms' order); returns whether the statistics
+/// changed.
+fn handle(
+    rooms: &Rooms,
+    effects: Vec<Effect>,
+    registry: &Registry,
+    metrics: &Metrics,
+    webhooks: Option<&Webhooks>,
+    now: UnixMillis,
+) -> bool {
     let mut dirty = false;
     for effect in effects {
         match effect {
+            Effect::TenantMemberJoined { .. } | Effect::TenantMemberLeft { .. } => {
+                if let Some(webhooks) = webhooks {
+                    crate::webhooks::emit(webhooks, &effect, now);
+                }
+            }
             Effect::Deliver {
                 room, to, message, ..
             } => registry.deliver(room, &to, message),

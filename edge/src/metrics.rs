@@ -367,6 +367,11 @@ impl Metrics {
         self.disconnects.with_label_values(&[reason.label()]).inc();
     }
 
+    /// The registry, for metrics of other crates served with the edge's (the webhook engine's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         render(&self.registry)

@@ -45,6 +45,7 @@ fn edge(adjust: impl FnOnce(&mut Config)) -> Arc<Context> {
         registry.clone(),
         metrics.clone(),
         None,
+        None,
     ));
     let plan = descriptors::plan(config.max_connections, None, config.fd_reserve)
         .expect("no descriptor limit");

@@ -132,6 +132,12 @@ impl Webhooks {
         }
     }
 
+    /// Events queued or in flight (what `switchboard_webhooks_pending` shows), so a stopping process
+    /// can give them a moment before it cancels [`Webhooks::run`].
+    pub fn pending(&self) -> usize {
+        self.shared.lock().pending()
+    }
+
     /// Delivers until `shutdown`. Events still pending then are lost (the in-memory outbox is not
     /// persisted; docs/webhooks.md, "Durability").
     pub async fn run(&self, shutdown: CancellationToken) {
