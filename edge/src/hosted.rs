@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hyper::header::{self, HeaderMap};
 use hyper::{StatusCode, Uri};
+use switchboard_runtime::http::Encoded;
 use switchboard_tenants::token::{self, Rules, Session, TokenError};
 use switchboard_tenants::{Directory, OriginRefused, Origins};
 
@@ -137,27 +138,8 @@ fn token_of(uri: &Uri, headers: &HeaderMap) -> Option<String> {
 /// Percent-decoding of a query value (a JWT is URL-safe already, but a client may still encode it).
 /// Malformed escapes stay as they are; the token check then refuses the result.
 fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = switchboard_runtime::http::percent_decode(value, Encoded::Query);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Seconds since the Unix epoch (token times are in seconds).

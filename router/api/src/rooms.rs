@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use switchboard_proto::limits::DEFAULT_MAX_JSON_DEPTH;
 use switchboard_proto::{ConnId, TenantId, depth};
+use switchboard_runtime::http::{Encoded, percent_decode};
 
 use crate::error::ApiError;
 use crate::service::{Audience, MemberInfo, RoomInfo, RoomService};
@@ -157,27 +158,7 @@ pub fn message(body: &[u8]) -> Result<Message, ApiError> {
 /// Percent-decoding of a path segment (RFC 3986: `+` is itself, unlike in a query). A segment that
 /// does not decode to UTF-8 names nothing the API knows: `None`.
 pub fn path_segment(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(percent_decode(segment, Encoded::Path)).ok()
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use switchboard_proto::TenantId;
-use switchboard_runtime::http::{self, Body};
+use switchboard_runtime::http::{self, Body, Encoded};
 use switchboard_tenants::token::Rules;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -412,29 +412,10 @@ where
         .to_bytes())
 }
 
-/// Percent-decoding of a path segment or query value; malformed escapes stay as they are.
+/// Percent-decoding of a query value; malformed escapes stay as they are.
 pub(crate) fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let bytes = switchboard_runtime::http::percent_decode(value, Encoded::Query);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Seconds since the Unix epoch.

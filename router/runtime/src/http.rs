@@ -72,3 +72,57 @@ pub fn metrics(body: String) -> Response<Body> {
     );
     response
 }
+
+/// Where a percent-encoded text comes from: a query value (where `+` stands for a space) or a path
+/// segment (where `+` is itself, RFC 3986).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoded {
+    /// A query value.
+    Query,
+    /// A path segment.
+    Path,
+}
+
+/// Percent-decodes `value`. Malformed escapes stay as they are (the caller's own checks then refuse
+/// what they do not accept); the bytes need not be UTF-8.
+pub fn percent_decode(value: &str, from: Encoded) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                let plus_is_space = from == Encoded::Query && bytes[i] == b'+';
+                out.push(if plus_is_space { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Eb+c", Encoded::Query), b"a.b c");
+        assert_eq!(percent_decode("a%2Eb+c", Encoded::Path), b"a.b+c");
+        assert_eq!(percent_decode("%zz%4", Encoded::Query), b"%zz%4");
+        assert_eq!(
+            percent_decode("caf%C3%A9", Encoded::Path),
+            "café".as_bytes()
+        );
+        assert_eq!(percent_decode("%FF", Encoded::Path), [0xFF]);
+    }
+}
