@@ -11,7 +11,6 @@ use switchboard_api::usage::UsageSource;
 use switchboard_api::{Api, Tenants};
 use switchboard_rooms::HourlyStats;
 use switchboard_tenants::Directory;
-use switchboard_tenants::token::Rules;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -67,10 +66,7 @@ pub async fn start(
     let api = Arc::new(Api {
         tenants,
         operators,
-        rules: Rules {
-            leeway: config.hosted.token_leeway.as_secs(),
-            max_lifetime: config.hosted.token_max_lifetime.as_secs(),
-        },
+        rules: config.hosted.tenants.rules(),
         usage: Some(Arc::new(LocalUsage(ctx.bus.clone()))),
         rooms,
     });

@@ -363,18 +363,23 @@ impl Config {
         if self.stats_retention_hours == 0 {
             return fail("--stats-retention-hours must be at least 1".into());
         }
-        self.hosted.check(self.api.api_listen.is_some())?;
+        // A hosted edge's tenants come from the tenants file, from its own control API
+        // (standalone), or from the routers' control API (a cluster's tenants bucket).
+        self.hosted
+            .check(self.api.api_listen.is_some() || self.nats.enabled())?;
         self.api.check().map_err(ConfigError)?;
         if self.api.api_listen.is_some() {
             if self.nats.enabled() {
                 return fail(
-                    "--api-listen is for a standalone edge; in a cluster the routers serve the                      control API"
+                    "--api-listen is for a standalone edge; in a cluster the routers serve the \
+                     control API"
                         .into(),
                 );
             }
             if self.hosted.auth != AuthMode::Tokens {
                 return fail(
-                    "--api-listen needs --auth tokens: the control API manages hosted mode's                      tenants"
+                    "--api-listen needs --auth tokens: the control API manages hosted mode's \
+                     tenants"
                         .into(),
                 );
             }

@@ -85,10 +85,7 @@ impl Access {
             }),
             AuthMode::Tokens => Access::Tokens {
                 directory,
-                rules: Rules {
-                    leeway: hosted.token_leeway.as_secs(),
-                    max_lifetime: hosted.token_max_lifetime.as_secs(),
-                },
+                rules: hosted.tenants.rules(),
             },
         }
     }

@@ -164,7 +164,7 @@ fn load_tenants(
     directory: &Directory,
     metrics: &Metrics,
 ) -> Result<Option<FileSource>, RunError> {
-    let (AuthMode::Tokens, Some(path)) = (config.hosted.auth, &config.hosted.tenants_file) else {
+    let (AuthMode::Tokens, Some(path)) = (config.hosted.auth, &config.hosted.tenants.tenants_file) else {
         return Ok(None);
     };
     let (source, count) = FileSource::load(path.clone(), directory.clone())?;
@@ -297,7 +297,7 @@ pub async fn run_exposing(
     let tenants_task = tenants_file.map(|source| {
         let metrics = ctx.metrics.clone();
         tokio::spawn(source.follow(
-            config.hosted.tenants_reload_interval,
+            config.hosted.tenants.tenants_reload_interval,
             ctx.lifecycle.stopped.clone(),
             move |reload| report_reload(reload, &metrics),
         ))

@@ -86,6 +86,11 @@ pub const PEAKS_BUCKET: &str = "sb-peaks";
 /// [`stats_key`]`(hour, instance)`, one router process's totals for one UTC hour.
 pub const STATS_BUCKET: &str = "sb-stats";
 
+/// JetStream key-value bucket holding the tenants created through the control API (tenant id ->
+/// its record as JSON, keys and secrets included): written by the routers' API, followed by every
+/// router and hosted edge.
+pub const TENANTS_BUCKET: &str = "sb-tenants";
+
 /// The key in [`STATS_BUCKET`] of the totals that router process `instance` counted during UTC hour
 /// `hour` (hours since the epoch). `instance` names one process (router id and a random part), so a
 /// restarted router never overwrites what its previous incarnation stored.

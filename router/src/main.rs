@@ -26,16 +26,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let api = match config.api.api_listen.map(|addr| {
+        std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| (addr, e))
+    }) {
+        None => None,
+        Some(Ok(listener)) => Some(listener),
+        Some(Err((addr, e))) => {
+            error!(error = %e, addr = %addr, "cannot bind the control API's port");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Some(path) = &config.ready_file {
         let written = admin.local_addr().and_then(|addr| {
-            cli::write_ready_file(path, &serde_json::json!({"admin_listen": addr.to_string()}))
+            let mut ready = serde_json::json!({"admin_listen": addr.to_string()});
+            if let Some(api) = &api {
+                ready["api_listen"] = api.local_addr()?.to_string().into();
+            }
+            cli::write_ready_file(path, &ready)
         });
         if let Err(e) = written {
             error!(error = %e, path = %path.display(), "cannot write the ready file");
             return ExitCode::FAILURE;
         }
     }
-    match runtime.block_on(service::run(config, admin, async {
+    match runtime.block_on(service::run(config, admin, api, async {
         // SIGTERM or SIGINT: hand the slots over and stop; a second one exits at once.
         signal::first_then_force().await;
     })) {

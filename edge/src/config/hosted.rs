@@ -1,6 +1,5 @@
 //! Settings of hosted mode: authentication, the tenants file, join tokens, origins, quotas.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
@@ -25,24 +24,9 @@ pub struct HostedArgs {
     #[arg(long, env = "SWITCHBOARD_AUTH", value_enum, default_value_t = AuthMode::None)]
     pub auth: AuthMode,
 
-    /// The tenants file (TOML: tenants, their keys, limits and origins; docs/hosting.md). Re-read
-    /// when its content changes; a file that does not check keeps the previous tenants in force.
-    #[arg(long, env = "SWITCHBOARD_TENANTS_FILE")]
-    pub tenants_file: Option<PathBuf>,
-
-    /// How often the tenants file is checked for changes: the longest a revoked key or a new tenant
-    /// takes to apply.
-    #[arg(long, env = "SWITCHBOARD_TENANTS_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
-    pub tenants_reload_interval: Duration,
-
-    /// Clock difference forgiven on a token's `exp` and `nbf`.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
-    pub token_leeway: Duration,
-
-    /// The longest a token may still be valid for when it is used (`exp` minus now): longer-lived
-    /// tokens are refused (`token lifetime too long`), so a leaked token is not a password.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
-    pub token_max_lifetime: Duration,
+    /// The tenants file and the checks of join tokens (shared with the routers' control API).
+    #[command(flatten)]
+    pub tenants: switchboard_api::config::TenantArgs,
 
     /// Open mode: an `Origin` allowed to connect (`scheme://host[:port]`), repeatable or
     /// comma-separated; none means any. Tenants have their own lists in the tenants file.
@@ -93,14 +77,16 @@ impl HostedArgs {
         }
     }
 
-    /// Checks the settings against each other. `api`: whether the control API serves (it is the other source of tenants).
+    /// Checks the settings against each other. `api`: whether tenants may come from a control API
+    /// (this edge's, standalone, or the routers', in a cluster) rather than only the tenants file.
     pub fn check(&self, api: bool) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
-        match (self.auth, &self.tenants_file) {
+        match (self.auth, &self.tenants.tenants_file) {
             (AuthMode::Tokens, None) if !api => {
                 return fail(
-                    "--auth tokens needs --tenants-file or --api-listen: the tenants and the keys \
-                     their tokens are signed with"
+                    "--auth tokens needs --tenants-file, --api-listen or --nats (a cluster's \
+                     tenants come from the routers' control API): the tenants and the keys their \
+                     tokens are signed with"
                         .into(),
                 );
             }
@@ -112,17 +98,11 @@ impl HostedArgs {
             }
             _ => {}
         }
-        if self.tenants_reload_interval < Duration::from_millis(100) {
-            return fail("--tenants-reload-interval must be at least 100ms".into());
-        }
         if self.usage_interval < Duration::from_millis(10) {
             return fail("--usage-interval must be at least 10ms".into());
         }
         if self.quota_admit_burst == 0 {
             return fail("--quota-admit-burst must be at least 1".into());
-        }
-        if self.token_max_lifetime < Duration::from_secs(1) {
-            return fail("--token-max-lifetime must be at least 1s".into());
         }
         if self.auth == AuthMode::Tokens && !self.allowed_origins.is_empty() {
             return fail(
@@ -131,11 +111,9 @@ impl HostedArgs {
                     .into(),
             );
         }
-        if let (AuthMode::Tokens, Some(path)) = (self.auth, &self.tenants_file) {
-            // Read here too, so that a bad file stops the edge before it binds, with exit code 64.
-            switchboard_tenants::file::read(path)
-                .map_err(|e| ConfigError(format!("--tenants-file {}: {e}", path.display())))?;
-        }
+        // Reads the tenants file too, so that a bad one stops the edge before it binds, with exit
+        // code 64.
+        self.tenants.check().map_err(ConfigError)?;
         for origin in &self.allowed_origins {
             switchboard_tenants::file::check_origin(origin).map_err(ConfigError)?;
         }

@@ -74,8 +74,8 @@ impl TenantsFile {
     /// Hosted-mode settings reading this file, re-read every 100 ms.
     pub fn configure(&self, config: &mut Config) {
         config.hosted.auth = AuthMode::Tokens;
-        config.hosted.tenants_file = Some(self.path.clone());
-        config.hosted.tenants_reload_interval = std::time::Duration::from_millis(100);
+        config.hosted.tenants.tenants_file = Some(self.path.clone());
+        config.hosted.tenants.tenants_reload_interval = std::time::Duration::from_millis(100);
     }
 }
 

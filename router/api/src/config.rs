@@ -2,6 +2,61 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use switchboard_runtime::config::parse_duration;
+use switchboard_tenants::token::Rules;
+
+/// The tenants file and the checks of tenants' JWTs: read by a hosted edge (join tokens) and by a
+/// router serving the control API (tenant-scope admin tokens), with the same flags and environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TenantArgs {
+    /// The tenants file (TOML: tenants, their keys, limits and origins; docs/hosting.md). Re-read
+    /// when its content changes; a file that does not check keeps the previous tenants in force.
+    /// Its tenants are shown by the control API, never changed through it.
+    #[arg(long, env = "SWITCHBOARD_TENANTS_FILE")]
+    pub tenants_file: Option<PathBuf>,
+
+    /// How often the tenants file is checked for changes: the longest a revoked key or a new tenant
+    /// takes to apply.
+    #[arg(long, env = "SWITCHBOARD_TENANTS_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub tenants_reload_interval: Duration,
+
+    /// Clock difference forgiven on a token's `exp` and `nbf`.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub token_leeway: Duration,
+
+    /// The longest a token may still be valid for when it is used (`exp` minus now): longer-lived
+    /// tokens are refused (`token lifetime too long`), so a leaked token is not a password.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_MAX_LIFETIME", default_value = "24h", value_parser = parse_duration)]
+    pub token_max_lifetime: Duration,
+}
+
+impl TenantArgs {
+    /// The checks of a token's times.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            leeway: self.token_leeway.as_secs(),
+            max_lifetime: self.token_max_lifetime.as_secs(),
+        }
+    }
+
+    /// Checks the flags, and reads the tenants file (so that a bad one stops the process before it
+    /// binds, naming the file).
+    pub fn check(&self) -> Result<(), String> {
+        if self.tenants_reload_interval < Duration::from_millis(100) {
+            return Err("--tenants-reload-interval must be at least 100ms".into());
+        }
+        if self.token_max_lifetime < Duration::from_secs(1) {
+            return Err("--token-max-lifetime must be at least 1s".into());
+        }
+        if let Some(path) = &self.tenants_file {
+            switchboard_tenants::file::read(path)
+                .map_err(|e| format!("--tenants-file {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
 
 /// `--api-*` (docs/operations.md, "Control API").
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -18,7 +73,8 @@ pub struct ApiArgs {
     pub api_token_file: Option<PathBuf>,
 
     /// Standalone: keep the tenants and keys created through the API in this JSON file (written
-    /// atomically at each change, mode 0600). Without it they last until the process stops.
+    /// atomically at each change, mode 0600). Without it they last until the process stops. (In a
+    /// cluster they are kept in the replicated JetStream KV bucket `sb-tenants`.)
     #[arg(long, env = "SWITCHBOARD_API_STATE_FILE", value_name = "PATH")]
     pub api_state_file: Option<PathBuf>,
 }

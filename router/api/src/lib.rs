@@ -9,6 +9,8 @@
 //! - [`tenants`]: tenants and keys at runtime, put in force in the tenants directory.
 //! - [`record`]: tenants as stored, and as shown (without secrets).
 //! - [`store`]: where the API's tenants are kept ([`store::FileStore`] standalone).
+//! - [`cluster`]: a cluster's tenants bucket in JetStream KV, written by the routers' API and
+//!   followed by every router and hosted edge.
 //! - [`rooms`]: a tenant's rooms and members, and server messages, through the room service.
 //! - [`usage`]: a tenant's usage per hour.
 //! - [`config`]: the `--api-*` flags.
@@ -17,6 +19,7 @@
 //!   the standalone edge and by the cluster's routers, and the types it answers with.
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod record;

@@ -1,5 +1,5 @@
 //! Where the API keeps the tenants it creates: [`Store`]. Standalone, [`FileStore`], a local JSON
-//! file; in a cluster, the routers' replicated JetStream KV bucket (`switchboard-router`).
+//! file; in a cluster, the replicated JetStream KV bucket `sb-tenants` ([`crate::cluster`]).
 
 use std::collections::BTreeMap;
 use std::io;

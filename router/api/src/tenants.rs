@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use switchboard_proto::TenantId;
+use switchboard_tenants::directory::ConflictError;
 use switchboard_tenants::{Directory, Limits, WebhookSettings};
 use tracing::warn;
 
@@ -142,22 +143,23 @@ impl Tenants {
         &self.shared.directory
     }
 
-    /// Replaces every API tenant with `records` (a cluster's store changed under us). Records that
-    /// do not check are left out, with a warning.
+    /// Replaces every API tenant with `records`. Records that do not check are left out, with a
+    /// warning; a clash with another source (the tenants file) is an error and changes nothing.
     pub fn replace_all(&self, records: Records) -> Result<(), ApiError> {
-        let mut tenants = Vec::with_capacity(records.len());
-        for record in records.values() {
-            match record.tenant() {
-                Ok(tenant) => tenants.push(tenant),
-                Err(e) => warn!(tenant = %record.id, error = %e, "stored tenant left out"),
-            }
-        }
         self.shared
             .directory
-            .replace(SOURCE, tenants)
+            .replace(SOURCE, checked(&records))
             .map_err(|e| ApiError::Conflict(e.to_string()))?;
         *self.lock() = records;
         Ok(())
+    }
+
+    /// Replaces every API tenant with `records` as a cluster's tenants bucket holds them (another
+    /// router changed them): what clashes with this process's tenants file is left out, with a
+    /// warning, and the rest is put in force.
+    pub fn follow(&self, records: Records) {
+        put_in_force(&self.shared.directory, &records);
+        *self.lock() = records;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Records> {
@@ -355,6 +357,44 @@ impl Tenants {
             .await
             .map_err(ApiError::store)?;
         self.replace_all(records)
+    }
+}
+
+/// The tenants of `records` that check; the others are left out with a warning (a record written by
+/// a newer version, or changed by hand in the store).
+fn checked(records: &Records) -> Vec<switchboard_tenants::Tenant> {
+    let mut tenants = Vec::with_capacity(records.len());
+    for record in records.values() {
+        match record.tenant() {
+            Ok(tenant) => tenants.push(tenant),
+            Err(e) => warn!(tenant = %record.id, error = %e, "stored tenant left out"),
+        }
+    }
+    tenants
+}
+
+/// Puts the API tenants `records` in force in `directory` as its source [`SOURCE`], leaving out
+/// (with a warning) any that clashes with another source: a tenant of the same id, or a key of the
+/// same id, in this process's tenants file. One process's file then cannot stop every other tenant
+/// of a cluster from applying there.
+pub fn put_in_force(directory: &Directory, records: &Records) {
+    let mut tenants = checked(records);
+    loop {
+        let Err(conflict) = directory.replace(SOURCE, tenants.clone()) else {
+            return;
+        };
+        let culprit = match &conflict {
+            ConflictError::Tenant { tenant, .. } => vec![tenant.clone()],
+            ConflictError::Key { first, second, .. } => vec![first.clone(), second.clone()],
+        };
+        let before = tenants.len();
+        tenants.retain(|t| !culprit.iter().any(|c| c == t.id.as_str()));
+        warn!(error = %conflict, "a tenant of the control API clashes with the tenants file: it is left out here");
+        if tenants.len() == before {
+            // Not one of ours (cannot happen: the other sources were in force without it); give up
+            // rather than loop.
+            return;
+        }
     }
 }
 

@@ -101,6 +101,16 @@ pub struct Config {
     #[arg(long, env = "SWITCHBOARD_ROOM_KEY_SECRET", hide_env_values = true)]
     pub room_key_secret: Option<String>,
 
+    /// The control API (docs/api.md), served by every router given --api-listen.
+    #[command(flatten)]
+    pub api: switchboard_api::config::ApiArgs,
+
+    /// The tenants file (the same as the edges'): its tenants' webhooks are sent by the routers,
+    /// and the control API shows them and authenticates their admin tokens. Tenants created
+    /// through the API need no file: they are kept in the tenants bucket.
+    #[command(flatten)]
+    pub tenants: switchboard_api::config::TenantArgs,
+
     /// Which settings came from environment variables (not a flag).
     #[arg(skip)]
     pub sources: Sources,
@@ -178,6 +188,15 @@ impl Config {
         {
             return fail("--nats-replicas must be between 1 and 5".into());
         }
+        if self.api.api_state_file.is_some() {
+            return fail(
+                "--api-state-file is for a standalone edge: in a cluster the control API's tenants \
+                 are kept in the replicated JetStream KV bucket sb-tenants"
+                    .into(),
+            );
+        }
+        self.api.check().map_err(ConfigError)?;
+        self.tenants.check().map_err(ConfigError)?;
         Ok(())
     }
 

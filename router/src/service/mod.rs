@@ -8,6 +8,7 @@
 //! - [`slot`]: one task per served slot (resync, serve, hand over).
 //! - [`store`]: room peaks and statistics in JetStream.
 //! - [`admin`]: the admin HTTP port.
+//! - [`api`]: the tenants this router knows (file and bucket), and the control API it serves.
 //! - [`buckets`]: creating (and updating) the JetStream buckets and streams.
 //! - [`balance`]: the slot balancing policy, a pure function of what the router knows.
 //! - [`metrics`]: Prometheus metrics.
@@ -19,6 +20,7 @@
 //! lease's revision. SIGTERM hands every slot over.
 
 pub mod admin;
+pub mod api;
 pub mod balance;
 pub mod buckets;
 pub mod config;
@@ -82,6 +84,8 @@ pub struct Shared {
     pub owned: Arc<std::sync::Mutex<BTreeSet<u32>>>,
     /// Hosted mode: each tenant's rooms here and at the other routers.
     pub tenants: usage::TenantBook,
+    /// The tenants in force (the tenants file's and the control API's), for their webhooks.
+    pub directory: switchboard_tenants::Directory,
 }
 
 impl Shared {
@@ -123,12 +127,17 @@ pub enum RunError {
     /// The slot manager panicked.
     #[error("the slot manager failed")]
     ManagerFailed(#[from] tokio::task::JoinError),
+    /// The tenants or the control API could not be set up.
+    #[error("cannot set up the tenants")]
+    Tenants(#[from] api::TenantsError),
 }
 
-/// Runs the router until `shutdown` resolves, then hands its slots over.
+/// Runs the router until `shutdown` resolves, then hands its slots over. `api`: the control API's
+/// listener (`--api-listen`).
 pub async fn run(
     config: Config,
     admin: std::net::TcpListener,
+    api: Option<std::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
     let router_id = config.router_id();
@@ -188,6 +197,18 @@ pub async fn run(
         metrics.clone(),
     );
     let _ = store_cell.set(store.clone());
+    // Every router follows the tenants (their webhooks are sent by the slots' owners); those with
+    // --api-listen also serve the control API.
+    let tenants_kv =
+        buckets::key_value(&js, subject::TENANTS_BUCKET, Duration::ZERO, replicas).await?;
+    let tenants_stop = CancellationToken::new();
+    let mut tenancy = api::Tenancy::start(&config, js.clone(), tenants_kv, &tenants_stop)?;
+    if let Some(listener) = api {
+        let rooms = config.room_keyer().map(|keyer| {
+            room_service::ClusterRoomService::shared(client.clone(), keyer, config.slots)
+        });
+        tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
+    }
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
     let shared = Arc::new(Shared {
@@ -202,6 +223,7 @@ pub async fn run(
         started,
         owned,
         tenants: usage::TenantBook::new(),
+        directory: tenancy.directory.clone(),
     });
 
     let liveness_stop = CancellationToken::new();
@@ -254,6 +276,8 @@ pub async fn run(
         warn!("slots not handed over within the shutdown grace; their leases will expire");
     }
     shared.store.finish().await;
+    tenants_stop.cancel();
+    tenancy.finish().await;
     liveness_stop.cancel();
     let _ = liveness_task.await;
     let _ = health_task.await;
