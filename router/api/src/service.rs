@@ -1,7 +1,15 @@
 //! The room service as the API sees it: a tenant's rooms (by their names, which only their owner
 //! is shown), their members, and what the API may do to them. Standalone the edge implements it
 //! over its in-process router; in a cluster a router implements it over the bus (every router
-//! answers for the slots it serves; listing gathers from all).
+//! answers for the slots it serves; listing gathers from all). Both are an [`AskingRoomService`]:
+//! they differ only in how a request reaches its room ([`RoomAsk`]).
+//!
+//! # Layout
+//! - [`asking`]: [`AskingRoomService`], the room service over any [`RoomAsk`].
+
+pub mod asking;
+
+pub use asking::{AskingRoomService, RoomAsk};
 
 use std::future::Future;
 use std::pin::Pin;
