@@ -159,25 +159,66 @@ pub enum RunError {
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
-fn load_tenants(
-    config: &Config,
-    directory: &Directory,
-    metrics: &Metrics,
-) -> Result<Option<FileSource>, RunError> {
-    let (AuthMode::Tokens, Some(path)) = (config.hosted.auth, &config.hosted.tenants.tenants_file) else {
+fn load_tenants(config: &Config, directory: &Directory) -> Result<Option<FileSource>, RunError> {
+    let (AuthMode::Tokens, Some(path)) = (config.hosted.auth, &config.hosted.tenants.tenants_file)
+    else {
         return Ok(None);
     };
     let (source, count) = FileSource::load(path.clone(), directory.clone())?;
-    metrics.tenants.set(count as i64);
     info!(path = %path.display(), tenants = count, "hosted mode: tenants loaded");
     Ok(Some(source))
+}
+
+/// Longest a hosted edge of a cluster waits for the tenants bucket before it is ready.
+const TENANTS_BUCKET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Follows the cluster's tenants bucket (the routers' control API writes it) into `directory` as
+/// its source "api", until `stop`.
+fn follow_tenants_bucket(
+    client: async_nats::Client,
+    directory: Directory,
+    stop: tokio_util::sync::CancellationToken,
+) -> (
+    switchboard_api::cluster::Bucket,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let bucket = switchboard_api::cluster::Bucket::new(async_nats::jetstream::new(client));
+    let follow = tokio::spawn(bucket.clone().follow(stop.clone()));
+    let apply = tokio::spawn({
+        let bucket = bucket.clone();
+        async move {
+            bucket
+                .apply_changes(stop, |records| {
+                    switchboard_api::tenants::put_in_force(&directory, &records)
+                })
+                .await
+        }
+    });
+    (bucket, vec![follow, apply])
+}
+
+/// Keeps `switchboard_tenants` at the number of tenants in force (the tenants file's and the
+/// control API's) until `stop`.
+async fn count_tenants(
+    directory: Directory,
+    metrics: Metrics,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut snapshots = directory.subscribe();
+    loop {
+        let count = snapshots.borrow_and_update().len();
+        metrics.tenants.set(count as i64);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+    }
 }
 
 /// Logs and counts a change of the tenants file.
 fn report_reload(reload: &Reload, metrics: &Metrics) {
     match reload {
         Reload::Loaded(count) => {
-            metrics.tenants.set(*count as i64);
             metrics.tenants_reloads.with_label_values(&["loaded"]).inc();
             info!(tenants = count, "tenants file reloaded");
         }
@@ -290,7 +331,7 @@ pub async fn run_exposing(
     };
     let nats_bus = bus.as_nats().cloned();
     let access = Access::new(&config.hosted, directory.clone());
-    let tenants_file = load_tenants(&config, &directory, &metrics)?;
+    let tenants_file = load_tenants(&config, &directory)?;
     let ctx = Context::new(
         &config, edge, keyer, registry, bus, metrics, plan, access, turn,
     );
@@ -302,6 +343,20 @@ pub async fn run_exposing(
             move |reload| report_reload(reload, &metrics),
         ))
     });
+    let tenants_gauge = tokio::spawn(count_tenants(
+        directory.clone(),
+        ctx.metrics.clone(),
+        ctx.lifecycle.stopped.clone(),
+    ));
+    // A hosted edge of a cluster follows the tenants created through the routers' control API.
+    let tenants_bucket = match (&nats_bus, config.hosted.auth) {
+        (Some(nats), AuthMode::Tokens) => Some(follow_tenants_bucket(
+            nats.client.clone(),
+            directory.clone(),
+            ctx.lifecycle.stopped.clone(),
+        )),
+        _ => None,
+    };
     // Hosted mode: the rounds of the quotas and the usage (reports to the other edges in a
     // cluster). Open mode has no tenants and runs nothing of it.
     let usage_task = ctx
@@ -331,6 +386,20 @@ pub async fn run_exposing(
     };
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));
     let admin_task = tokio::spawn(http::serve(admin, ctx.clone(), http::Port::Admin));
+    if let Some((bucket, _)) = &tenants_bucket {
+        // Ready once the cluster's tenants are known, so that a load balancer sends no client whose
+        // token this edge would still call an unknown key; bounded, since the tenants file's
+        // tenants are served meanwhile and JetStream may be down for a while.
+        if tokio::time::timeout(TENANTS_BUCKET_WAIT, bucket.caught_up())
+            .await
+            .is_err()
+        {
+            warn!(
+                "the cluster's tenants bucket was not read within {TENANTS_BUCKET_WAIT:?}: ready \
+                 without the control API's tenants, which apply as soon as it answers"
+            );
+        }
+    }
     ctx.lifecycle.set_ready(true);
 
     let Shutdown { grace } = shutdown.await;
@@ -348,6 +417,12 @@ pub async fn run_exposing(
     if let Some(task) = tenants_task {
         let _ = task.await;
     }
+    if let Some((_, tasks)) = tenants_bucket {
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+    let _ = tenants_gauge.await;
     // Before the router ends: standalone, the last usage goes to its statistics.
     if let Some(task) = usage_task {
         let _ = task.await;

@@ -4,39 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
+use common::api::{OPERATOR_TOKEN, call};
 use common::hosted::{claims, claims_with_grants, connect, try_connect};
 use common::{Ended, TestEdge};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard_tenants::token::Grant;
 use switchboard_testkit::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-const OPERATOR_TOKEN: &str = "operator-token-for-tests-0123456789";
-
-/// One HTTP/1.0 request with a JSON body: (status, body as JSON or null).
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: test\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
 
 async fn edge_with_api(dir: &TempDir) -> TestEdge {
     let tokens = dir.path().join("api-tokens");

@@ -2,9 +2,11 @@
 //! and a small WebSocket client speaking the protocol as JSON.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api;
 pub mod cluster;
 pub mod hosted;
 pub mod views;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::time::Duration;

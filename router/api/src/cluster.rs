@@ -91,6 +91,19 @@ impl Bucket {
         self.shared.records.subscribe()
     }
 
+    /// Calls `apply` with the API tenants now and after every change, until `stop`: how a process
+    /// puts them in force.
+    pub async fn apply_changes(&self, stop: CancellationToken, mut apply: impl FnMut(Records)) {
+        let mut changes = self.subscribe();
+        loop {
+            apply(changes.borrow_and_update().0.clone());
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     /// Waits until the bucket has been read in full once (or found missing: no tenant was ever
     /// created through the API).
     pub async fn caught_up(&self) {
@@ -146,7 +159,10 @@ impl Bucket {
                     // No router has created it yet: there are no API tenants to wait for.
                     self.set_caught_up();
                     if !warned {
-                        info!(bucket = TENANTS_BUCKET, "tenants bucket not there yet; looking again every second");
+                        info!(
+                            bucket = TENANTS_BUCKET,
+                            "tenants bucket not there yet; looking again every second"
+                        );
                         warned = true;
                     }
                 }
@@ -264,13 +280,11 @@ impl Store for KvStore {
     fn put(&self, record: TenantRecord) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             let bytes = serde_json::to_vec(&record).map_err(unavailable)?;
-            let revision = tokio::time::timeout(
-                WRITE_TIMEOUT,
-                self.kv.put(record.id.as_str(), bytes.into()),
-            )
-            .await
-            .map_err(unavailable)?
-            .map_err(unavailable)?;
+            let revision =
+                tokio::time::timeout(WRITE_TIMEOUT, self.kv.put(record.id.as_str(), bytes.into()))
+                    .await
+                    .map_err(unavailable)?
+                    .map_err(unavailable)?;
             self.bucket.take(record.id.clone(), revision, Some(record));
             Ok(())
         })

@@ -90,16 +90,11 @@ impl Tenancy {
             .map_err(|e| TenantsError::Api(e.to_string()))?;
         tasks.push(tokio::spawn(bucket.clone().follow(stop.clone())));
         tasks.push(tokio::spawn({
-            let (mut changes, tenants, stop) = (bucket.subscribe(), tenants.clone(), stop.clone());
+            let (bucket, tenants, stop) = (bucket.clone(), tenants.clone(), stop.clone());
             async move {
-                loop {
-                    let records = changes.borrow_and_update().0.clone();
-                    tenants.follow(records);
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        changed = changes.changed() => if changed.is_err() { return },
-                    }
-                }
+                bucket
+                    .apply_changes(stop, |records| tenants.follow(records))
+                    .await
             }
         }));
         Ok(Tenancy {
