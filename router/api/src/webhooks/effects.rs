@@ -59,7 +59,10 @@ mod tests {
     use crate::webhooks::EventKind;
 
     fn kinds(effect: &Effect) -> Vec<EventKind> {
-        events_of(effect, UnixMillis(9)).iter().map(|e| e.kind).collect()
+        events_of(effect, UnixMillis(9))
+            .iter()
+            .map(|e| e.kind)
+            .collect()
     }
 
     #[test]
@@ -95,9 +98,11 @@ mod tests {
             assert_eq!(has_events(&effect), !want.is_empty());
         }
         let events = events_of(&joined(true), UnixMillis(9));
-        assert!(events.iter().all(|e| e.room == "standup"
-            && e.tenant == tenant
-            && e.occurred_at_ms == 9));
+        assert!(
+            events
+                .iter()
+                .all(|e| e.room == "standup" && e.tenant == tenant && e.occurred_at_ms == 9)
+        );
         assert_eq!(events[1].peer_id, Some(conn));
         assert_eq!(events[0].peer_id, None);
     }

@@ -87,6 +87,11 @@ struct Shared<T> {
     metrics: WebhookMetrics,
     config: EngineConfig,
     done: Done<T>,
+    /// This engine among those counting into the same metrics.
+    id: u64,
+    /// (pending, retrying) last added to the gauges: several engines may share them, so each
+    /// adds its changes instead of setting them.
+    reported: Mutex<(i64, i64)>,
 }
 
 enum Outcome {
@@ -154,6 +159,8 @@ impl<T: Send + 'static> Webhooks<T> {
                 metrics,
                 config,
                 done: Box::new(done),
+                id: rand::random(),
+                reported: Mutex::new((0, 0)),
             }),
         }
     }
@@ -193,7 +200,8 @@ impl<T: Send + 'static> Webhooks<T> {
     }
 
     /// Delivers until `shutdown`. Events still pending then are lost (the in-memory outbox is not
-    /// persisted; docs/webhooks.md, "Durability").
+    /// persisted; docs/webhooks.md, "Durability"); their tokens are not handed back (in a
+    /// cluster: their messages stay unacknowledged, for the slot's next worker).
     pub async fn run(&self, shutdown: CancellationToken) {
         let shared = &self.shared;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
@@ -251,6 +259,7 @@ impl<T: Send + 'static> Webhooks<T> {
             }
         }
         tasks.shutdown().await;
+        shared.clear_gauges();
     }
 }
 
@@ -311,12 +320,28 @@ impl<T> Shared<T> {
     }
 
     fn update_gauges(&self, now: Instant) {
-        let outbox = self.lock();
-        self.metrics.pending.set(outbox.pending() as i64);
-        self.metrics.retrying.set(outbox.retrying() as i64);
-        self.metrics
-            .oldest_pending_age
-            .set(outbox.oldest_age(now).map_or(0.0, |a| a.as_secs_f64()));
+        let (counts, oldest) = {
+            let outbox = self.lock();
+            let counts = (outbox.pending() as i64, outbox.retrying() as i64);
+            (
+                counts,
+                outbox.oldest_age(now).map_or(0.0, |a| a.as_secs_f64()),
+            )
+        };
+        self.report(counts, Some(oldest));
+    }
+
+    /// Takes this engine's share out of the gauges (it stopped).
+    fn clear_gauges(&self) {
+        self.report((0, 0), None);
+    }
+
+    fn report(&self, counts: (i64, i64), oldest: Option<f64>) {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        self.metrics.pending.add(counts.0 - reported.0);
+        self.metrics.retrying.add(counts.1 - reported.1);
+        *reported = counts;
+        self.metrics.set_oldest(self.id, oldest);
     }
 }
 

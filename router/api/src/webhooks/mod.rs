@@ -32,8 +32,8 @@ pub mod settings;
 pub mod signature;
 
 pub use backoff::Backoff;
-pub use engine::{EmitError, EngineConfig, Webhooks};
 pub use effects::events_of;
+pub use engine::{EmitError, EngineConfig, Webhooks};
 pub use event::{EventKind, RoomEvent, StoredEvent, WebhookEvent, new_event_id};
 pub use metrics::WebhookMetrics;
 pub use outbox::{Limits, Queued};

@@ -335,13 +335,9 @@ impl<T> Outbox<T> {
     }
 
     fn forget_if_done(&mut self, key: &RoomKey) {
-        if self
-            .rooms
-            .get(key)
-            .is_some_and(|r| {
-                (r.finished || r.next_seq.is_none()) && r.queue.is_empty() && !r.in_flight
-            })
-        {
+        if self.rooms.get(key).is_some_and(|r| {
+            (r.finished || r.next_seq.is_none()) && r.queue.is_empty() && !r.in_flight
+        }) {
             self.rooms.remove(key);
         }
     }
