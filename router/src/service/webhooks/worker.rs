@@ -20,7 +20,7 @@ use switchboard_proto::subject;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{ClusterWebhooks, MALFORMED};
 
@@ -68,7 +68,14 @@ impl Worker {
 
 async fn run(webhooks: ClusterWebhooks, slot: u32, stop: CancellationToken) {
     loop {
-        match consume(&webhooks, slot, &stop).await {
+        // Stopping must not wait for JetStream requests that may hang while it is down (the slot's
+        // hand-over waits for this): the engine's token is a child of `stop`, so it ends too.
+        let consumed = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            consumed = consume(&webhooks, slot, &stop) => consumed,
+        };
+        match consumed {
             Ok(()) => return,
             Err(e) => {
                 warn!(slot, error = %switchboard_runtime::describe(&e), "webhook worker: retrying in a second");
@@ -133,7 +140,7 @@ async fn consume(
         let (engine, engine_stop) = (engine.clone(), engine_stop.clone());
         async move { engine.run(engine_stop).await }
     });
-    info!(slot, "webhook worker delivering");
+    debug!(slot, "webhook worker delivering");
 
     // The messages the engine holds, by stream sequence, until it hands them back.
     let mut held: HashMap<u64, jetstream::Message> = HashMap::new();
