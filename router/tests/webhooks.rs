@@ -400,3 +400,21 @@ async fn a_new_worker_delivers_what_a_stopped_one_left_unacknowledged() {
     wait_drained(&s.js).await;
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_jetstream_does_not_take_is_counted_and_signaling_goes_on() {
+    let s = setup().await;
+    s.js.delete_stream(subject::WEBHOOKS_STREAM).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let effects = &room_life(&tenant("acme"), "alpha", 1)[0];
+    s.webhooks.store(SLOT, effects, UnixMillis(now_ms())).await;
+    // Both attempts of both events (room_started, participant_joined) within their timeouts.
+    assert!(started.elapsed() < Duration::from_secs(9));
+    let dropped = s
+        .webhooks
+        .metrics()
+        .dropped
+        .with_label_values(&["store_unavailable"])
+        .get();
+    assert_eq!(dropped, 2);
+}
