@@ -189,15 +189,8 @@ fn count_rooms(rooms: &Rooms, metrics: &Metrics, tenant: &TenantId) {
     metrics.tenant_rooms.set_rooms(tenant, open);
 }
 
-/// A stored status as the JSON object clients are shown.
-pub fn status_map(
-    status: &switchboard_proto::StoredStatus,
-) -> serde_json::Map<String, serde_json::Value> {
-    match status.to_json() {
-        serde_json::Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    }
-}
+// Moved to the rooms crate: the webhooks' events (switchboard-api) need it too.
+pub use switchboard_rooms::status_map;
 
 fn now() -> UnixMillis {
     UnixMillis(switchboard_runtime::clock::unix_millis())

@@ -4,14 +4,13 @@
 
 use std::time::Duration;
 
-use switchboard_api::webhooks::{EngineConfig, RoomEvent, WebhookMetrics, Webhooks};
+use switchboard_api::webhooks::{EngineConfig, WebhookMetrics, Webhooks, events_of};
 use switchboard_rooms::{Effect, UnixMillis};
 use switchboard_tenants::Directory;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::local_router::status_map;
 use crate::metrics::Metrics;
 
 /// Longest time a stopping edge waits for pending events to be delivered, after its clients are
@@ -77,43 +76,10 @@ impl EdgeWebhooks {
     }
 }
 
-/// Hands a member effect of the room state machine to the engine, as its webhook events: a join
-/// that opened the room is `room_started` then `participant_joined`, a leave that closed it
-/// `participant_left` then `room_finished`. Other effects are not events.
+/// Hands a member effect of the room state machine to the engine, as its webhook events
+/// ([`events_of`]: the same events a cluster's routers store). Other effects are not events.
 pub fn emit(webhooks: &Webhooks, effect: &Effect, now: UnixMillis) {
-    let at = now.0;
-    let events = match effect {
-        Effect::TenantMemberJoined {
-            tenant,
-            room,
-            conn,
-            status,
-            opened,
-        } => {
-            let joined =
-                RoomEvent::participant_joined(tenant.clone(), room, *conn, status_map(status), at);
-            match opened {
-                true => vec![RoomEvent::room_started(tenant.clone(), room, at), joined],
-                false => vec![joined],
-            }
-        }
-        Effect::TenantMemberLeft {
-            tenant,
-            room,
-            conn,
-            status,
-            closed,
-        } => {
-            let left =
-                RoomEvent::participant_left(tenant.clone(), room, *conn, status_map(status), at);
-            match closed {
-                true => vec![left, RoomEvent::room_finished(tenant.clone(), room, at)],
-                false => vec![left],
-            }
-        }
-        _ => return,
-    };
-    for event in events {
+    for event in events_of(effect, now) {
         // A refusal (a full queue) is counted and logged by the engine; signaling goes on.
         let _ = webhooks.emit(event);
     }

@@ -108,6 +108,23 @@ pub fn parse_stats_key(key: &str) -> Option<(u64, &str)> {
     Some((hour.parse().ok()?, instance))
 }
 
+/// JetStream stream of a cluster's webhook events (docs/webhooks.md): work-queue retention, one
+/// subject per slot ([`webhooks`]), consumed by the slot's owner.
+pub const WEBHOOKS_STREAM: &str = "SB_WEBHOOKS";
+
+/// What [`WEBHOOKS_STREAM`] holds: every slot's webhook subject.
+pub const WEBHOOKS_SUBJECTS: &str = "sb.wh.*";
+
+/// The webhook events of rooms in `slot` (no room names in the subject).
+pub fn webhooks(slot: u32) -> String {
+    format!("{PREFIX}.wh.{slot}")
+}
+
+/// The durable consumer of `slot`'s webhook events in [`WEBHOOKS_STREAM`].
+pub fn webhooks_consumer(slot: u32) -> String {
+    format!("wh-{slot}")
+}
+
 /// The JetStream stream in which versions before [`STATS_BUCKET`] journaled every statistics event.
 /// No longer written or read; routers only mention it in their log when they find it.
 pub const LEGACY_STATS_STREAM: &str = "SB_STATS";
@@ -141,6 +158,9 @@ mod tests {
         assert_eq!(edge_usage(edge), "sb.usage.edge.01020304");
         assert!(edge_usage(edge).starts_with(EDGE_USAGE.trim_end_matches('*')));
         assert!(router_usage("r1-ab").starts_with(ROUTER_USAGE.trim_end_matches('*')));
+        assert_eq!(webhooks(7), "sb.wh.7");
+        assert!(webhooks(7).starts_with(WEBHOOKS_SUBJECTS.trim_end_matches('*')));
+        assert_eq!(webhooks_consumer(7), "wh-7");
     }
 
     #[test]

@@ -19,6 +19,6 @@ pub mod rooms;
 pub mod stats;
 pub mod time;
 
-pub use rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig};
+pub use rooms::{Command, Effect, MemberRecord, Rooms, RoomsConfig, status_map};
 pub use stats::{HourStats, HourlyStats, TenantUsage};
 pub use time::UnixMillis;

@@ -593,7 +593,8 @@ fn smallest_limit(a: usize, b: usize) -> usize {
     }
 }
 
-pub(crate) fn status_map(status: &StoredStatus) -> serde_json::Map<String, serde_json::Value> {
+/// A member's stored status as the JSON object clients and webhooks see (empty if it is not one).
+pub fn status_map(status: &StoredStatus) -> serde_json::Map<String, serde_json::Value> {
     match status.to_json() {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),

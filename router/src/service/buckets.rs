@@ -111,3 +111,86 @@ async fn update(
         ),
     }
 }
+
+/// The stream's bounds for a cluster's webhook events (docs/webhooks.md, "Cluster").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookStreamLimits {
+    /// Events older than this are removed by the server: the delivery engine's retry time.
+    pub max_age: Duration,
+    /// Most bytes stored; a router cannot store an event beyond it.
+    pub max_bytes: i64,
+    /// Most events stored; a router cannot store an event beyond it.
+    pub max_msgs: i64,
+}
+
+/// How long the stream remembers a message id: a router's retried publish of the same event
+/// within it is stored once.
+pub const WEBHOOKS_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// The webhook stream (`SB_WEBHOOKS`, subjects `sb.wh.<slot>`), created if missing, its bounds and
+/// replicas brought up to date if not. Work-queue retention: an acknowledged event is removed. A
+/// full stream refuses new events (rather than dropping stored ones unseen): the producer counts
+/// them.
+pub async fn webhooks_stream(
+    js: &jetstream::Context,
+    limits: WebhookStreamLimits,
+    replicas: usize,
+) -> Result<(), BucketError> {
+    let name = switchboard_proto::subject::WEBHOOKS_STREAM;
+    let wanted = stream::Config {
+        name: name.to_string(),
+        subjects: vec![switchboard_proto::subject::WEBHOOKS_SUBJECTS.to_string()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        discard: stream::DiscardPolicy::New,
+        duplicate_window: WEBHOOKS_DUPLICATE_WINDOW,
+        max_age: limits.max_age,
+        max_bytes: limits.max_bytes,
+        max_messages: limits.max_msgs,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    let mut existing = match js.get_stream(name).await {
+        Ok(existing) => existing,
+        Err(_) => match js.create_stream(wanted.clone()).await {
+            Ok(_) => return Ok(()),
+            // Another router created it meanwhile.
+            Err(_) => js
+                .get_stream(name)
+                .await
+                .map_err(|e| failed("get stream", name)(Box::new(e)))?,
+        },
+    };
+    let mut config = existing
+        .info()
+        .await
+        .map_err(|e| failed("stream info", name)(Box::new(e)))?
+        .config
+        .clone();
+    let bounds = (
+        config.max_bytes,
+        config.max_messages,
+        config.duplicate_window,
+    );
+    if bounds
+        != (
+            wanted.max_bytes,
+            wanted.max_messages,
+            wanted.duplicate_window,
+        )
+    {
+        info!(
+            stream = %name,
+            max_bytes = wanted.max_bytes,
+            max_msgs = wanted.max_messages,
+            "webhook stream bounds changed"
+        );
+        config.max_bytes = wanted.max_bytes;
+        config.max_messages = wanted.max_messages;
+        config.duplicate_window = wanted.duplicate_window;
+        if let Err(e) = js.update_stream(&config).await {
+            warn!(stream = %name, error = %e, "cannot update the webhook stream's bounds");
+        }
+    }
+    update(js, config, replicas, Some(limits.max_age)).await;
+    Ok(())
+}

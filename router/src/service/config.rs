@@ -111,6 +111,30 @@ pub struct Config {
     #[command(flatten)]
     pub tenants: switchboard_api::config::TenantArgs,
 
+    /// Webhooks (hosted mode): most bytes the JetStream stream of webhook events (`SB_WEBHOOKS`)
+    /// holds, per replica. Events beyond it are not stored: counted as
+    /// `switchboard_webhooks_dropped_total{reason="store_unavailable"}` (docs/webhooks.md).
+    #[arg(long, env = "SWITCHBOARD_WEBHOOKS_MAX_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub webhooks_max_bytes: u64,
+
+    /// Webhooks: most events the webhook stream holds (as `--webhooks-max-bytes`).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOKS_MAX_MSGS",
+        default_value_t = 1_000_000
+    )]
+    pub webhooks_max_msgs: u64,
+
+    /// Webhooks: most undelivered events a served slot's worker holds in memory (its consumer's
+    /// max_ack_pending); the rest wait in the stream. Bounds the memory: about this x 1 KiB x the
+    /// slots served.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOKS_MAX_ACK_PENDING",
+        default_value_t = 1_000
+    )]
+    pub webhooks_max_ack_pending: usize,
+
     /// Which settings came from environment variables (not a flag).
     #[arg(skip)]
     pub sources: Sources,
@@ -183,6 +207,15 @@ impl Config {
                 secret.len()
             ));
         }
+        if self.webhooks_max_bytes < 1024 * 1024 || self.webhooks_max_bytes > i64::MAX as u64 {
+            return fail("--webhooks-max-bytes must be at least 1 MiB".into());
+        }
+        if self.webhooks_max_msgs == 0 || self.webhooks_max_msgs > i64::MAX as u64 {
+            return fail("--webhooks-max-msgs must be at least 1".into());
+        }
+        if self.webhooks_max_ack_pending == 0 || self.webhooks_max_ack_pending > 1_000_000 {
+            return fail("--webhooks-max-ack-pending must be between 1 and 1000000".into());
+        }
         if let Some(r) = self.replicas
             && !(1..=5).contains(&r)
         {
@@ -205,6 +238,23 @@ impl Config {
         self.room_key_secret
             .as_deref()
             .map(|secret| switchboard_proto::RoomKeyer::new(secret.as_bytes()))
+    }
+
+    /// The webhook stream's bounds (the engine's retry time is its max age).
+    pub fn webhook_stream_limits(&self) -> super::buckets::WebhookStreamLimits {
+        super::buckets::WebhookStreamLimits {
+            max_age: self.webhook_config().engine.max_retry_time,
+            max_bytes: i64::try_from(self.webhooks_max_bytes).unwrap_or(i64::MAX),
+            max_msgs: i64::try_from(self.webhooks_max_msgs).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// How the slots' workers deliver (the engine's defaults, as a standalone edge's).
+    pub fn webhook_config(&self) -> super::webhooks::WebhookConfig {
+        super::webhooks::WebhookConfig {
+            max_ack_pending: self.webhooks_max_ack_pending,
+            ..Default::default()
+        }
     }
 
     /// The router id: the configured one, or a random one.

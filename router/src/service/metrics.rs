@@ -1,5 +1,7 @@
 //! The router's Prometheus metrics (its own registry, exported at `/metrics`).
 
+use switchboard_api::webhooks::WebhookMetrics;
+
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use switchboard_runtime::metrics::{Registrar, RoomMetrics, TenantRoomMetrics, bus_errors, render};
 
@@ -59,6 +61,9 @@ pub struct RouterMetrics {
     /// Hosted mode: each tenant's open rooms cluster-wide as this router sees them (its own and the
     /// other routers' last reports): what its room quota is checked against.
     pub tenant_cluster_rooms: IntGaugeVec,
+    /// Webhooks: storing (`dropped_total{reason="store_unavailable"}`) and delivering the tenants'
+    /// events (docs/webhooks.md, "Metrics"), over every served slot.
+    pub webhooks: WebhookMetrics,
 }
 
 impl RouterMetrics {
@@ -159,7 +164,15 @@ impl RouterMetrics {
                 &["kind"],
             )?,
             registry: r.finish()?,
+            webhooks: WebhookMetrics::new()?,
         };
+        metrics.webhooks.register(&metrics.registry)?;
+        for reason in [
+            crate::service::webhooks::STORE_UNAVAILABLE,
+            crate::service::webhooks::MALFORMED,
+        ] {
+            metrics.webhooks.dropped.with_label_values(&[reason]);
+        }
         for reason in [
             "takeover",
             "resume",

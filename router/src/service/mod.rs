@@ -14,6 +14,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`room_service`]: the control API's room service over NATS (any slot's owner answers).
 //! - [`usage`]: hosted mode: each tenant's rooms here and at the other routers (room quotas).
+//! - [`webhooks`]: hosted mode: the tenants' webhook events, stored in JetStream by the slot's
+//!   owner and delivered by a worker per served slot.
 //!
 //! Balancing (the policy is [`balance`]): every router aims at `ceil(slots / routers present)`
 //! slots; a router silent for a lease lifetime is presumed gone, and its slots are taken over at its
@@ -31,6 +33,7 @@ pub mod room_service;
 pub mod slot;
 pub mod store;
 pub mod usage;
+pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -84,8 +87,8 @@ pub struct Shared {
     pub owned: Arc<std::sync::Mutex<BTreeSet<u32>>>,
     /// Hosted mode: each tenant's rooms here and at the other routers.
     pub tenants: usage::TenantBook,
-    /// The tenants in force (the tenants file's and the control API's), for their webhooks.
-    pub directory: switchboard_tenants::Directory,
+    /// Hosted mode: the tenants' webhook events (stored and delivered per slot).
+    pub webhooks: webhooks::ClusterWebhooks,
 }
 
 impl Shared {
@@ -209,6 +212,20 @@ pub async fn run(
         });
         tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
     }
+    buckets::webhooks_stream(&js, config.webhook_stream_limits(), replicas).await?;
+    // The tenants whose webhooks the slots' owners store and deliver.
+    let directory = tenancy.directory.clone();
+    let webhooks = webhooks::ClusterWebhooks::new(
+        js.clone(),
+        move |tenant: &switchboard_proto::TenantId| {
+            directory
+                .snapshot()
+                .tenant(tenant)
+                .and_then(|t| t.webhook.as_deref().cloned())
+        },
+        metrics.webhooks.clone(),
+        config.webhook_config(),
+    );
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
     let shared = Arc::new(Shared {
@@ -223,7 +240,7 @@ pub async fn run(
         started,
         owned,
         tenants: usage::TenantBook::new(),
-        directory: tenancy.directory.clone(),
+        webhooks,
     });
 
     let liveness_stop = CancellationToken::new();

@@ -4,7 +4,9 @@
 //! are restored silently from the edges, the ground truth, with stored peaks, and whatever the
 //! clients were told wrongly is corrected); (2) serve: apply commands in arrival order, publish
 //! effects to the edges with the lease's epoch, reply; remove the members of lost edges; reconcile
-//! again when events may have been missed, and every `--reconcile-interval`; (3) pause while this
+//! again when events may have been missed, and every `--reconcile-interval`; store the tenants'
+//! webhook events before publishing the effects, and deliver the slot's stored events (a worker
+//! per served slot, module `webhooks`); (3) pause while this
 //! router cannot hear its own presence (it may be presumed gone), and resume (reconciling first)
 //! once it hears itself and the lease is still its own; (4) end: on purpose (release the lease so
 //! another router takes over at once), or deposed (another router holds the slot at a newer epoch).
@@ -116,6 +118,8 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
         }
         shared.metrics.slots_owned.inc();
         shared.set_serving(slot, true);
+        // The slot's webhook events are delivered by whoever serves it, and only while it does.
+        let webhook_worker = shared.webhooks.start_worker(slot);
         info!(
             slot,
             members = task.rooms.member_count(),
@@ -129,6 +133,7 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
         // the edges ask again), so this is where serving ends.
         info!(slot, ?outcome, "slot serving ended");
         shared.set_serving(slot, false);
+        webhook_worker.stop().await;
         let _ = commands.unsubscribe().await;
         let _ = requests.unsubscribe().await;
         shared.metrics.slots_owned.dec();
@@ -315,7 +320,7 @@ impl SlotTask {
                     };
                     // Checked per command as well: never apply while possibly presumed gone.
                     if !liveness.hears_itself() {
-                        self.reply(&message, CommandReply::NotServing).await;
+                        self.respond(&message, &CommandReply::NotServing).await;
                         return Outcome::Pause;
                     }
                     self.handle(message).await;
@@ -325,7 +330,7 @@ impl SlotTask {
                         return Outcome::Pause;
                     };
                     if !liveness.hears_itself() {
-                        self.answer(&message, RoomReply::NotServing).await;
+                        self.respond(&message, &RoomReply::NotServing).await;
                         return Outcome::Pause;
                     }
                     self.on_request(message).await;
@@ -495,12 +500,12 @@ impl SlotTask {
             .room()
             .is_some_and(|room| room.slot(self.shared.config.slots) != self.slot);
         if misrouted {
-            self.reply(&message, CommandReply::NotServing).await;
+            self.respond(&message, &CommandReply::NotServing).await;
             return;
         }
         let started = Instant::now();
         let reply = self.apply(command).await;
-        self.reply(&message, reply).await;
+        self.respond(&message, &reply).await;
         self.shared
             .metrics
             .command_seconds
@@ -520,39 +525,14 @@ impl SlotTask {
             .room()
             .is_some_and(|room| room.slot(self.shared.config.slots) != self.slot);
         if misrouted {
-            self.answer(&message, RoomReply::NotServing).await;
+            self.respond(&message, &RoomReply::NotServing).await;
             return;
         }
         let touched = request.room();
         let now = now();
         let (reply, effects) = self.rooms.answer(now, request);
-        self.count_tenant_rooms(&effects);
-        self.publish_effects(effects, now).await;
-        self.store_peaks(touched);
-        self.count();
-        self.answer(&message, reply).await;
-    }
-
-    async fn answer(&self, message: &Message, reply: RoomReply) {
-        let Some(inbox) = &message.reply else {
-            return;
-        };
-        let Ok(payload) = serde_json::to_vec(&reply) else {
-            return;
-        };
-        if self
-            .shared
-            .client
-            .publish(inbox.clone(), payload.into())
-            .await
-            .is_err()
-        {
-            self.shared
-                .metrics
-                .bus_errors
-                .with_label_values(&["reply"])
-                .inc();
-        }
+        self.settle(effects, touched, now).await;
+        self.respond(&message, &reply).await;
     }
 
     /// Applies a command and publishes its effects, then stores what changed. A join that would
@@ -580,11 +560,18 @@ impl SlotTask {
             },
             None => self.rooms.apply(now, command),
         };
+        self.settle(effects, touched, now).await;
+        CommandReply::Applied { epoch: self.epoch }
+    }
+
+    /// What follows every change to the rooms (a command or a control request), before its reply:
+    /// the tenants' room counts, the effects (webhook events stored, then the edges told), the
+    /// peaks of the room `touched` (or of every room, `None`) and the gauges.
+    async fn settle(&mut self, effects: Vec<Effect>, touched: Option<RoomKey>, now: UnixMillis) {
         self.count_tenant_rooms(&effects);
         self.publish_effects(effects, now).await;
         self.store_peaks(touched);
         self.count();
-        CommandReply::Applied { epoch: self.epoch }
     }
 
     /// The tenant whose room quota `command` is subject to: a join that would open a room of a
@@ -662,7 +649,10 @@ impl SlotTask {
         }
     }
 
+    /// Stores the effects' webhook events, then carries the effects out (the edges' events, metrics,
+    /// statistics): an event is stored before anyone can see the change it reports.
     async fn publish_effects(&mut self, effects: Vec<Effect>, now: UnixMillis) {
+        self.shared.webhooks.store(self.slot, &effects, now).await;
         let epoch = self.epoch;
         for effect in effects {
             match effect {
@@ -729,8 +719,7 @@ impl SlotTask {
                     self.publish(edge, &event).await
                 }
                 Effect::TenantRoomClosed { .. } => {}
-                // Webhooks are delivered by standalone edges only, for now: the cluster's
-                // JetStream outbox (docs/webhooks.md) is designed, not built.
+                // Stored in the webhook stream above.
                 Effect::TenantMemberJoined { .. } | Effect::TenantMemberLeft { .. } => {}
             }
         }
@@ -788,11 +777,12 @@ impl SlotTask {
         }
     }
 
-    async fn reply(&self, message: &Message, reply: CommandReply) {
+    /// Answers a command or a control request (nothing if it wants no answer).
+    async fn respond(&self, message: &Message, reply: &impl serde::Serialize) {
         let Some(inbox) = &message.reply else {
             return;
         };
-        let Ok(payload) = serde_json::to_vec(&reply) else {
+        let Ok(payload) = serde_json::to_vec(reply) else {
             return;
         };
         if self

@@ -1,5 +1,10 @@
 //! The delivery engine: a handle producers feed ([`Webhooks::emit`], synchronous, never waits) and
 //! one task ([`Webhooks::run`]) that delivers from the in-memory [`Outbox`].
+//!
+//! Standalone the engine numbers and identifies events itself ([`Webhooks::emit`]). In a cluster a
+//! JetStream consumer feeds it events that already have their id and `seq`, each with a token (the
+//! message to acknowledge), through [`Webhooks::push`]; the engine hands every token back through
+//! the `done` callback of [`Webhooks::with_done`] once its event is delivered or given up on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,6 +14,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use switchboard_proto::TenantId;
 
 use super::backoff::Backoff;
 use super::event::{RoomEvent, new_event_id};
@@ -55,18 +62,36 @@ pub enum EmitError {
     Refused(#[from] Refused),
 }
 
-/// The engine's handle: cheap to clone, shared by every producer and the delivery task.
-#[derive(Clone)]
-pub struct Webhooks {
-    shared: Arc<Shared>,
+/// The engine's handle: cheap to clone, shared by every producer and the delivery task. `T` is the
+/// token each event carries (nothing standalone).
+pub struct Webhooks<T = ()> {
+    shared: Arc<Shared<T>>,
 }
 
-struct Shared {
-    outbox: Mutex<Outbox>,
+// Not derived: that would require `T: Clone`, and the tokens are never cloned.
+impl<T> Clone for Webhooks<T> {
+    fn clone(&self) -> Self {
+        Webhooks {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Where the tokens of events that left the outbox for good go.
+type Done<T> = Box<dyn Fn(T) + Send + Sync>;
+
+struct Shared<T> {
+    outbox: Mutex<Outbox<T>>,
     wake: Notify,
     directory: Arc<dyn WebhookDirectory>,
     metrics: WebhookMetrics,
     config: EngineConfig,
+    done: Done<T>,
+    /// This engine among those counting into the same metrics.
+    id: u64,
+    /// (pending, retrying) last added to the gauges: several engines may share them, so each
+    /// adds its changes instead of setting them.
+    reported: Mutex<(i64, i64)>,
 }
 
 enum Outcome {
@@ -75,7 +100,7 @@ enum Outcome {
     NoEndpoint,
 }
 
-impl Webhooks {
+impl Webhooks<()> {
     /// An engine that looks tenants' settings up in `directory` and counts into `metrics`. Nothing
     /// is delivered until [`Webhooks::run`] runs.
     pub fn new(
@@ -83,19 +108,7 @@ impl Webhooks {
         directory: impl WebhookDirectory,
         metrics: WebhookMetrics,
     ) -> Self {
-        Webhooks {
-            shared: Arc::new(Shared {
-                outbox: Mutex::new(Outbox::new(
-                    config.limits,
-                    config.backoff,
-                    config.max_retry_time,
-                )),
-                wake: Notify::new(),
-                directory: Arc::new(directory),
-                metrics,
-                config,
-            }),
-        }
+        Webhooks::with_done(config, Arc::new(directory), metrics, |()| {})
     }
 
     /// Queues `event` for its tenant's webhook, behind its room's earlier events. `Ok(None)` when
@@ -120,15 +133,63 @@ impl Webhooks {
                 self.shared.wake.notify_one();
                 Ok(Some(queued))
             }
-            Err(refused) => {
-                self.shared
-                    .metrics
-                    .dropped
-                    .with_label_values(&["queue_full"])
-                    .inc();
-                tracing::debug!(tenant = %tenant, error = %refused, "webhook event dropped");
-                Err(refused.into())
+            Err(refused) => Err(self.shared.refused(&tenant, refused)),
+        }
+    }
+}
+
+impl<T: Send + 'static> Webhooks<T> {
+    /// An engine whose events carry tokens: `done` gets each token back once its event was
+    /// delivered or given up on (expired, endpoint removed), never while it is pending.
+    pub fn with_done(
+        config: EngineConfig,
+        directory: Arc<dyn WebhookDirectory>,
+        metrics: WebhookMetrics,
+        done: impl Fn(T) + Send + Sync + 'static,
+    ) -> Self {
+        Webhooks {
+            shared: Arc::new(Shared {
+                outbox: Mutex::new(Outbox::new(
+                    config.limits,
+                    config.backoff,
+                    config.max_retry_time,
+                )),
+                wake: Notify::new(),
+                directory,
+                metrics,
+                config,
+                done: Box::new(done),
+                id: rand::random(),
+                reported: Mutex::new((0, 0)),
+            }),
+        }
+    }
+
+    /// Queues an event that already has its `id` and its room's `seq`, behind its room's earlier
+    /// events, with `token`; `age` is how long ago it happened (its retry time runs from then).
+    /// Whether the tenant has a webhook is checked at each attempt, not here. A refused event's
+    /// token comes back with the error.
+    pub fn push(
+        &self,
+        event: RoomEvent,
+        id: String,
+        seq: u64,
+        token: T,
+        age: Duration,
+    ) -> Result<Queued, (EmitError, T)> {
+        let now = Instant::now();
+        let created = now.checked_sub(age).unwrap_or(now);
+        let tenant = event.tenant.clone();
+        let result = self
+            .shared
+            .lock()
+            .push_with(event, id, Some(seq), token, created);
+        match result {
+            Ok(queued) => {
+                self.shared.wake.notify_one();
+                Ok(queued)
             }
+            Err((refused, token)) => Err((self.shared.refused(&tenant, refused), token)),
         }
     }
 
@@ -139,7 +200,8 @@ impl Webhooks {
     }
 
     /// Delivers until `shutdown`. Events still pending then are lost (the in-memory outbox is not
-    /// persisted; docs/webhooks.md, "Durability").
+    /// persisted; docs/webhooks.md, "Durability"); their tokens are not handed back (in a
+    /// cluster: their messages stay unacknowledged, for the slot's next worker).
     pub async fn run(&self, shutdown: CancellationToken) {
         let shared = &self.shared;
         let mut tasks: JoinSet<Outcome> = JoinSet::new();
@@ -152,16 +214,17 @@ impl Webhooks {
                 let (attempts, expired) = outbox.due(now, capacity);
                 (attempts, expired, outbox.next_due(), outbox.pending())
             };
-            if expired > 0 {
+            if !expired.is_empty() {
                 shared
                     .metrics
                     .dropped
                     .with_label_values(&["expired"])
-                    .inc_by(expired);
+                    .inc_by(expired.len() as u64);
                 tracing::warn!(
-                    events = expired,
+                    events = expired.len(),
                     "webhook events dropped after the retry time"
                 );
+                expired.into_iter().for_each(&shared.done);
             }
             for attempt in attempts {
                 let room = attempt.room.clone();
@@ -196,6 +259,7 @@ impl Webhooks {
             }
         }
         tasks.shutdown().await;
+        shared.clear_gauges();
     }
 }
 
@@ -206,8 +270,8 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Outbox> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, Outbox<T>> {
         // A panic while holding the lock leaves the outbox consistent (every method updates it
         // before returning), so the poison flag carries no information worth stopping for.
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
@@ -218,7 +282,8 @@ impl Shared {
         match outcome {
             Outcome::Delivered => {
                 self.metrics.sent.inc();
-                self.lock().succeeded(room, now);
+                let token = self.lock().succeeded(room, now);
+                token.into_iter().for_each(&self.done);
             }
             Outcome::Failed(error) => {
                 self.metrics
@@ -238,22 +303,49 @@ impl Shared {
                     .dropped
                     .with_label_values(&["no_endpoint"])
                     .inc();
-                self.lock().abandoned(room, now);
+                let token = self.lock().abandoned(room, now);
+                token.into_iter().for_each(&self.done);
             }
         }
     }
 
-    fn update_gauges(&self, now: Instant) {
-        let outbox = self.lock();
-        self.metrics.pending.set(outbox.pending() as i64);
-        self.metrics.retrying.set(outbox.retrying() as i64);
+    /// Counts and logs a refused event.
+    fn refused(&self, tenant: &TenantId, refused: Refused) -> EmitError {
         self.metrics
-            .oldest_pending_age
-            .set(outbox.oldest_age(now).map_or(0.0, |a| a.as_secs_f64()));
+            .dropped
+            .with_label_values(&["queue_full"])
+            .inc();
+        tracing::debug!(tenant = %tenant, error = %refused, "webhook event dropped");
+        refused.into()
+    }
+
+    fn update_gauges(&self, now: Instant) {
+        let (counts, oldest) = {
+            let outbox = self.lock();
+            let counts = (outbox.pending() as i64, outbox.retrying() as i64);
+            (
+                counts,
+                outbox.oldest_age(now).map_or(0.0, |a| a.as_secs_f64()),
+            )
+        };
+        self.report(counts, Some(oldest));
+    }
+
+    /// Takes this engine's share out of the gauges (it stopped).
+    fn clear_gauges(&self) {
+        self.report((0, 0), None);
+    }
+
+    fn report(&self, counts: (i64, i64), oldest: Option<f64>) {
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        self.metrics.pending.add(counts.0 - reported.0);
+        self.metrics.retrying.add(counts.1 - reported.1);
+        *reported = counts;
+        self.metrics.set_oldest(self.id, oldest);
     }
 }
 
-async fn deliver(shared: Arc<Shared>, attempt: Attempt) -> Outcome {
+async fn deliver<T>(shared: Arc<Shared<T>>, attempt: Attempt) -> Outcome {
     // Read at every attempt, so that a corrected URL or a rotated secret applies to queued events.
     let Some(settings) = shared.directory.webhook(&attempt.room.0) else {
         return Outcome::NoEndpoint;

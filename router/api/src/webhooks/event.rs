@@ -18,8 +18,9 @@ pub enum EventKind {
     ParticipantLeft,
 }
 
-/// An event as the room's owner reports it to the engine ([`super::Webhooks::emit`]).
-#[derive(Debug, Clone, PartialEq)]
+/// An event as the room's owner reports it to the engine ([`super::Webhooks::emit`]), or, in a
+/// cluster, stores it in the webhook stream (inside a [`StoredEvent`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomEvent {
     /// What happened.
     pub kind: EventKind,
@@ -28,11 +29,25 @@ pub struct RoomEvent {
     /// The room's name (its `room_id`): sent to its owner only, never logged.
     pub room: String,
     /// The member, for `participant_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_id: Option<ConnId>,
     /// The member's stored status (`name`, `user_agent`), for `participant_*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Map<String, Value>>,
     /// When it happened, in milliseconds since the Unix epoch (the producer's clock).
     pub occurred_at_ms: u64,
+}
+
+/// An event as a cluster's router stores it in the webhook stream (`SB_WEBHOOKS`): its id is fixed
+/// when it is produced, so a retried publish (de-duplicated by the server on the id) and every
+/// delivery attempt, by whichever router, carry the same one. Its `seq` is the stream's sequence
+/// number, known only once stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// The event id.
+    pub id: String,
+    /// The event.
+    pub event: RoomEvent,
 }
 
 impl RoomEvent {
@@ -124,9 +139,10 @@ pub struct WebhookEvent {
     pub tenant: String,
     /// The room's name.
     pub room: String,
-    /// Grows by one per event of the room (from 1 at the room's first event after the engine
-    /// started); events of a room are delivered in this order. It orders, it does not prove
-    /// completeness: an event dropped after its retry time leaves a gap.
+    /// Increases with every event of the room; events of a room are delivered in this order.
+    /// Standalone it grows by one (from 1 at the room's first event after the engine started); in a
+    /// cluster it is the webhook stream's sequence number (increasing, with gaps). It orders, it
+    /// does not prove completeness: an event dropped after its retry time leaves a gap.
     pub seq: u64,
     /// When it happened, in milliseconds since the Unix epoch.
     pub occurred_at_ms: u64,
@@ -207,6 +223,28 @@ mod tests {
                 "seq": 1, "occurred_at_ms": 5
             }))
         );
+    }
+
+    #[test]
+    fn stored_events_round_trip() {
+        let Ok(tenant) = TenantId::parse("acme") else {
+            panic!("acme is a valid tenant id")
+        };
+        let peer = ConnId::for_edge(switchboard_proto::EdgeId(7), [1; 16]);
+        let mut status = Map::new();
+        status.insert("name".into(), Value::from("Ada"));
+        for event in [
+            RoomEvent::room_started(tenant.clone(), "standup", 5),
+            RoomEvent::participant_left(tenant.clone(), "standup", peer, status, 6),
+        ] {
+            let stored = StoredEvent {
+                id: "evt_1".into(),
+                event,
+            };
+            let bytes = serde_json::to_vec(&stored).ok();
+            let back = bytes.and_then(|b| serde_json::from_slice::<StoredEvent>(&b).ok());
+            assert_eq!(back, Some(stored));
+        }
     }
 
     #[test]

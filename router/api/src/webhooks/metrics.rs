@@ -1,6 +1,9 @@
 //! The engine's Prometheus metrics. The process that runs the engine registers them in its registry
 //! ([`WebhookMetrics::register`]), beside its own.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Delivery metrics (docs/webhooks.md, "Metrics").
@@ -20,6 +23,9 @@ pub struct WebhookMetrics {
     pub pending: IntGauge,
     /// Age of the oldest pending event, in seconds (0 when none).
     pub oldest_pending_age: Gauge,
+    /// Each running engine's oldest age (a cluster's router runs one engine per served slot, all
+    /// counting into the same metrics): the gauge shows the largest.
+    oldest: Arc<Mutex<HashMap<u64, f64>>>,
 }
 
 impl WebhookMetrics {
@@ -56,7 +62,21 @@ impl WebhookMetrics {
                 "switchboard_webhooks_oldest_pending_age_seconds",
                 "Age of the oldest pending webhook event.",
             )?,
+            oldest: Arc::default(),
         })
+    }
+
+    /// Sets engine `engine`'s oldest pending age (`None`: it stopped), and the gauge to the
+    /// largest over the running engines.
+    pub(crate) fn set_oldest(&self, engine: u64, age: Option<f64>) {
+        // A panic elsewhere while holding it leaves a plain map: nothing to stop for.
+        let mut ages = self.oldest.lock().unwrap_or_else(|e| e.into_inner());
+        match age {
+            Some(age) => ages.insert(engine, age),
+            None => ages.remove(&engine),
+        };
+        let oldest = ages.values().copied().fold(0.0, f64::max);
+        self.oldest_pending_age.set(oldest);
     }
 
     /// Registers every metric in `registry`.
@@ -67,6 +87,9 @@ impl WebhookMetrics {
         registry.register(Box::new(self.retrying.clone()))?;
         registry.register(Box::new(self.pending.clone()))?;
         registry.register(Box::new(self.oldest_pending_age.clone()))?;
+        for reason in ["expired", "queue_full", "no_endpoint"] {
+            self.dropped.with_label_values(&[reason]);
+        }
         Ok(())
     }
 }

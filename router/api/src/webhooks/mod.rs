@@ -2,13 +2,17 @@
 //! signed, at least once, in order per room, retried with backoff for a bounded time
 //! (docs/webhooks.md).
 //!
-//! The room's owner (the router standalone or in a cluster) calls [`Webhooks::emit`] with each
-//! [`RoomEvent`] in the room's order; [`Webhooks::run`] delivers them. Tenants' endpoints and secrets
+//! The room's owner turns its room effects into [`RoomEvent`]s ([`events_of`]) in the room's order.
+//! Standalone it calls [`Webhooks::emit`] with each; in a cluster the router stores them in a
+//! JetStream stream and a per-slot worker feeds them to [`Webhooks::push`]. [`Webhooks::run`]
+//! delivers them. Tenants' endpoints and secrets
 //! ([`WebhookSettings`]) come from a [`WebhookDirectory`] the caller implements over its tenant
 //! registry.
 //!
 //! # Layout
-//! - [`event`]: the events ([`RoomEvent`] in, [`WebhookEvent`] on the wire).
+//! - [`event`]: the events ([`RoomEvent`] in, [`StoredEvent`] in a cluster's stream, [`WebhookEvent`]
+//!   on the wire).
+//! - [`effects`]: which events the room state machine's effects are ([`events_of`]).
 //! - [`signature`]: signing and verifying (`Switchboard-Signature: t=..,v1=..`).
 //! - [`settings`]: a tenant's [`WebhookSettings`] and the [`WebhookDirectory`] they are read from.
 //! - [`backoff`]: the retry schedule, a pure function.
@@ -18,6 +22,7 @@
 //! - [`engine`]: the handle and the delivery task around the outbox.
 
 pub mod backoff;
+pub mod effects;
 pub mod engine;
 pub mod event;
 pub mod http;
@@ -27,8 +32,9 @@ pub mod settings;
 pub mod signature;
 
 pub use backoff::Backoff;
+pub use effects::events_of;
 pub use engine::{EmitError, EngineConfig, Webhooks};
-pub use event::{EventKind, RoomEvent, WebhookEvent};
+pub use event::{EventKind, RoomEvent, StoredEvent, WebhookEvent, new_event_id};
 pub use metrics::WebhookMetrics;
 pub use outbox::{Limits, Queued};
 pub use settings::{WebhookDirectory, WebhookSettings};

@@ -8,6 +8,11 @@
 //!   comes is dropped (counted), and the room moves on.
 //! - Bounds: at most `per_tenant` pending events per tenant and `global` in all; an event over
 //!   either bound is refused at once (counted as dropped), never queued.
+//! - Each event may carry a token `T` (in a cluster: the JetStream message to acknowledge), handed
+//!   back when the event leaves the outbox for good: delivered, given up on or expired.
+//! - Standalone, the outbox numbers a room's events itself (`seq` from 1); in a cluster the caller
+//!   gives each event its `seq` (the stream sequence), and a room is forgotten whenever its queue
+//!   is empty, since there is no counter to keep.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -86,16 +91,18 @@ pub struct Attempt {
 }
 
 #[derive(Debug)]
-struct Pending {
+struct Pending<T> {
     id: String,
     body: Bytes,
     created: Instant,
+    token: T,
 }
 
 #[derive(Debug)]
-struct Room {
-    next_seq: u64,
-    queue: VecDeque<Pending>,
+struct Room<T> {
+    /// The room's next `seq`, when the outbox numbers its events (`None`: the caller does).
+    next_seq: Option<u64>,
+    queue: VecDeque<Pending<T>>,
     in_flight: bool,
     failures: u32,
     not_before: Instant,
@@ -103,13 +110,13 @@ struct Room {
     finished: bool,
 }
 
-/// The outbox's state.
+/// The outbox's state; `T` is what the caller gets back when an event leaves it for good.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct Outbox<T = ()> {
     limits: Limits,
     backoff: Backoff,
     max_age: Duration,
-    rooms: HashMap<RoomKey, Room>,
+    rooms: HashMap<RoomKey, Room<T>>,
     /// Rooms whose head may be attempted at the given instant (non-empty, not in flight).
     schedule: BTreeSet<(Instant, RoomKey)>,
     per_tenant: HashMap<TenantId, usize>,
@@ -119,7 +126,16 @@ pub struct Outbox {
     retrying: usize,
 }
 
-impl Outbox {
+impl Outbox<()> {
+    /// Queues `event` behind its room's earlier ones, giving it `id` and the room's next sequence
+    /// number.
+    pub fn push(&mut self, event: RoomEvent, id: String, now: Instant) -> Result<Queued, Refused> {
+        self.push_with(event, id, None, (), now)
+            .map_err(|(refused, ())| refused)
+    }
+}
+
+impl<T> Outbox<T> {
     /// An empty outbox.
     pub fn new(limits: Limits, backoff: Backoff, max_age: Duration) -> Self {
         Outbox {
@@ -135,29 +151,45 @@ impl Outbox {
         }
     }
 
-    /// Queues `event` behind its room's earlier ones, giving it `id` and the room's next sequence number.
-    pub fn push(&mut self, event: RoomEvent, id: String, now: Instant) -> Result<Queued, Refused> {
+    /// Queues `event` behind its room's earlier ones with `id` and `seq` (`None`: the room's next
+    /// number), carrying `token`; `created` is when it happened, from which its retry time runs.
+    pub fn push_with(
+        &mut self,
+        event: RoomEvent,
+        id: String,
+        seq: Option<u64>,
+        token: T,
+        created: Instant,
+    ) -> Result<Queued, (Refused, T)> {
+        let now = created;
         let tenant_pending = self.per_tenant.get(&event.tenant).copied().unwrap_or(0);
         if tenant_pending >= self.limits.per_tenant {
-            return Err(Refused::TenantFull);
+            return Err((Refused::TenantFull, token));
         }
         if self.pending >= self.limits.global {
-            return Err(Refused::GlobalFull);
+            return Err((Refused::GlobalFull, token));
         }
         let key: RoomKey = (event.tenant.clone(), event.room.clone());
         let finishing = event.kind == super::event::EventKind::RoomFinished;
         let room = self.rooms.entry(key.clone()).or_insert_with(|| Room {
-            next_seq: 1,
+            next_seq: seq.is_none().then_some(1),
             queue: VecDeque::new(),
             in_flight: false,
             failures: 0,
             not_before: now,
             finished: false,
         });
-        let seq = room.next_seq;
-        let body = serde_json::to_vec(&WebhookEvent::new(event, id.clone(), seq))
-            .map_err(|e| Refused::Encode(std::sync::Arc::new(e)))?;
-        room.next_seq += 1;
+        let seq = match (seq, room.next_seq) {
+            (Some(seq), _) => seq,
+            (None, counter) => counter.unwrap_or(1),
+        };
+        let body = match serde_json::to_vec(&WebhookEvent::new(event, id.clone(), seq)) {
+            Ok(body) => body,
+            Err(e) => return Err((Refused::Encode(std::sync::Arc::new(e)), token)),
+        };
+        if let Some(next) = room.next_seq.as_mut() {
+            *next = seq + 1;
+        }
         // A room that starts again under the same name before its old events are out keeps its
         // sequence, so the receiver still sees one increasing order for the name.
         room.finished = finishing;
@@ -166,8 +198,10 @@ impl Outbox {
             id: id.clone(),
             body: Bytes::from(body),
             created: now,
+            token,
         });
         if was_idle {
+            // Due at once, however long ago it happened.
             room.not_before = now;
             self.schedule.insert((now, key.clone()));
         }
@@ -177,11 +211,11 @@ impl Outbox {
         Ok(Queued { id, seq })
     }
 
-    /// The attempts due at `now`, at most `max` of them, each room's head marked in flight; and how
-    /// many events were dropped because they were older than `max_age` when their turn came.
-    pub fn due(&mut self, now: Instant, max: usize) -> (Vec<Attempt>, u64) {
+    /// The attempts due at `now`, at most `max` of them, each room's head marked in flight; and the
+    /// tokens of the events dropped because they were older than `max_age` when their turn came.
+    pub fn due(&mut self, now: Instant, max: usize) -> (Vec<Attempt>, Vec<T>) {
         let mut attempts = Vec::new();
-        let mut expired = 0;
+        let mut expired = Vec::new();
         while attempts.len() < max {
             let Some(first) = self.schedule.first() else {
                 break;
@@ -194,8 +228,7 @@ impl Outbox {
             };
             while let Some(head) = self.rooms.get(&key).and_then(|r| r.queue.front()) {
                 if now.saturating_duration_since(head.created) >= self.max_age {
-                    self.pop_head(&key);
-                    expired += 1;
+                    expired.extend(self.pop_head(&key));
                     continue;
                 }
                 attempts.push(Attempt {
@@ -213,10 +246,12 @@ impl Outbox {
         (attempts, expired)
     }
 
-    /// The room's head was acknowledged: remove it; the next event may go at once.
-    pub fn succeeded(&mut self, key: &RoomKey, now: Instant) {
-        self.pop_head(key);
+    /// The room's head was acknowledged: remove it (its token is returned); the next event may go
+    /// at once.
+    pub fn succeeded(&mut self, key: &RoomKey, now: Instant) -> Option<T> {
+        let token = self.pop_head(key);
         self.settle(key, now);
+        token
     }
 
     /// The room's head was not acknowledged: retry it after the backoff (`jitter` in `[0, 1]`).
@@ -234,10 +269,12 @@ impl Outbox {
         wait
     }
 
-    /// The room's head cannot be delivered at all (its tenant has no valid webhook now): drop it.
-    pub fn abandoned(&mut self, key: &RoomKey, now: Instant) {
-        self.pop_head(key);
+    /// The room's head cannot be delivered at all (its tenant has no valid webhook now): drop it
+    /// (its token is returned).
+    pub fn abandoned(&mut self, key: &RoomKey, now: Instant) -> Option<T> {
+        let token = self.pop_head(key);
         self.settle(key, now);
+        token
     }
 
     /// Events pending (queued or in flight).
@@ -262,13 +299,9 @@ impl Outbox {
         self.schedule.first().map(|(t, _)| *t)
     }
 
-    fn pop_head(&mut self, key: &RoomKey) {
-        let Some(room) = self.rooms.get_mut(key) else {
-            return;
-        };
-        let Some(head) = room.queue.pop_front() else {
-            return;
-        };
+    fn pop_head(&mut self, key: &RoomKey) -> Option<T> {
+        let room = self.rooms.get_mut(key)?;
+        let head = room.queue.pop_front()?;
         if room.failures > 0 {
             room.failures = 0;
             self.retrying -= 1;
@@ -286,6 +319,7 @@ impl Outbox {
                 self.created.remove(&head.created);
             }
         }
+        Some(head.token)
     }
 
     /// The room's attempt is over: schedule its head (if any) at `at`.
@@ -301,11 +335,9 @@ impl Outbox {
     }
 
     fn forget_if_done(&mut self, key: &RoomKey) {
-        if self
-            .rooms
-            .get(key)
-            .is_some_and(|r| r.finished && r.queue.is_empty() && !r.in_flight)
-        {
+        if self.rooms.get(key).is_some_and(|r| {
+            (r.finished || r.next_seq.is_none()) && r.queue.is_empty() && !r.in_flight
+        }) {
             self.rooms.remove(key);
         }
     }
