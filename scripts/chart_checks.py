@@ -359,6 +359,13 @@ def main() -> int:
     check(not (Path(chart_dir) / "charts").exists(), "no vendored dependency under charts/switchboard/charts")
     say("ok   Chart.yaml: appVersion, nats dependency (not vendored)")
 
+    # docs/kubernetes.md's values table names every top-level key of values.yaml.
+    doc = (root / "docs" / "kubernetes.md").read_text()
+    top = list(yaml.safe_load(Path(chart_dir, "values.yaml").read_text()))
+    undocumented = [k for k in top if not re.search(rf"^\|[^|\n]*`{re.escape(k)}`", doc, re.M)]
+    check(not undocumented, f"docs/kubernetes.md's values table lacks top-level keys {undocumented}")
+    say(f"ok   docs/kubernetes.md documents all {len(top)} top-level keys of values.yaml")
+
     # helm lint --strict, on the chart as users get it. The one finding allowed: the NATS chart is
     # not downloaded (no network here); `helm dependency build` fetches it (docs/kubernetes.md).
     allowed = "chart directory is missing these dependencies: nats"
