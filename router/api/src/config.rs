@@ -127,8 +127,7 @@ pub struct WebhookArgs {
 impl WebhookArgs {
     /// Reads the CA files (so that a bad one stops the process before it binds, naming the file).
     pub fn check(&self) -> Result<(), String> {
-        self.tls()
-            .map(drop)
+        Tls::check_ca_files(&self.webhook_ca_files)
             .map_err(|e| format!("--webhook-ca-file: {}", switchboard_runtime::describe(&e)))
     }
 

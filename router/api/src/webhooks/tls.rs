@@ -75,15 +75,15 @@ impl Tls {
             return Ok(Tls::system());
         }
         let mut roots = system_roots().clone();
-        for path in paths {
-            for cert in read_ca_file(path)? {
-                roots.add(cert).map_err(|source| CaFileError::Invalid {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-        }
+        add_ca_files(&mut roots, paths)?;
         Ok(Tls::from_roots(roots))
+    }
+
+    /// Checks the CA files as [`Tls::with_ca_files`] would, without reading the system's roots:
+    /// configuration is checked before logging is set up, and the warning that no system roots
+    /// were found must not be lost.
+    pub fn check_ca_files(paths: &[PathBuf]) -> Result<(), CaFileError> {
+        add_ca_files(&mut RootCertStore::empty(), paths)
     }
 
     /// Trusts exactly `roots`, not the system's (for tests, and for processes that pin their
@@ -120,6 +120,18 @@ impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").finish_non_exhaustive()
     }
+}
+
+fn add_ca_files(roots: &mut RootCertStore, paths: &[PathBuf]) -> Result<(), CaFileError> {
+    for path in paths {
+        for cert in read_ca_file(path)? {
+            roots.add(cert).map_err(|source| CaFileError::Invalid {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The CA certificates of a PEM file: other blocks (keys, CRLs) are skipped, no certificate at all
@@ -217,7 +229,7 @@ mod tests {
             b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
         ] {
             let path = temp_file("empty.pem", content);
-            let err = Tls::with_ca_files(&[path.clone()]).unwrap_err();
+            let err = Tls::with_ca_files(std::slice::from_ref(&path)).unwrap_err();
             assert!(matches!(err, CaFileError::NoCertificate { .. }), "{err:?}");
             assert!(
                 err.to_string().contains(&path.display().to_string()),
@@ -243,7 +255,9 @@ mod tests {
             "garbage.pem",
             b"-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
         );
-        let err = Tls::with_ca_files(&[path]).unwrap_err();
+        let err = Tls::with_ca_files(std::slice::from_ref(&path)).unwrap_err();
+        assert!(matches!(err, CaFileError::Invalid { .. }), "{err:?}");
+        let err = Tls::check_ca_files(&[path]).unwrap_err();
         assert!(matches!(err, CaFileError::Invalid { .. }), "{err:?}");
     }
 }
