@@ -541,6 +541,26 @@ async fn https_to_a_receiver_whose_certificate_chains_to_a_trusted_ca_delivers_s
     // `Receiver::handle` verified every signature.
     assert_complete_and_in_order(&emitted, &receiver.received());
     assert_eq!(engine.metrics.failed.with_label_values(&["tls"]).get(), 0);
+    engine.stop().await;
+
+    // By name: the certificate's DNS SAN `localhost`.
+    let engine = start_engine_at(
+        format!("https://localhost:{}/hooks", addr.port()),
+        EngineConfig {
+            tls: match Tls::with_ca_files(&[test_data("webhook-test-ca.pem")]) {
+                Ok(t) => t,
+                Err(e) => panic!("{e}"),
+            },
+            ..EngineConfig::default()
+        },
+    );
+    engine.emit(RoomEvent::room_finished(tenant, "r", 2), &mut emitted);
+    let delivered =
+        tokio::time::timeout(Duration::from_secs(20), receiver.wait_for(emitted.len())).await;
+    assert!(
+        delivered.is_ok(),
+        "the event was not delivered to https://localhost"
+    );
     server.abort();
     engine.stop().await;
 }
