@@ -156,6 +156,9 @@ pub enum RunError {
     /// tenants clash with the tenants file's).
     #[error("control API: {0}")]
     Api(String),
+    /// A `--webhook-ca-file` could not be read (it changed after validation).
+    #[error("webhook CA files")]
+    WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
@@ -309,7 +312,11 @@ pub async fn run_exposing(
         let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
         // Events exist for tenants' rooms only, so open mode runs no engine.
         let webhooks = match config.hosted.auth {
-            AuthMode::Tokens => Some(EdgeWebhooks::start(directory.clone(), &metrics)?),
+            AuthMode::Tokens => Some(EdgeWebhooks::start(
+                directory.clone(),
+                &metrics,
+                config.webhooks.tls()?,
+            )?),
             AuthMode::None => None,
         };
         let router = tokio::spawn(local_router::run(

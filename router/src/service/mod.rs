@@ -133,6 +133,9 @@ pub enum RunError {
     /// The tenants or the control API could not be set up.
     #[error("cannot set up the tenants")]
     Tenants(#[from] api::TenantsError),
+    /// A `--webhook-ca-file` could not be read (it changed after validation).
+    #[error("webhook CA files")]
+    WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over. `api`: the control API's
@@ -212,7 +215,8 @@ pub async fn run(
         });
         tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
     }
-    buckets::webhooks_stream(&js, config.webhook_stream_limits(), replicas).await?;
+    let webhook_config = config.webhook_config()?;
+    buckets::webhooks_stream(&js, config.webhook_stream_limits(&webhook_config), replicas).await?;
     // The tenants whose webhooks the slots' owners store and deliver.
     let directory = tenancy.directory.clone();
     let webhooks = webhooks::ClusterWebhooks::new(
@@ -224,7 +228,7 @@ pub async fn run(
                 .and_then(|t| t.webhook.as_deref().cloned())
         },
         metrics.webhooks.clone(),
-        config.webhook_config(),
+        webhook_config,
     );
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
