@@ -149,6 +149,7 @@ pub async fn run(
     let router_id = config.router_id();
     let owner = format!("{router_id}-{:08x}", rand::random::<u32>());
     let metrics = RouterMetrics::new()?;
+    metrics.export_limits(&config)?;
     let admin = TcpListener::from_std(admin)?;
     info!(router.id = %router_id, admin_listen = %admin.local_addr()?, "switchboard-router starting");
 
@@ -357,10 +358,16 @@ async fn watch_health(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let asked = Instant::now();
         let store_up = matches!(
             tokio::time::timeout(Duration::from_secs(1), shared.leases.probe()).await,
             Ok(Ok(()))
         );
+        shared
+            .metrics
+            .lease_seconds
+            .with_label_values(&["probe"])
+            .observe(asked.elapsed().as_secs_f64());
         if store_up != store_was_up {
             if store_up {
                 info!("lease store (JetStream) answers again");
@@ -477,10 +484,14 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
     if let Holder::Held { owner, .. } = &holder {
         info!(slot, previous = %owner, "taking over a slot from a router presumed gone");
     }
-    match tokio::time::timeout(limit, shared.leases.acquire(slot, &holder))
-        .await
-        .map_err(unreachable)?
-    {
+    let asked = Instant::now();
+    let acquired = tokio::time::timeout(limit, shared.leases.acquire(slot, &holder)).await;
+    shared
+        .metrics
+        .lease_seconds
+        .with_label_values(&["acquire"])
+        .observe(asked.elapsed().as_secs_f64());
+    match acquired.map_err(unreachable)? {
         Ok(lease) => Ok(Some(lease)),
         Err(lease::LeaseError::Taken) => Ok(None),
         Err(e) => Err(e),
