@@ -204,10 +204,10 @@ impl Bus {
                         .bus_publish_relay
                         .observe(started.elapsed().as_secs_f64());
                     published.map_err(|e| {
-                            bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
-                            debug!(error = %e, "cannot publish a peer message");
-                            BusError::Unavailable
-                        })
+                        bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
+                        debug!(error = %e, "cannot publish a peer message");
+                        BusError::Unavailable
+                    })
                 })
                 .await
             }

@@ -428,7 +428,11 @@ impl Metrics {
 
     /// Exports the configured limits as gauges (`switchboard_*_limit`), so that a dashboard shows
     /// saturation as a ratio. `connections` is the connection limit in force (the descriptor plan).
-    pub fn export_limits(&self, config: &Config, connections: usize) -> Result<(), prometheus::Error> {
+    pub fn export_limits(
+        &self,
+        config: &Config,
+        connections: usize,
+    ) -> Result<(), prometheus::Error> {
         self.connections_limit.set(connections as i64);
         let limits: [(&str, &str, usize); 7] = [
             (

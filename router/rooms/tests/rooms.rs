@@ -665,7 +665,9 @@ fn peaks_and_connection_times_are_counted_in_the_hour_they_end() {
 
     // c leaves 59.999 s after joining: zero whole minutes.
     let effects = s.at(MINUTE + 59_999).leave(c, E2, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft {
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
             minutes: 0,
             millis: 59_999
         }]
@@ -674,20 +676,26 @@ fn peaks_and_connection_times_are_counted_in_the_hour_they_end() {
 
     // b leaves 2 min 0.001 s after joining: two whole minutes.
     let effects = s.at(3 * MINUTE).leave(b, E1, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft {
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
             minutes: 2,
             millis: 120_001
-        }]);
+        }]
+    );
 
     // Growing again to a smaller size does not lower the peak.
     let d = conn(4);
     s.join(d, E2, room(1), json!({}));
     assert_eq!(s.rooms.room_size(room(1)), Some((2, 3)));
     let effects = s.at(4 * MINUTE).leave(d, E2, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft {
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
             minutes: 1,
             millis: MINUTE
-        }]);
+        }]
+    );
 
     // The room closes in hour 2, though it opened in hour 0.
     let effects = s.at(2 * HOUR + 5 * MINUTE).leave(a, E1, room(1));

@@ -80,12 +80,19 @@ mod tests {
         }
         std::hint::black_box(x);
         let families = collector.collect();
-        let cpu: Vec<_> = families.iter().filter(|f| f.name() == CPU_SECONDS).collect();
+        let cpu: Vec<_> = families
+            .iter()
+            .filter(|f| f.name() == CPU_SECONDS)
+            .collect();
         assert_eq!(cpu.len(), 1, "one CPU family");
         let seconds = cpu[0].get_metric()[0].get_counter().get_value();
         assert!(seconds > 0.0, "{seconds}");
         assert!(seconds.fract() != 0.0, "whole seconds: {seconds}");
-        assert!(families.iter().any(|f| f.name() == "process_resident_memory_bytes"));
+        assert!(
+            families
+                .iter()
+                .any(|f| f.name() == "process_resident_memory_bytes")
+        );
         let registry = prometheus::Registry::new();
         registry
             .register(Box::new(collector))
