@@ -137,6 +137,9 @@ async fn a_cluster_exports_dashboard_ready_metrics() {
             1_000_000.0,
         ),
         ("switchboard_webhooks_ack_pending_limit", &[], 1_000.0),
+        ("switchboard_webhooks_pending_limit", &[], 100_000.0),
+        ("switchboard_webhooks_tenant_pending_limit", &[], 10_000.0),
+        ("switchboard_webhooks_in_flight_limit", &[], 64.0),
         ("switchboard_rooms", &[], 1.0),
         ("switchboard_room_members", &[], 2.0),
     ] {

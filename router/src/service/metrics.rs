@@ -263,6 +263,11 @@ impl RouterMetrics {
         Ok(())
     }
 
+    /// The registry, for metrics registered after start-up (the webhook engine's bounds).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         render(&self.registry)

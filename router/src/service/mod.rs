@@ -217,6 +217,10 @@ pub async fn run(
         tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
     }
     let webhook_config = config.webhook_config()?;
+    switchboard_api::webhooks::WebhookMetrics::export_limits(
+        metrics.registry(),
+        &webhook_config.engine,
+    )?;
     buckets::webhooks_stream(&js, config.webhook_stream_limits(&webhook_config), replicas).await?;
     // The tenants whose webhooks the slots' owners store and deliver.
     let directory = tenancy.directory.clone();
