@@ -63,10 +63,14 @@ pub struct RouterMetrics {
     pub bus_publish_reply: Histogram,
     /// Seconds to publish this router's presence on NATS (what keeps its leases: see `lease`).
     pub bus_publish_presence: Histogram,
-    /// Lease store round trips, by operation: `acquire` (take a slot), `check` (is the lease still
-    /// ours), `probe` (does the store take writes). Leases are held by presence, not rewritten, so
-    /// these are the store's side of keeping them.
-    pub lease_seconds: prometheus::HistogramVec,
+    /// `switchboard_router_lease_seconds{op="acquire"}`: lease store round trips taking a slot.
+    /// Leases are held by presence, not rewritten, so these and the `check` and `probe` ones are
+    /// the store's side of keeping them.
+    pub lease_acquire_seconds: Histogram,
+    /// `{op="check"}`: asking the store whether a lease is still ours.
+    pub lease_check_seconds: Histogram,
+    /// `{op="probe"}`: asking whether the store takes writes.
+    pub lease_probe_seconds: Histogram,
     /// What is not stored in JetStream yet, by kind (`peaks`: rooms whose latest peak, or the removal
     /// of a closed room's entry, is not written yet; `stats`: statistics events counted since the last
     /// acknowledged write of their hour). What a crash of this router would lose.
@@ -100,14 +104,13 @@ impl RouterMetrics {
             &["op"],
             latency_buckets(),
         )?;
-        for op in ["acquire", "check", "probe"] {
-            lease_seconds.with_label_values(&[op]);
-        }
         let metrics = RouterMetrics {
             bus_publish_event: bus_publish.with_label_values(&["event"]),
             bus_publish_reply: bus_publish.with_label_values(&["reply"]),
             bus_publish_presence: bus_publish.with_label_values(&["presence"]),
-            lease_seconds,
+            lease_acquire_seconds: lease_seconds.with_label_values(&["acquire"]),
+            lease_check_seconds: lease_seconds.with_label_values(&["check"]),
+            lease_probe_seconds: lease_seconds.with_label_values(&["probe"]),
             tenant_rooms,
             tenant_cluster_rooms: r.gauge_vec(
                 "switchboard_tenant_cluster_rooms",

@@ -369,8 +369,7 @@ async fn watch_health(
         );
         shared
             .metrics
-            .lease_seconds
-            .with_label_values(&["probe"])
+            .lease_probe_seconds
             .observe(asked.elapsed().as_secs_f64());
         if store_up != store_was_up {
             if store_up {
@@ -492,8 +491,7 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
     let acquired = tokio::time::timeout(limit, shared.leases.acquire(slot, &holder)).await;
     shared
         .metrics
-        .lease_seconds
-        .with_label_values(&["acquire"])
+        .lease_acquire_seconds
         .observe(asked.elapsed().as_secs_f64());
     match acquired.map_err(unreachable)? {
         Ok(lease) => Ok(Some(lease)),
