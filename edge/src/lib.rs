@@ -254,7 +254,11 @@ pub async fn run_exposing(
     shutdown: impl Future<Output = Shutdown>,
     expose: impl FnOnce(Arc<dyn switchboard_api::service::RoomService>),
 ) -> Result<(), RunError> {
-    let metrics = Metrics::new()?;
+    let metrics = if config.nats.enabled() {
+        Metrics::new()?.without_router_rooms()
+    } else {
+        Metrics::new()?
+    };
     let fd_limit = descriptors::soft_limit();
     let plan = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve)
         .map_err(RunError::Descriptors)?;
@@ -269,7 +273,7 @@ pub async fn run_exposing(
              --max-connections"
         );
     }
-    metrics.connections_limit.set(plan.connections as i64);
+    metrics.export_limits(&config, plan.connections)?;
     let turn = config
         .turn_settings()
         .map_err(RunError::Turn)?

@@ -38,11 +38,13 @@ impl EdgeWebhooks {
     ) -> Result<Self, prometheus::Error> {
         let webhook_metrics = WebhookMetrics::new()?;
         webhook_metrics.register(metrics.registry())?;
+        let config = EngineConfig {
+            tls,
+            ..EngineConfig::default()
+        };
+        WebhookMetrics::export_limits(metrics.registry(), &config)?;
         let engine = Webhooks::new(
-            EngineConfig {
-                tls,
-                ..EngineConfig::default()
-            },
+            config,
             move |tenant: &switchboard_proto::TenantId| {
                 directory
                     .snapshot()
