@@ -281,16 +281,21 @@ fn assert_complete_and_in_order(emitted: &[(String, String)], received: &[Webhoo
     assert_eq!(got, want, "every event, in order per room");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order() {
+/// A listener on a free loopback port, and its address.
+async fn loopback() -> (TcpListener, SocketAddr) {
     let listener = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => panic!("{e}"),
     };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
+    match listener.local_addr() {
+        Ok(addr) => (listener, addr),
         Err(e) => panic!("{e}"),
-    };
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order() {
+    let (listener, addr) = loopback().await;
     let receiver = Receiver::new(0);
     let server = receiver.serve(listener);
     let engine = start_engine(addr, EngineConfig::default());
@@ -375,14 +380,7 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order(
 
 #[tokio::test(start_paused = true)]
 async fn retries_keep_each_rooms_order() {
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("{e}"),
-    };
+    let (listener, addr) = loopback().await;
     // Every third request fails: rooms hit retries at different points of their sequence.
     let receiver = Receiver::new(3);
     let server = receiver.serve(listener);
@@ -415,14 +413,7 @@ async fn retries_keep_each_rooms_order() {
 
 #[tokio::test(start_paused = true)]
 async fn an_event_is_retried_for_the_retry_time_only_then_the_room_moves_on() {
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("{e}"),
-    };
+    let (listener, addr) = loopback().await;
     drop(listener);
     let config = EngineConfig {
         max_retry_time: Duration::from_secs(120),
@@ -495,14 +486,7 @@ fn test_acceptor() -> TlsAcceptor {
 }
 
 async fn https_receiver() -> (Receiver, SocketAddr, JoinHandle<()>) {
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("{e}"),
-    };
+    let (listener, addr) = loopback().await;
     let receiver = Receiver::new(0);
     let server = receiver.serve_tls(listener);
     (receiver, addr, server)
