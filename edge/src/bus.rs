@@ -195,14 +195,19 @@ impl Bus {
                     headers.insert(subject::HEADER_EVENT, event);
                     // Shares the encoded text; no copy.
                     let payload = bytes::Bytes::from(text);
-                    bus.client
+                    let started = Instant::now();
+                    let published = bus
+                        .client
                         .publish_with_headers(subject::conn(target), headers, payload)
-                        .await
-                        .map_err(|e| {
-                            bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
-                            debug!(error = %e, "cannot publish a peer message");
-                            BusError::Unavailable
-                        })
+                        .await;
+                    bus.metrics
+                        .bus_publish_relay
+                        .observe(started.elapsed().as_secs_f64());
+                    published.map_err(|e| {
+                        bus.metrics.bus_errors.with_label_values(&["relay"]).inc();
+                        debug!(error = %e, "cannot publish a peer message");
+                        BusError::Unavailable
+                    })
                 })
                 .await
             }

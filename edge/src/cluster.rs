@@ -210,7 +210,10 @@ async fn heartbeat_loop(ctx: Arc<Context>, bus: NatsBus, interval: Duration) {
                     connections: ctx.registry.connection_count() as u64,
                 };
                 let Ok(payload) = serde_json::to_vec(&beat) else { continue };
-                match bus.client.publish(subject.clone(), payload.into()).await {
+                let started = std::time::Instant::now();
+                let published = bus.client.publish(subject.clone(), payload.into()).await;
+                ctx.metrics.bus_publish_heartbeat.observe(started.elapsed().as_secs_f64());
+                match published {
                     Ok(()) => ctx.metrics.heartbeats.inc(),
                     Err(_) => ctx.metrics.bus_errors.with_label_values(&["heartbeat"]).inc(),
                 }

@@ -133,6 +133,10 @@ pub struct Config {
     #[command(flatten)]
     pub api: switchboard_api::config::ApiArgs,
 
+    /// Webhooks (hosted, standalone): extra CAs that `https://` receivers may chain to.
+    #[command(flatten)]
+    pub webhooks: switchboard_api::config::WebhookArgs,
+
     /// Largest WebSocket frame or message a client may send, in bytes; larger closes with 1009.
     #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
@@ -368,6 +372,7 @@ impl Config {
         self.hosted
             .check(self.api.api_listen.is_some() || self.nats.enabled())?;
         self.api.check().map_err(ConfigError)?;
+        self.webhooks.check().map_err(ConfigError)?;
         if self.api.api_listen.is_some() {
             if self.nats.enabled() {
                 return fail(

@@ -142,7 +142,10 @@ async fn route(request: Request<Incoming>, ctx: Arc<Context>, port: Port) -> Res
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        (Port::Admin, "/metrics") => http::metrics(ctx.metrics.render()),
+        (Port::Admin, "/metrics") => {
+            ctx.registry.export_gauges();
+            http::metrics(ctx.metrics.render())
+        }
         (Port::Admin, "/stats") => match ctx.bus.stats().await {
             Ok(stats) => json(&stats),
             Err(BusError::NotHere) => text(

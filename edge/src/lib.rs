@@ -156,6 +156,9 @@ pub enum RunError {
     /// tenants clash with the tenants file's).
     #[error("control API: {0}")]
     Api(String),
+    /// A `--webhook-ca-file` could not be read (it changed after validation).
+    #[error("webhook CA files")]
+    WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
@@ -251,7 +254,11 @@ pub async fn run_exposing(
     shutdown: impl Future<Output = Shutdown>,
     expose: impl FnOnce(Arc<dyn switchboard_api::service::RoomService>),
 ) -> Result<(), RunError> {
-    let metrics = Metrics::new()?;
+    let metrics = if config.nats.enabled() {
+        Metrics::new()?.without_router_rooms()
+    } else {
+        Metrics::new()?
+    };
     let fd_limit = descriptors::soft_limit();
     let plan = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve)
         .map_err(RunError::Descriptors)?;
@@ -266,7 +273,7 @@ pub async fn run_exposing(
              --max-connections"
         );
     }
-    metrics.connections_limit.set(plan.connections as i64);
+    metrics.export_limits(&config, plan.connections)?;
     let turn = config
         .turn_settings()
         .map_err(RunError::Turn)?
@@ -309,7 +316,11 @@ pub async fn run_exposing(
         let (router_tx, router_rx) = mpsc::channel(local_router::QUEUE);
         // Events exist for tenants' rooms only, so open mode runs no engine.
         let webhooks = match config.hosted.auth {
-            AuthMode::Tokens => Some(EdgeWebhooks::start(directory.clone(), &metrics)?),
+            AuthMode::Tokens => Some(EdgeWebhooks::start(
+                directory.clone(),
+                &metrics,
+                config.webhooks.tls()?,
+            )?),
             AuthMode::None => None,
         };
         let router = tokio::spawn(local_router::run(

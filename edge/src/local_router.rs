@@ -122,9 +122,9 @@ fn handle(
                 dirty = true;
                 metrics.room_peak_members.observe(peak as f64)
             }
-            Effect::MemberLeft { minutes } => {
+            Effect::MemberLeft { millis, .. } => {
                 dirty = true;
-                metrics.connection_minutes.observe(minutes as f64)
+                metrics.connection_seconds.observe(millis as f64 / 1000.0)
             }
             Effect::TenantRoomOpened { tenant } => {
                 dirty = true;

@@ -10,7 +10,12 @@ use prometheus::{
     CounterVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 use switchboard_proto::ProtocolError;
-use switchboard_runtime::metrics::{Registrar, RoomMetrics, TenantRoomMetrics, bus_errors, render};
+use switchboard_runtime::metrics::{
+    Registrar, RoomMetrics, TenantRoomMetrics, build_info, bus_errors, bus_publish_seconds,
+    latency_buckets, register_limit, render,
+};
+
+use crate::config::Config;
 
 use crate::queue::QueueMetrics;
 
@@ -112,14 +117,25 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Successful joins (the joiner got `joined_room`).
     pub joins: IntCounter,
-    /// Open rooms (those this process's router holds).
+    /// Standalone: open rooms (those the embedded router holds). Not exported by a clustered edge
+    /// (the routers hold the rooms; see [`Metrics::without_router_rooms`]).
     pub rooms: IntGauge,
-    /// Members of all rooms this process's router holds.
+    /// Standalone: members of all rooms the embedded router holds.
     pub members: IntGauge,
-    /// Peak member counts of rooms when they closed.
+    /// Standalone: peak member counts of rooms when they closed.
     pub room_peak_members: Histogram,
-    /// Minutes spent in a room, observed at each leave.
-    pub connection_minutes: Histogram,
+    /// Standalone: seconds spent in a room, observed at each leave.
+    pub connection_seconds: Histogram,
+    /// Rooms with at least one member connected to this edge (both modes; set at each scrape).
+    pub edge_rooms: IntGauge,
+    /// Connections on this edge that are in a room (both modes; set at each scrape).
+    pub edge_room_members: IntGauge,
+    /// Seconds from sending a join to the router to handing the joiner its `joined_room`.
+    pub join_seconds: Histogram,
+    /// Seconds to publish a cross-edge peer message on NATS (cluster).
+    pub bus_publish_relay: Histogram,
+    /// Seconds to publish a heartbeat on NATS (cluster).
+    pub bus_publish_heartbeat: Histogram,
     /// Seconds from a `send_to_peer` being read to its forward being queued for the target.
     pub relay_seconds: Histogram,
     /// 1 while the edge is draining (after SIGTERM/SIGINT).
@@ -180,6 +196,13 @@ impl Metrics {
             |name: &str, help: &str, buckets: Vec<f64>| r.histogram(name, help, buckets);
         let room = RoomMetrics::register(&r)?;
         let tenant_rooms = TenantRoomMetrics::register(&r)?;
+        build_info(
+            &r,
+            "edge",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("SWITCHBOARD_COMMIT"),
+        )?;
+        let bus_publish = bus_publish_seconds(&r, &["relay", "heartbeat"])?;
 
         let queue_full = counter_vec(
             "switchboard_outbound_queue_full_total",
@@ -242,10 +265,30 @@ impl Metrics {
             rooms: room.rooms,
             members: room.members,
             room_peak_members: room.room_peak_members,
-            connection_minutes: room.connection_minutes,
+            connection_seconds: room.connection_seconds,
+            edge_rooms: gauge(
+                "switchboard_edge_rooms",
+                "Rooms with at least one member connected to this edge (standalone or cluster). A \
+                 room spread over several edges counts on each: sum switchboard_rooms (routers, \
+                 standalone edges) for the cluster's rooms.",
+            )?,
+            edge_room_members: gauge(
+                "switchboard_edge_room_members",
+                "Connections on this edge that are in a room (standalone or cluster); summed over \
+                 the edges, the cluster's members.",
+            )?,
+            join_seconds: histogram(
+                "switchboard_join_seconds",
+                "Time from sending a join_room to the router (in-process or over NATS) to \
+                 handing the joiner its joined_room.",
+                latency_buckets(),
+            )?,
+            bus_publish_relay: bus_publish.with_label_values(&["relay"]),
+            bus_publish_heartbeat: bus_publish.with_label_values(&["heartbeat"]),
             relay_seconds: histogram(
                 "switchboard_relay_seconds",
-                "Time from reading a send_to_peer to queueing its forward for the target.",
+                "Time from reading a send_to_peer to queueing its forward for the target (same \
+                 edge) or publishing it on NATS (another edge).",
                 prometheus::exponential_buckets(0.000_01, 2.0, 16)?,
             )?,
             draining: gauge(
@@ -365,6 +408,74 @@ impl Metrics {
     /// Counts an ended connection.
     pub fn disconnect(&self, reason: DisconnectReason) {
         self.disconnects.with_label_values(&[reason.label()]).inc();
+    }
+
+    /// A clustered edge's metrics: without the room gauges and histograms of the embedded router
+    /// (`switchboard_rooms`, `switchboard_room_members`, `switchboard_room_peak_members`,
+    /// `switchboard_connection_seconds`), which the routers export; a clustered edge would only ever
+    /// show them at 0. `switchboard_edge_rooms` and `switchboard_edge_room_members` stay.
+    pub fn without_router_rooms(self) -> Self {
+        let _ = self.registry.unregister(Box::new(self.rooms.clone()));
+        let _ = self.registry.unregister(Box::new(self.members.clone()));
+        let _ = self
+            .registry
+            .unregister(Box::new(self.room_peak_members.clone()));
+        let _ = self
+            .registry
+            .unregister(Box::new(self.connection_seconds.clone()));
+        self
+    }
+
+    /// Exports the configured limits as gauges (`switchboard_*_limit`), so that a dashboard shows
+    /// saturation as a ratio. `connections` is the connection limit in force (the descriptor plan).
+    pub fn export_limits(
+        &self,
+        config: &Config,
+        connections: usize,
+    ) -> Result<(), prometheus::Error> {
+        self.connections_limit.set(connections as i64);
+        let limits: [(&str, &str, usize); 7] = [
+            (
+                "switchboard_room_members_limit",
+                "Most members per room (--max-room-size; 0: unlimited).",
+                config.max_room_size,
+            ),
+            (
+                "switchboard_client_message_rate_limit",
+                "Messages per second one connection may send, sustained (--rate-limit).",
+                config.rate_limit as usize,
+            ),
+            (
+                "switchboard_client_message_burst_limit",
+                "Messages one connection may send in a burst (--rate-burst).",
+                config.rate_burst as usize,
+            ),
+            (
+                "switchboard_outbound_queue_messages_limit",
+                "Messages queued for one client before it counts as slow (--outbound-queue).",
+                config.outbound_queue,
+            ),
+            (
+                "switchboard_outbound_queue_bytes_limit",
+                "Bytes queued for one client before it counts as slow (--outbound-queue-bytes); \
+                 switchboard_outbound_queued_bytes is over all clients.",
+                config.outbound_queue_bytes,
+            ),
+            (
+                "switchboard_frame_bytes_limit",
+                "Largest WebSocket frame or message a client may send (--max-frame-bytes).",
+                config.max_frame_bytes,
+            ),
+            (
+                "switchboard_status_bytes_limit",
+                "Largest status, in bytes of JSON (--max-status-bytes).",
+                config.max_status_bytes,
+            ),
+        ];
+        for (name, help, value) in limits {
+            register_limit(&self.registry, name, help, value as f64)?;
+        }
+        Ok(())
     }
 
     /// The registry, for metrics of other crates served with the edge's (the webhook engine's).

@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use switchboard_proto::bus::{MemberRecord, ResyncReply, RoomView};
@@ -121,6 +122,9 @@ struct Entry {
     /// The control API removed it: its task closes it with `close_code::REMOVED` once its queue
     /// (ending with the `removed by the service` error) is written.
     removed: bool,
+    /// When its join was sent to the router (for `switchboard_join_seconds`); `None` when not
+    /// joining.
+    join_started: Option<Instant>,
     /// Whom its `joined_room`s mint TURN credentials for, and with what. Shared, so that the
     /// minting happens after the lock is released, and a connection without TURN pays one pointer.
     turn: Option<Arc<TurnGrant>>,
@@ -209,6 +213,7 @@ impl Registry {
                 tenant: None,
                 room_name: None,
                 removed: false,
+                join_started: None,
                 turn: None,
             },
         );
@@ -221,6 +226,18 @@ impl Registry {
         if let Some(entry) = self.state().conns.get_mut(&conn) {
             entry.turn = Some(Arc::new(grant));
         }
+    }
+
+    /// Sets `switchboard_edge_rooms` and `switchboard_edge_room_members` from the room view (at
+    /// each scrape: nothing on the hot path).
+    pub fn export_gauges(&self) {
+        let (rooms, members) = {
+            let state = self.state();
+            let members: usize = state.rooms.values().map(|view| view.local).sum();
+            (state.rooms.len(), members)
+        };
+        self.shared.metrics.edge_rooms.set(rooms as i64);
+        self.shared.metrics.edge_room_members.set(members as i64);
     }
 
     /// Removes a connection, returning the membership it had (the caller tells the router).
@@ -262,6 +279,7 @@ impl Registry {
             return Err(ProtocolError::AlreadyJoined);
         }
         entry.membership = Membership::Joining(room);
+        entry.join_started = Some(Instant::now());
         entry.status = status;
         entry.tenant = tenant;
         entry.room_name = room_name.map(Box::from);
@@ -413,6 +431,12 @@ impl Registry {
                 }
                 entry.membership = Membership::Joined(room);
                 entry.joined_at_ms = unix_millis();
+                if let Some(started) = entry.join_started.take() {
+                    self.shared
+                        .metrics
+                        .join_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
                 joined_now = Some(*own_id);
                 turn = entry.turn.clone();
                 // The view holds the members announced to local clients: the joiner's peers now,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use switchboard_api::webhooks::{EngineConfig, WebhookMetrics, Webhooks, events_of};
+use switchboard_api::webhooks::{EngineConfig, Tls, WebhookMetrics, Webhooks, events_of};
 use switchboard_rooms::{Effect, UnixMillis};
 use switchboard_tenants::Directory;
 use tokio::task::JoinHandle;
@@ -29,12 +29,22 @@ pub struct EdgeWebhooks {
 }
 
 impl EdgeWebhooks {
-    /// Starts the engine over `directory`'s tenants, its metrics in the edge's registry.
-    pub fn start(directory: Directory, metrics: &Metrics) -> Result<Self, prometheus::Error> {
+    /// Starts the engine over `directory`'s tenants, its metrics in the edge's registry, trusting
+    /// `tls` for `https://` receivers (the system's roots and --webhook-ca-file).
+    pub fn start(
+        directory: Directory,
+        metrics: &Metrics,
+        tls: Tls,
+    ) -> Result<Self, prometheus::Error> {
         let webhook_metrics = WebhookMetrics::new()?;
         webhook_metrics.register(metrics.registry())?;
+        let config = EngineConfig {
+            tls,
+            ..EngineConfig::default()
+        };
+        WebhookMetrics::export_limits(metrics.registry(), &config)?;
         let engine = Webhooks::new(
-            EngineConfig::default(),
+            config,
             move |tenant: &switchboard_proto::TenantId| {
                 directory
                     .snapshot()

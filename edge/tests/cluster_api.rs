@@ -85,7 +85,10 @@ async fn usage_until(
         if status == 200 && done(&total) {
             return total;
         }
-        assert!(Instant::now() < deadline, "usage never showed {what}: {usage}");
+        assert!(
+            Instant::now() < deadline,
+            "usage never showed {what}: {usage}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -177,7 +180,10 @@ async fn onboarding_through_the_api_of_a_cluster_with_a_router_killed_between_st
         "Bearer {}",
         token(key, &claims_with_grants("backend", &[Grant::Admin]))
     );
-    let owner = cluster.owner_of_tenant_room("acme", "standup").await.unwrap();
+    let owner = cluster
+        .owner_of_tenant_room("acme", "standup")
+        .await
+        .unwrap();
     let api1 = api(&cluster, 1 - owner);
     usage_until(api1, &admin, "the room and the message", |total| {
         total["rooms_opened"] == 1

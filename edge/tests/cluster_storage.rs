@@ -122,7 +122,12 @@ async fn wait_for_totals(
     let reached = wait_until(PATIENCE, || {
         let last = &last;
         async move {
-            let hourly = stats(cluster, router).await["hourly"].clone();
+            // A router that was just started answers 503 until it reaches JetStream.
+            let admin = cluster.router(router).addr("admin_listen").unwrap();
+            let Ok((200, body)) = http_get(admin, "/stats").await else {
+                return false;
+            };
+            let hourly = serde_json::from_str::<Value>(&body).unwrap()["hourly"].clone();
             let done = totals(&hourly) == (peaks.clone(), minutes.clone());
             *last.lock().unwrap() = hourly;
             done

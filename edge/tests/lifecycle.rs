@@ -259,12 +259,12 @@ async fn metrics_reflect_traffic() {
         1.0,
     )
     .await;
-    // One room closed with a peak of 2; two members left after 0 whole minutes.
+    // One room closed with a peak of 2; two members left (after 0 whole minutes in the statistics).
     edge.wait_metric("switchboard_room_peak_members_count", &[], 1.0)
         .await;
     edge.wait_metric("switchboard_room_peak_members_sum", &[], 2.0)
         .await;
-    edge.wait_metric("switchboard_connection_minutes_count", &[], 2.0)
+    edge.wait_metric("switchboard_connection_seconds_count", &[], 2.0)
         .await;
     let (_, stats) = http_get(edge.admin, "/stats").await;
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();

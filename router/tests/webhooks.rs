@@ -234,7 +234,13 @@ fn room_life(tenant: &TenantId, room: &str, n: u8) -> Vec<Vec<Effect>> {
     };
     vec![
         vec![joined(a, true)],
-        vec![joined(b, false), Effect::MemberLeft { minutes: 0 }],
+        vec![
+            joined(b, false),
+            Effect::MemberLeft {
+                minutes: 0,
+                millis: 0,
+            },
+        ],
         vec![left(a, false)],
         vec![left(b, true)],
     ]

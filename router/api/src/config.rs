@@ -1,4 +1,5 @@
-//! The API's flags, shared by the edge (standalone) and the router (cluster).
+//! The API's flags, shared by the edge (standalone) and the router (cluster), and the webhook
+//! engine's (`--webhook-ca-file`), which both run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +7,8 @@ use std::time::Duration;
 
 use switchboard_runtime::config::parse_duration;
 use switchboard_tenants::token::Rules;
+
+use crate::webhooks::{CaFileError, Tls};
 
 /// The tenants file and the checks of tenants' JWTs: read by a hosted edge (join tokens) and by a
 /// router serving the control API (tenant-scope admin tokens), with the same flags and environment.
@@ -102,5 +105,93 @@ impl ApiArgs {
                 .map_err(|e| format!("--api-state-file: {}", switchboard_runtime::describe(&e)))?;
         }
         Ok(())
+    }
+}
+
+/// `--webhook-ca-file` (docs/webhooks.md, "HTTPS"): the trust of `https://` webhook receivers, on
+/// the edge (standalone) and the routers (cluster) alike.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WebhookArgs {
+    /// Extra CA certificates (PEM files) that `https://` webhook receivers may chain to, besides the
+    /// system's roots: for receivers behind a private CA. Repeatable or comma-separated. Read at
+    /// start; a file that cannot be read or holds no certificate stops the process.
+    #[arg(
+        long = "webhook-ca-file",
+        env = "SWITCHBOARD_WEBHOOK_CA_FILE",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub webhook_ca_files: Vec<PathBuf>,
+}
+
+impl WebhookArgs {
+    /// Reads the CA files (so that a bad one stops the process before it binds, naming the file).
+    pub fn check(&self) -> Result<(), String> {
+        Tls::check_ca_files(&self.webhook_ca_files)
+            .map_err(|e| format!("--webhook-ca-file: {}", switchboard_runtime::describe(&e)))
+    }
+
+    /// The TLS client configuration of the webhook engine: the system's roots and the CA files.
+    pub fn tls(&self) -> Result<Tls, CaFileError> {
+        Tls::with_ca_files(&self.webhook_ca_files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        webhooks: WebhookArgs,
+    }
+
+    fn ca() -> String {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/webhook-test-ca.pem"
+        )
+        .to_owned()
+    }
+
+    #[test]
+    fn ca_files_repeat_or_are_comma_separated() {
+        let ca = ca();
+        let flags = Flags::try_parse_from([
+            "x",
+            "--webhook-ca-file",
+            &format!("{ca},{ca}"),
+            "--webhook-ca-file",
+            &ca,
+        ])
+        .unwrap();
+        assert_eq!(flags.webhooks.webhook_ca_files.len(), 3);
+        flags.webhooks.check().unwrap();
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_a_config_error_naming_it() {
+        let flags =
+            Flags::try_parse_from(["x", "--webhook-ca-file", "/nonexistent/webhook-ca.pem"])
+                .unwrap();
+        let err = flags.webhooks.check().unwrap_err();
+        assert!(err.starts_with("--webhook-ca-file: "), "{err}");
+        assert!(err.contains("/nonexistent/webhook-ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_without_certificates_is_a_config_error() {
+        // The server's key: PEM, but no certificate in it.
+        let key = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/webhook-test-server.key"
+        );
+        let flags = Flags::try_parse_from(["x", "--webhook-ca-file", key]).unwrap();
+        let err = flags.webhooks.check().unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        assert!(err.contains("webhook-test-server.key"), "{err}");
     }
 }

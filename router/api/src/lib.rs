@@ -13,7 +13,7 @@
 //!   followed by every router and hosted edge.
 //! - [`rooms`]: a tenant's rooms and members, and server messages, through the room service.
 //! - [`usage`]: a tenant's usage per hour.
-//! - [`config`]: the `--api-*` flags.
+//! - [`config`]: the `--api-*` flags, the tenants' and `--webhook-ca-file`.
 //! - [`error`]: [`error::ApiError`], every refusal with its status.
 //! - [`service`]: the room service as the API sees it ([`service::RoomService`]), implemented by
 //!   the standalone edge and by the cluster's routers, and the types it answers with.

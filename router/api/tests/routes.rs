@@ -861,8 +861,8 @@ async fn a_webhook_is_set_checked_shown_without_its_secret_and_removed() {
 
     for (body, want) in [
         (
-            json!({"url": "https://hooks.acme.test/sb", "secret": secret}),
-            "https",
+            json!({"url": "ftp://hooks.acme.test/sb", "secret": secret}),
+            "must start with https:// or http://",
         ),
         (
             json!({"url": "http://hooks.acme.test/sb", "secret": "short"}),
@@ -882,6 +882,29 @@ async fn a_webhook_is_set_checked_shown_without_its_secret_and_removed() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
         assert!(error["error"].as_str().unwrap().contains(want), "{error}");
     }
+    // HTTPS is taken, and delivered to (tests/webhooks.rs).
+    let (status, view) = f
+        .call(
+            "PUT",
+            "/v1/tenants/acme/webhook",
+            Some(OPERATOR),
+            Some(json!({"url": "https://hooks.acme.test/sb", "secret": secret})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        view["webhook"],
+        json!({"url": "https://hooks.acme.test/sb"})
+    );
+    let in_force = f
+        .directory
+        .snapshot()
+        .tenant(&acme)
+        .unwrap()
+        .webhook
+        .clone()
+        .unwrap();
+    assert_eq!(in_force.url, "https://hooks.acme.test/sb");
     let (status, _) = f
         .call(
             "PUT",

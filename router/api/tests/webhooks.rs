@@ -1,5 +1,7 @@
 //! The webhook engine against a real HTTP receiver on 127.0.0.1, in paused time: a receiver that is
-//! down, or failing, still gets every event, verified and in order per room.
+//! down, or failing, still gets every event, verified and in order per room. And over HTTPS, in real
+//! time (TLS handshakes are real work): a receiver whose certificate chains to a trusted CA gets the
+//! events, one that does not never does.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -16,13 +18,17 @@ use prometheus::Registry;
 use serde_json::Map;
 use switchboard_api::webhooks::signature::DEFAULT_TOLERANCE;
 use switchboard_api::webhooks::{
-    EVENT_ID_HEADER, EngineConfig, RoomEvent, SIGNATURE_HEADER, WebhookEvent, WebhookMetrics,
+    EVENT_ID_HEADER, EngineConfig, RoomEvent, SIGNATURE_HEADER, Tls, WebhookEvent, WebhookMetrics,
     WebhookSettings, Webhooks, verify,
 };
 use switchboard_proto::{ConnId, TenantId};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "whsec_0123456789abcdef";
@@ -101,6 +107,16 @@ impl Receiver {
 
     /// Serves on `listener` until the returned task is aborted (then the port refuses connections).
     fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
+        self.serve_with(listener, None)
+    }
+
+    /// Serves HTTPS with the test server certificate (tests/data) on `listener`; connections whose
+    /// handshake fails are dropped, as a real receiver would.
+    fn serve_tls(&self, listener: TcpListener) -> JoinHandle<()> {
+        self.serve_with(listener, Some(test_acceptor()))
+    }
+
+    fn serve_with(&self, listener: TcpListener, tls: Option<TlsAcceptor>) -> JoinHandle<()> {
         let receiver = self.clone();
         tokio::spawn(async move {
             loop {
@@ -108,14 +124,24 @@ impl Receiver {
                     continue;
                 };
                 let receiver = receiver.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let receiver = receiver.clone();
                         async move { Ok::<_, Infallible>(receiver.handle(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         })
@@ -167,12 +193,15 @@ struct Engine {
 }
 
 fn start_engine(addr: SocketAddr, config: EngineConfig) -> Engine {
+    start_engine_at(format!("http://{addr}/hooks"), config)
+}
+
+fn start_engine_at(url: String, config: EngineConfig) -> Engine {
     let metrics = match WebhookMetrics::new() {
         Ok(m) => m,
         Err(e) => panic!("{e}"),
     };
     assert!(metrics.register(&Registry::new()).is_ok());
-    let url = format!("http://{addr}/hooks");
     let webhooks = Webhooks::new(
         config,
         move |tenant: &TenantId| {
@@ -252,16 +281,21 @@ fn assert_complete_and_in_order(emitted: &[(String, String)], received: &[Webhoo
     assert_eq!(got, want, "every event, in order per room");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order() {
+/// A listener on a free loopback port, and its address.
+async fn loopback() -> (TcpListener, SocketAddr) {
     let listener = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => panic!("{e}"),
     };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
+    match listener.local_addr() {
+        Ok(addr) => (listener, addr),
         Err(e) => panic!("{e}"),
-    };
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order() {
+    let (listener, addr) = loopback().await;
     let receiver = Receiver::new(0);
     let server = receiver.serve(listener);
     let engine = start_engine(addr, EngineConfig::default());
@@ -346,14 +380,7 @@ async fn a_receiver_down_for_30_seconds_gets_every_event_of_the_outage_in_order(
 
 #[tokio::test(start_paused = true)]
 async fn retries_keep_each_rooms_order() {
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("{e}"),
-    };
+    let (listener, addr) = loopback().await;
     // Every third request fails: rooms hit retries at different points of their sequence.
     let receiver = Receiver::new(3);
     let server = receiver.serve(listener);
@@ -386,14 +413,7 @@ async fn retries_keep_each_rooms_order() {
 
 #[tokio::test(start_paused = true)]
 async fn an_event_is_retried_for_the_retry_time_only_then_the_room_moves_on() {
-    let listener = match TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("{e}"),
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => panic!("{e}"),
-    };
+    let (listener, addr) = loopback().await;
     drop(listener);
     let config = EngineConfig {
         max_retry_time: Duration::from_secs(120),
@@ -430,6 +450,126 @@ async fn an_event_is_retried_for_the_retry_time_only_then_the_room_moves_on() {
     assert_eq!(
         received[0].seq, 2,
         "the dropped event left a gap in the room's sequence"
+    );
+    server.abort();
+    engine.stop().await;
+}
+
+fn test_data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The receiver's side: the test server certificate for 127.0.0.1 and localhost, signed by the test CA.
+fn test_acceptor() -> TlsAcceptor {
+    let certs = CertificateDer::pem_file_iter(test_data("webhook-test-server.pem"))
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>());
+    let certs = match certs {
+        Ok(c) => c,
+        Err(e) => panic!("server certificate: {e}"),
+    };
+    let key = match PrivateKeyDer::from_pem_file(test_data("webhook-test-server.key")) {
+        Ok(k) => k,
+        Err(e) => panic!("server key: {e}"),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key));
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => panic!("server TLS config: {e}"),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+async fn https_receiver() -> (Receiver, SocketAddr, JoinHandle<()>) {
+    let (listener, addr) = loopback().await;
+    let receiver = Receiver::new(0);
+    let server = receiver.serve_tls(listener);
+    (receiver, addr, server)
+}
+
+#[tokio::test]
+async fn https_to_a_receiver_whose_certificate_chains_to_a_trusted_ca_delivers_signed_events() {
+    let (receiver, addr, server) = https_receiver().await;
+    let tls = match Tls::with_ca_files(&[test_data("webhook-test-ca.pem")]) {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    let config = EngineConfig {
+        tls,
+        ..EngineConfig::default()
+    };
+    // The certificate must name the IP address the URL gives (an IP SAN).
+    let engine = start_engine_at(format!("https://{addr}/hooks"), config);
+    let tenant = acme();
+    let mut emitted = Vec::new();
+    engine.emit(
+        RoomEvent::room_started(tenant.clone(), "r", 0),
+        &mut emitted,
+    );
+    engine.emit(
+        RoomEvent::participant_joined(tenant.clone(), "r", peer(1), Map::new(), 1),
+        &mut emitted,
+    );
+    // Real time: a bound that only turns a hang into a failure.
+    let delivered =
+        tokio::time::timeout(Duration::from_secs(20), receiver.wait_for(emitted.len())).await;
+    assert!(
+        delivered.is_ok(),
+        "the events were not delivered over HTTPS"
+    );
+    // `Receiver::handle` verified every signature.
+    assert_complete_and_in_order(&emitted, &receiver.received());
+    assert_eq!(engine.metrics.failed.with_label_values(&["tls"]).get(), 0);
+    engine.stop().await;
+
+    // By name: the certificate's DNS SAN `localhost`.
+    let engine = start_engine_at(
+        format!("https://localhost:{}/hooks", addr.port()),
+        EngineConfig {
+            tls: match Tls::with_ca_files(&[test_data("webhook-test-ca.pem")]) {
+                Ok(t) => t,
+                Err(e) => panic!("{e}"),
+            },
+            ..EngineConfig::default()
+        },
+    );
+    engine.emit(RoomEvent::room_finished(tenant, "r", 2), &mut emitted);
+    let delivered =
+        tokio::time::timeout(Duration::from_secs(20), receiver.wait_for(emitted.len())).await;
+    assert!(
+        delivered.is_ok(),
+        "the event was not delivered to https://localhost"
+    );
+    server.abort();
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn https_to_a_receiver_no_trusted_ca_vouches_for_fails_with_reason_tls() {
+    let (receiver, addr, server) = https_receiver().await;
+    // The system's roots only: the test CA is not among them.
+    let engine = start_engine_at(format!("https://{addr}/hooks"), EngineConfig::default());
+    let mut emitted = Vec::new();
+    engine.emit(RoomEvent::room_started(acme(), "r", 0), &mut emitted);
+    let failed = engine.metrics.failed.with_label_values(&["tls"]);
+    for _ in 0..200 {
+        if failed.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failed.get() > 0, "the attempt failed the TLS handshake");
+    assert!(receiver.received().is_empty(), "nothing was delivered");
+    assert_eq!(engine.metrics.sent.get(), 0);
+    assert_eq!(
+        engine.metrics.pending.get(),
+        1,
+        "the event waits for a retry"
     );
     server.abort();
     engine.stop().await;

@@ -74,10 +74,13 @@ pub enum Effect {
         /// Most members the room ever had at once.
         peak: u64,
     },
-    /// A member left after this many whole minutes. Already counted in [`Rooms::stats`].
+    /// A member left after this long. Already counted in [`Rooms::stats`] (in whole minutes).
     MemberLeft {
-        /// Whole minutes between its join and its leave.
+        /// Whole minutes between its join and its leave (palava's `connection_time`).
         minutes: u64,
+        /// Milliseconds between its join and its leave (the `switchboard_connection_seconds`
+        /// metric; 0 if the clock stepped back).
+        millis: u64,
     },
     /// Hosted mode: a join opened a room of `tenant` (for per-tenant room counts and usage).
     TenantRoomOpened {
@@ -520,8 +523,9 @@ impl Rooms {
             return;
         };
         let minutes = now.whole_minutes_since(member.joined_at);
+        let millis = now.0.saturating_sub(member.joined_at.0);
         self.stats.member_left(now.hour(), minutes);
-        effects.push(Effect::MemberLeft { minutes });
+        effects.push(Effect::MemberLeft { minutes, millis });
 
         let mut rest = room.others(None);
         rest.retain(|(_, m)| Some(m.edge) != gone_edge);

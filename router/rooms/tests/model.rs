@@ -447,7 +447,7 @@ fn check_effects(model: &Model, op: &Op, expected: Expected, effects: &[Effect])
     let mut minutes: Vec<u64> = effects
         .iter()
         .filter_map(|e| match e {
-            Effect::MemberLeft { minutes } => Some(*minutes),
+            Effect::MemberLeft { minutes, .. } => Some(*minutes),
             _ => None,
         })
         .collect();

@@ -150,7 +150,7 @@ fn a_serving_owner_removes_members_their_edge_no_longer_has() {
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e, Effect::MemberLeft { minutes: 10 })),
+            .any(|e| matches!(e, Effect::MemberLeft { minutes: 10, .. })),
         "the departed member's connection time is counted: {effects:?}"
     );
     let left: Vec<ConnId> = rooms.records().iter().map(|m| m.conn).collect();

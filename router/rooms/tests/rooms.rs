@@ -665,26 +665,47 @@ fn peaks_and_connection_times_are_counted_in_the_hour_they_end() {
 
     // c leaves 59.999 s after joining: zero whole minutes.
     let effects = s.at(MINUTE + 59_999).leave(c, E2, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft { minutes: 0 }]);
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
+            minutes: 0,
+            millis: 59_999
+        }]
+    );
     assert_eq!(s.rooms.room_size(room(1)), Some((2, 3)), "the peak stays");
 
     // b leaves 2 min 0.001 s after joining: two whole minutes.
     let effects = s.at(3 * MINUTE).leave(b, E1, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft { minutes: 2 }]);
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
+            minutes: 2,
+            millis: 120_001
+        }]
+    );
 
     // Growing again to a smaller size does not lower the peak.
     let d = conn(4);
     s.join(d, E2, room(1), json!({}));
     assert_eq!(s.rooms.room_size(room(1)), Some((2, 3)));
     let effects = s.at(4 * MINUTE).leave(d, E2, room(1));
-    assert_eq!(stat_effects(&effects), [Effect::MemberLeft { minutes: 1 }]);
+    assert_eq!(
+        stat_effects(&effects),
+        [Effect::MemberLeft {
+            minutes: 1,
+            millis: MINUTE
+        }]
+    );
 
     // The room closes in hour 2, though it opened in hour 0.
     let effects = s.at(2 * HOUR + 5 * MINUTE).leave(a, E1, room(1));
     assert_eq!(
         stat_effects(&effects),
         [
-            Effect::MemberLeft { minutes: 125 },
+            Effect::MemberLeft {
+                minutes: 125,
+                millis: 2 * HOUR + 5 * MINUTE
+            },
             Effect::RoomClosed { peak: 3 }
         ]
     );
@@ -748,7 +769,10 @@ fn clock_stepping_back_counts_zero_minutes() {
     assert_eq!(
         stat_effects(&effects),
         [
-            Effect::MemberLeft { minutes: 0 },
+            Effect::MemberLeft {
+                minutes: 0,
+                millis: 0
+            },
             Effect::RoomClosed { peak: 1 }
         ]
     );
@@ -838,7 +862,10 @@ fn a_closed_room_can_be_opened_again_and_a_leaver_can_rejoin() {
     assert_eq!(
         stat_effects(&effects),
         [
-            Effect::MemberLeft { minutes: 0 },
+            Effect::MemberLeft {
+                minutes: 0,
+                millis: 0
+            },
             Effect::RoomClosed { peak: 1 }
         ]
     );
@@ -889,7 +916,10 @@ fn restored_members_are_silent_and_complete() {
         )
     );
     let effects = s.leave(a, E1, room(1));
-    assert!(effects.contains(&Effect::MemberLeft { minutes: 3 }));
+    assert!(effects.contains(&Effect::MemberLeft {
+        minutes: 3,
+        millis: 3 * MINUTE
+    }));
     assert_eq!(s.rooms.records().len(), 2);
 }
 

@@ -11,6 +11,7 @@
 //! - [`http`]: the admin port's HTTP/1 settings (timeouts) and response helpers.
 //! - [`clock`]: the wall clock, for the state machines that take time as an argument.
 //! - [`metrics`]: registering metrics, and the ones both binaries export under the same names.
+//! - [`process`]: the process's own metrics (memory, CPU time to the clock tick, descriptors).
 //! - [`usage`]: the other processes' per-tenant counts, as they last reported them (hosted mode).
 
 pub mod cli;
@@ -20,6 +21,8 @@ pub mod config_sources;
 pub mod http;
 pub mod metrics;
 pub mod nats;
+#[cfg(target_os = "linux")]
+pub mod process;
 pub mod signal;
 pub mod usage;
 

@@ -3,8 +3,8 @@
 //! reads one set of names whichever it looks at.
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use switchboard_proto::TenantId;
 
@@ -87,13 +87,26 @@ impl Registrar {
         )?)
     }
 
+    /// A histogram with `buckets` and labels (resolve the children once, not per observation).
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: Vec<f64>,
+    ) -> Result<HistogramVec, prometheus::Error> {
+        self.add(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets),
+            labels,
+        )?)
+    }
+
     /// The registry, with the process's own metrics (memory, CPU, descriptors) added on Linux. Call
     /// it once, after the last metric.
     pub fn finish(&self) -> Result<Registry, prometheus::Error> {
         #[cfg(target_os = "linux")]
-        self.registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::for_self(),
-        ))?;
+        self.registry
+            .register(Box::new(crate::process::ProcessCollector::for_self()?))?;
         Ok(self.registry.clone())
     }
 }
@@ -116,8 +129,9 @@ pub struct RoomMetrics {
     pub members: IntGauge,
     /// Peak member count of each room, observed when it closes (palava's `room_peaks`).
     pub room_peak_members: Histogram,
-    /// Whole minutes spent in a room, observed at each leave (palava's `connection_time`).
-    pub connection_minutes: Histogram,
+    /// Seconds spent in a room, observed at each leave (palava's `connection_time` counts the same
+    /// leaves in whole minutes).
+    pub connection_seconds: Histogram,
 }
 
 impl RoomMetrics {
@@ -136,15 +150,128 @@ impl RoomMetrics {
                     1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0, 50.0, 100.0, 1000.0,
                 ],
             )?,
-            connection_minutes: registrar.histogram(
-                "switchboard_connection_minutes",
-                "Whole minutes spent in a room, observed at each leave (palava's connection_time).",
-                vec![
-                    0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 240.0, 480.0,
-                ],
+            connection_seconds: registrar.histogram(
+                "switchboard_connection_seconds",
+                "Seconds spent in a room, observed at each leave (palava's connection_time counts \
+                 the same leaves in whole minutes).",
+                CONNECTION_BUCKETS.to_vec(),
             )?,
         })
     }
+}
+
+/// Buckets of `switchboard_connection_seconds`: from a failed call set-up (seconds) to a working
+/// day, with palava's minute marks (1, 2, 5, 10, 15, 30, 60, 120, 240, 480 minutes) among them.
+pub const CONNECTION_BUCKETS: [f64; 14] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    86400.0,
+];
+
+/// Buckets of the latency histograms of one bus round trip or less (publishes, joins, relays):
+/// 50 µs to about 1.6 s, doubling.
+pub fn latency_buckets() -> Vec<f64> {
+    // exponential_buckets fails only for a count of 0 or a start or factor out of range.
+    prometheus::exponential_buckets(0.000_05, 2.0, 16).unwrap_or_default()
+}
+
+/// `switchboard_build_info{version, commit, binary}` = 1. `commit` comes from `SWITCHBOARD_COMMIT`
+/// at build time (CI sets it; no build script, no git needed) and is left out when it was not set.
+pub fn build_info(
+    registrar: &Registrar,
+    binary: &str,
+    version: &str,
+    commit: Option<&str>,
+) -> Result<IntGauge, prometheus::Error> {
+    let mut opts = Opts::new(
+        "switchboard_build_info",
+        "Always 1; the labels say which build runs: version, commit (when known at build time), \
+         binary (edge or router).",
+    )
+    .const_label("binary", binary)
+    .const_label("version", version);
+    if let Some(commit) = commit.filter(|c| !c.is_empty()) {
+        opts = opts.const_label("commit", commit);
+    }
+    let gauge = registrar.add(IntGauge::with_opts(opts)?)?;
+    gauge.set(1);
+    Ok(gauge)
+}
+
+/// Registers a gauge in `registry` holding a configured limit, so a dashboard can show saturation
+/// as a ratio (`switchboard_connections / switchboard_connections_limit`).
+pub fn register_limit(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    value: f64,
+) -> Result<(), prometheus::Error> {
+    let gauge = Gauge::new(name, help)?;
+    gauge.set(value);
+    registry.register(Box::new(gauge))
+}
+
+/// `switchboard_bus_publish_seconds{kind}`: how long handing a message to NATS took (async-nats
+/// queues it, so this grows when the connection's write buffer is full or the link is down), with
+/// every `kind` pre-registered.
+pub fn bus_publish_seconds(
+    registrar: &Registrar,
+    kinds: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    let histogram = registrar.histogram_vec(
+        "switchboard_bus_publish_seconds",
+        "Time to hand a message to NATS (publish, or a request until its reply), by kind.",
+        &["kind"],
+        latency_buckets(),
+    )?;
+    for kind in kinds {
+        histogram.with_label_values(&[kind]);
+    }
+    Ok(histogram)
+}
+
+/// What in a Prometheus text exposition breaks the naming conventions this project keeps
+/// (<https://prometheus.io/docs/practices/naming/>): a counter not ending in `_total`, a gauge or
+/// histogram ending in it, a unit other than the base ones (`_minutes`, `_ms`, ...). Empty when
+/// all is well; tests scrape live processes with it.
+pub fn convention_violations(exposition: &str) -> Vec<String> {
+    const NON_BASE_UNITS: [&str; 8] = [
+        "_minutes",
+        "_hours",
+        "_ms",
+        "_milliseconds",
+        "_us",
+        "_microseconds",
+        "_kilobytes",
+        "_megabytes",
+    ];
+    let mut problems = Vec::new();
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let mut parts = rest.split_whitespace();
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            problems.push(format!("malformed TYPE line: {line}"));
+            continue;
+        };
+        match kind {
+            "counter" if !name.ends_with("_total") => {
+                problems.push(format!("counter {name} does not end in _total"));
+            }
+            "gauge" | "histogram" | "summary" if name.ends_with("_total") => {
+                problems.push(format!("{kind} {name} ends in _total"));
+            }
+            _ => {}
+        }
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        if let Some(unit) = NON_BASE_UNITS
+            .iter()
+            .find(|u| base.ends_with(*u) || base.contains(&format!("{u}_")))
+        {
+            problems.push(format!("{name} uses a non-base unit ({unit})"));
+        }
+    }
+    problems
 }
 
 /// Hosted mode: each tenant's rooms in the rooms a process serves (the standalone edge, a
@@ -235,5 +362,33 @@ mod tests {
             text.contains("switchboard_bus_errors_total{kind=\"relay\"} 1"),
             "{text}"
         );
+        assert!(convention_violations(&text).is_empty(), "{text}");
+    }
+
+    #[test]
+    fn build_info_has_a_commit_only_when_known() {
+        let registrar = Registrar::new();
+        build_info(&registrar, "edge", "1.2.3", None).unwrap_or_else(|e| panic!("{e}"));
+        let text = render(&registrar.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert!(
+            text.contains("switchboard_build_info{binary=\"edge\",version=\"1.2.3\"} 1"),
+            "{text}"
+        );
+        let registrar = Registrar::new();
+        build_info(&registrar, "router", "1.2.3", Some("abc123")).unwrap_or_else(|e| panic!("{e}"));
+        let text = render(&registrar.finish().unwrap_or_else(|e| panic!("{e}")));
+        assert!(text.contains("commit=\"abc123\""), "{text}");
+    }
+
+    #[test]
+    fn conventions_catch_counters_without_total_and_other_units() {
+        let text = "# TYPE a_total counter\n# TYPE b counter\n# TYPE c_total gauge\n\
+                    # TYPE d_minutes histogram\n# TYPE e_ms_total counter\n# TYPE f_seconds gauge\n";
+        let problems = convention_violations(text);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("counter b "), "{problems:?}");
+        assert!(problems[1].contains("c_total"), "{problems:?}");
+        assert!(problems[2].contains("d_minutes"), "{problems:?}");
+        assert!(problems[3].contains("e_ms_total"), "{problems:?}");
     }
 }

@@ -111,6 +111,10 @@ pub struct Config {
     #[command(flatten)]
     pub tenants: switchboard_api::config::TenantArgs,
 
+    /// Webhooks: extra CAs that `https://` receivers may chain to (as the edges').
+    #[command(flatten)]
+    pub webhooks: switchboard_api::config::WebhookArgs,
+
     /// Webhooks (hosted mode): most bytes the JetStream stream of webhook events (`SB_WEBHOOKS`)
     /// holds, per replica. Events beyond it are not stored: counted as
     /// `switchboard_webhooks_dropped_total{reason="store_unavailable"}` (docs/webhooks.md).
@@ -230,6 +234,7 @@ impl Config {
         }
         self.api.check().map_err(ConfigError)?;
         self.tenants.check().map_err(ConfigError)?;
+        self.webhooks.check().map_err(ConfigError)?;
         Ok(())
     }
 
@@ -240,21 +245,29 @@ impl Config {
             .map(|secret| switchboard_proto::RoomKeyer::new(secret.as_bytes()))
     }
 
-    /// The webhook stream's bounds (the engine's retry time is its max age).
-    pub fn webhook_stream_limits(&self) -> super::buckets::WebhookStreamLimits {
+    /// The webhook stream's bounds (the engine's retry time, of `webhooks`, is its max age).
+    pub fn webhook_stream_limits(
+        &self,
+        webhooks: &super::webhooks::WebhookConfig,
+    ) -> super::buckets::WebhookStreamLimits {
         super::buckets::WebhookStreamLimits {
-            max_age: self.webhook_config().engine.max_retry_time,
+            max_age: webhooks.engine.max_retry_time,
             max_bytes: i64::try_from(self.webhooks_max_bytes).unwrap_or(i64::MAX),
             max_msgs: i64::try_from(self.webhooks_max_msgs).unwrap_or(i64::MAX),
         }
     }
 
-    /// How the slots' workers deliver (the engine's defaults, as a standalone edge's).
-    pub fn webhook_config(&self) -> super::webhooks::WebhookConfig {
-        super::webhooks::WebhookConfig {
+    /// How the slots' workers deliver (the engine's defaults, as a standalone edge's, trusting
+    /// --webhook-ca-file). Reads the CA files: an error means they changed since validation.
+    pub fn webhook_config(
+        &self,
+    ) -> Result<super::webhooks::WebhookConfig, switchboard_api::webhooks::CaFileError> {
+        let mut config = super::webhooks::WebhookConfig {
             max_ack_pending: self.webhooks_max_ack_pending,
             ..Default::default()
-        }
+        };
+        config.engine.tls = self.webhooks.tls()?;
+        Ok(config)
     }
 
     /// The router id: the configured one, or a random one.

@@ -212,7 +212,10 @@ impl Liveness {
                     while sent.len() > 64 {
                         sent.pop_front();
                     }
-                    if let Err(e) = client.publish(presence_subject.clone(), payload.into()).await {
+                    let started = Instant::now();
+                    let published = client.publish(presence_subject.clone(), payload.into()).await;
+                    metrics.bus_publish_presence.observe(started.elapsed().as_secs_f64());
+                    if let Err(e) = published {
                         warn!(error = %e, "cannot publish router presence");
                     }
                 }

@@ -3,7 +3,12 @@
 use switchboard_api::webhooks::WebhookMetrics;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use switchboard_runtime::metrics::{Registrar, RoomMetrics, TenantRoomMetrics, bus_errors, render};
+use switchboard_runtime::metrics::{
+    Registrar, RoomMetrics, TenantRoomMetrics, build_info, bus_errors, bus_publish_seconds,
+    latency_buckets, register_limit, render,
+};
+
+use super::config::Config;
 
 /// Metrics of one router process.
 #[derive(Clone)]
@@ -50,8 +55,22 @@ pub struct RouterMetrics {
     pub members: IntGauge,
     /// Peak member counts of rooms when they closed.
     pub room_peak_members: Histogram,
-    /// Minutes spent in a room, observed at each leave.
-    pub connection_minutes: Histogram,
+    /// Seconds spent in a room, observed at each leave.
+    pub connection_seconds: Histogram,
+    /// Seconds to publish a room event to an edge on NATS.
+    pub bus_publish_event: Histogram,
+    /// Seconds to publish a command reply on NATS.
+    pub bus_publish_reply: Histogram,
+    /// Seconds to publish this router's presence on NATS (what keeps its leases: see `lease`).
+    pub bus_publish_presence: Histogram,
+    /// `switchboard_router_lease_seconds{op="acquire"}`: lease store round trips taking a slot.
+    /// Leases are held by presence, not rewritten, so these and the `check` and `probe` ones are
+    /// the store's side of keeping them.
+    pub lease_acquire_seconds: Histogram,
+    /// `{op="check"}`: asking the store whether a lease is still ours.
+    pub lease_check_seconds: Histogram,
+    /// `{op="probe"}`: asking whether the store takes writes.
+    pub lease_probe_seconds: Histogram,
     /// What is not stored in JetStream yet, by kind (`peaks`: rooms whose latest peak, or the removal
     /// of a closed room's entry, is not written yet; `stats`: statistics events counted since the last
     /// acknowledged write of their hour). What a crash of this router would lose.
@@ -72,7 +91,26 @@ impl RouterMetrics {
         let r = Registrar::new();
         let room = RoomMetrics::register(&r)?;
         let tenant_rooms = TenantRoomMetrics::register(&r)?;
+        build_info(
+            &r,
+            "router",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("SWITCHBOARD_COMMIT"),
+        )?;
+        let bus_publish = bus_publish_seconds(&r, &["event", "reply", "presence"])?;
+        let lease_seconds = r.histogram_vec(
+            "switchboard_router_lease_seconds",
+            "Lease store (JetStream KV) round trips, by operation: acquire, check, probe.",
+            &["op"],
+            latency_buckets(),
+        )?;
         let metrics = RouterMetrics {
+            bus_publish_event: bus_publish.with_label_values(&["event"]),
+            bus_publish_reply: bus_publish.with_label_values(&["reply"]),
+            bus_publish_presence: bus_publish.with_label_values(&["presence"]),
+            lease_acquire_seconds: lease_seconds.with_label_values(&["acquire"]),
+            lease_check_seconds: lease_seconds.with_label_values(&["check"]),
+            lease_probe_seconds: lease_seconds.with_label_values(&["probe"]),
             tenant_rooms,
             tenant_cluster_rooms: r.gauge_vec(
                 "switchboard_tenant_cluster_rooms",
@@ -155,7 +193,7 @@ impl RouterMetrics {
             rooms: room.rooms,
             members: room.members,
             room_peak_members: room.room_peak_members,
-            connection_minutes: room.connection_minutes,
+            connection_seconds: room.connection_seconds,
             store_pending: r.gauge_vec(
                 "switchboard_router_store_pending",
                 "What is not stored in JetStream yet, by kind (peaks: rooms whose latest peak \
@@ -194,6 +232,43 @@ impl RouterMetrics {
             metrics.store_pending.with_label_values(&[kind]);
         }
         Ok(metrics)
+    }
+
+    /// Exports the configured limits as gauges (`switchboard_*_limit`), so that a dashboard shows
+    /// saturation as a ratio.
+    pub fn export_limits(&self, config: &Config) -> Result<(), prometheus::Error> {
+        let limits: [(&str, &str, f64); 4] = [
+            (
+                "switchboard_room_members_limit",
+                "Most members per room (--max-room-size; 0: unlimited).",
+                config.max_room_size as f64,
+            ),
+            (
+                "switchboard_webhooks_stream_bytes_limit",
+                "Most bytes the webhook event stream holds, per replica (--webhooks-max-bytes).",
+                config.webhooks_max_bytes as f64,
+            ),
+            (
+                "switchboard_webhooks_stream_messages_limit",
+                "Most events the webhook event stream holds (--webhooks-max-msgs).",
+                config.webhooks_max_msgs as f64,
+            ),
+            (
+                "switchboard_webhooks_ack_pending_limit",
+                "Most undelivered webhook events one served slot's worker holds in memory \
+                 (--webhooks-max-ack-pending).",
+                config.webhooks_max_ack_pending as f64,
+            ),
+        ];
+        for (name, help, value) in limits {
+            register_limit(&self.registry, name, help, value)?;
+        }
+        Ok(())
+    }
+
+    /// The registry, for metrics registered after start-up (the webhook engine's bounds).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The Prometheus text exposition of every metric.

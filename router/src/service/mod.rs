@@ -133,6 +133,9 @@ pub enum RunError {
     /// The tenants or the control API could not be set up.
     #[error("cannot set up the tenants")]
     Tenants(#[from] api::TenantsError),
+    /// A `--webhook-ca-file` could not be read (it changed after validation).
+    #[error("webhook CA files")]
+    WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over. `api`: the control API's
@@ -146,6 +149,7 @@ pub async fn run(
     let router_id = config.router_id();
     let owner = format!("{router_id}-{:08x}", rand::random::<u32>());
     let metrics = RouterMetrics::new()?;
+    metrics.export_limits(&config)?;
     let admin = TcpListener::from_std(admin)?;
     info!(router.id = %router_id, admin_listen = %admin.local_addr()?, "switchboard-router starting");
 
@@ -212,7 +216,12 @@ pub async fn run(
         });
         tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
     }
-    buckets::webhooks_stream(&js, config.webhook_stream_limits(), replicas).await?;
+    let webhook_config = config.webhook_config()?;
+    switchboard_api::webhooks::WebhookMetrics::export_limits(
+        metrics.registry(),
+        &webhook_config.engine,
+    )?;
+    buckets::webhooks_stream(&js, config.webhook_stream_limits(&webhook_config), replicas).await?;
     // The tenants whose webhooks the slots' owners store and deliver.
     let directory = tenancy.directory.clone();
     let webhooks = webhooks::ClusterWebhooks::new(
@@ -224,7 +233,7 @@ pub async fn run(
                 .and_then(|t| t.webhook.as_deref().cloned())
         },
         metrics.webhooks.clone(),
-        config.webhook_config(),
+        webhook_config,
     );
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
@@ -353,10 +362,15 @@ async fn watch_health(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let asked = Instant::now();
         let store_up = matches!(
             tokio::time::timeout(Duration::from_secs(1), shared.leases.probe()).await,
             Ok(Ok(()))
         );
+        shared
+            .metrics
+            .lease_probe_seconds
+            .observe(asked.elapsed().as_secs_f64());
         if store_up != store_was_up {
             if store_up {
                 info!("lease store (JetStream) answers again");
@@ -473,10 +487,13 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
     if let Holder::Held { owner, .. } = &holder {
         info!(slot, previous = %owner, "taking over a slot from a router presumed gone");
     }
-    match tokio::time::timeout(limit, shared.leases.acquire(slot, &holder))
-        .await
-        .map_err(unreachable)?
-    {
+    let asked = Instant::now();
+    let acquired = tokio::time::timeout(limit, shared.leases.acquire(slot, &holder)).await;
+    shared
+        .metrics
+        .lease_acquire_seconds
+        .observe(asked.elapsed().as_secs_f64());
+    match acquired.map_err(unreachable)? {
         Ok(lease) => Ok(Some(lease)),
         Err(lease::LeaseError::Taken) => Ok(None),
         Err(e) => Err(e),

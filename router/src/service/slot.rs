@@ -196,8 +196,13 @@ async fn wait_to_resume(
             continue;
         }
         let since = *hearing_since.get_or_insert_with(Instant::now);
+        let asked = Instant::now();
         let check =
             tokio::time::timeout(Duration::from_millis(500), shared.leases.still_ours(lease)).await;
+        shared
+            .metrics
+            .lease_check_seconds
+            .observe(asked.elapsed().as_secs_f64());
         match check {
             Ok(Ok(true)) => return Ok(()),
             Ok(Ok(false)) => return Err(SlotEnd::Lost),
@@ -688,11 +693,11 @@ impl SlotTask {
                     self.shared.metrics.room_peak_members.observe(peak as f64);
                     self.shared.store.count_room_closed(now.hour(), peak);
                 }
-                Effect::MemberLeft { minutes } => {
+                Effect::MemberLeft { minutes, millis } => {
                     self.shared
                         .metrics
-                        .connection_minutes
-                        .observe(minutes as f64);
+                        .connection_seconds
+                        .observe(millis as f64 / 1000.0);
                     self.shared.store.count_member_left(now.hour(), minutes);
                 }
                 Effect::TenantRoomOpened { tenant } => {
@@ -762,12 +767,17 @@ impl SlotTask {
         let Ok(payload) = serde_json::to_vec(event) else {
             return;
         };
-        if let Err(e) = self
+        let started = Instant::now();
+        let published = self
             .shared
             .client
             .publish(subject::edge_events(edge), Bytes::from(payload))
-            .await
-        {
+            .await;
+        self.shared
+            .metrics
+            .bus_publish_event
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = published {
             self.shared
                 .metrics
                 .bus_errors
@@ -785,13 +795,17 @@ impl SlotTask {
         let Ok(payload) = serde_json::to_vec(reply) else {
             return;
         };
-        if self
+        let started = Instant::now();
+        let published = self
             .shared
             .client
             .publish(inbox.clone(), payload.into())
-            .await
-            .is_err()
-        {
+            .await;
+        self.shared
+            .metrics
+            .bus_publish_reply
+            .observe(started.elapsed().as_secs_f64());
+        if published.is_err() {
             self.shared
                 .metrics
                 .bus_errors

@@ -39,7 +39,7 @@ pub const STORE_UNAVAILABLE: &str = "store_unavailable";
 pub const MALFORMED: &str = "malformed";
 
 /// How the cluster stores and delivers webhook events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WebhookConfig {
     /// The delivery engine's knobs (also the stream's max age: its retry time).
     pub engine: EngineConfig,

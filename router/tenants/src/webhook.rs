@@ -15,7 +15,7 @@ pub const MIN_SECRET_BYTES: usize = 16;
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
-    /// `http://host[:port][/path]`. `https://` is refused for now (docs/webhooks.md).
+    /// `https://host[:port][/path]` or `http://host[:port][/path]` (docs/webhooks.md).
     pub url: String,
     /// The HMAC-SHA256 key, at least [`MIN_SECRET_BYTES`] bytes.
     pub secret: String,
@@ -37,8 +37,8 @@ pub enum SettingsError {
     /// The URL does not parse.
     #[error("webhook url is not a valid URL")]
     InvalidUrl,
-    /// Only `http://` is delivered to for now.
-    #[error("webhook url must start with http:// (https is not supported yet)")]
+    /// The scheme is neither `https://` nor `http://`.
+    #[error("webhook url must start with https:// or http://")]
     UnsupportedScheme,
     /// No host in the URL.
     #[error("webhook url has no host")]
@@ -53,8 +53,10 @@ pub enum SettingsError {
 pub struct Endpoint {
     /// Host name or address, as in the URL (IPv6 without brackets).
     pub host: String,
-    /// Port (80 when the URL names none).
+    /// Port (443 for `https://`, 80 for `http://`, when the URL names none).
     pub port: u16,
+    /// `https://`: the connection is TLS, and the receiver's certificate must name `host`.
+    pub tls: bool,
     /// `host[:port]` as sent in the `Host` header.
     pub authority: String,
     /// Path and query (`/` when the URL has none).
@@ -68,11 +70,12 @@ impl WebhookSettings {
             return Err(SettingsError::SecretTooShort);
         }
         let uri: Uri = self.url.parse().map_err(|_| SettingsError::InvalidUrl)?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
             Some(_) => return Err(SettingsError::UnsupportedScheme),
             None => return Err(SettingsError::InvalidUrl),
-        }
+        };
         let authority = uri.authority().ok_or(SettingsError::MissingHost)?;
         let host = authority.host();
         if host.is_empty() {
@@ -90,7 +93,8 @@ impl WebhookSettings {
             .to_owned();
         Ok(Endpoint {
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port: authority.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
             authority: authority.as_str().to_owned(),
             path,
         })
@@ -111,25 +115,41 @@ mod tests {
     #[test]
     fn validation_table() {
         let ok = "0123456789abcdef";
-        // url, secret, (host, port, path) or the refusal
+        // url, secret, (host, port, tls, path) or the refusal
         type Case<'a> = (
             &'a str,
             &'a str,
-            Result<(&'a str, u16, &'a str), SettingsError>,
+            Result<(&'a str, u16, bool, &'a str), SettingsError>,
         );
         let cases: &[Case] = &[
             (
                 "http://127.0.0.1:8080/hooks?x=1",
                 ok,
-                Ok(("127.0.0.1", 8080, "/hooks?x=1")),
+                Ok(("127.0.0.1", 8080, false, "/hooks?x=1")),
             ),
-            ("http://example.com", ok, Ok(("example.com", 80, "/"))),
-            ("http://[::1]:9/h", ok, Ok(("::1", 9, "/h"))),
+            (
+                "http://example.com",
+                ok,
+                Ok(("example.com", 80, false, "/")),
+            ),
+            ("http://[::1]:9/h", ok, Ok(("::1", 9, false, "/h"))),
             (
                 "https://example.com/h",
                 ok,
-                Err(SettingsError::UnsupportedScheme),
+                Ok(("example.com", 443, true, "/h")),
             ),
+            (
+                "https://127.0.0.1:8443/hooks",
+                ok,
+                Ok(("127.0.0.1", 8443, true, "/hooks")),
+            ),
+            ("https://[::1]", ok, Ok(("::1", 443, true, "/"))),
+            (
+                "HTTPS://example.com/h",
+                ok,
+                Ok(("example.com", 443, true, "/h")),
+            ),
+            ("https:///h", ok, Err(SettingsError::InvalidUrl)),
             (
                 "ftp://example.com/h",
                 ok,
@@ -146,10 +166,10 @@ mod tests {
         for (url, secret, want) in cases {
             let got = settings(url, secret)
                 .validate()
-                .map(|e| (e.host, e.port, e.path));
+                .map(|e| (e.host, e.port, e.tls, e.path));
             let want = want
                 .clone()
-                .map(|(h, p, path)| (h.to_owned(), p, path.to_owned()));
+                .map(|(h, p, tls, path)| (h.to_owned(), p, tls, path.to_owned()));
             assert_eq!(got, want, "{url}");
         }
     }

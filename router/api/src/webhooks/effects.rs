@@ -91,7 +91,13 @@ mod tests {
             (joined(false), vec![ParticipantJoined]),
             (left(false), vec![ParticipantLeft]),
             (left(true), vec![ParticipantLeft, RoomFinished]),
-            (Effect::MemberLeft { minutes: 3 }, vec![]),
+            (
+                Effect::MemberLeft {
+                    minutes: 3,
+                    millis: 180_000,
+                },
+                vec![],
+            ),
         ];
         for (effect, want) in cases {
             assert_eq!(kinds(&effect), want, "{effect:?}");

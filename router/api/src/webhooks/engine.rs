@@ -24,9 +24,10 @@ use super::metrics::WebhookMetrics;
 use super::outbox::{Attempt, Limits, Outbox, Queued, Refused, RoomKey};
 use super::settings::WebhookDirectory;
 use super::signature::signature_header;
+use super::tls::Tls;
 
 /// How the engine delivers (docs/webhooks.md, "Delivery").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The retry schedule of a failing event.
     pub backoff: Backoff,
@@ -39,10 +40,12 @@ pub struct EngineConfig {
     pub request_timeout: Duration,
     /// Most attempts in flight at once (over all rooms; a room has at most one).
     pub max_in_flight: usize,
+    /// Whom `https://` receivers are trusted through (the system's roots, plus `--webhook-ca-file`).
+    pub tls: Tls,
 }
 
 impl Default for EngineConfig {
-    /// Retries for an hour, 10 s per attempt, 64 attempts at once.
+    /// Retries for an hour, 10 s per attempt, 64 attempts at once, the system's roots trusted.
     fn default() -> Self {
         EngineConfig {
             backoff: Backoff::default(),
@@ -50,6 +53,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(10),
             max_in_flight: 64,
+            tls: Tls::system(),
         }
     }
 }
@@ -293,7 +297,8 @@ impl<T> Shared<T> {
                 let wait = self.lock().failed(room, now, rand::random::<f64>());
                 tracing::info!(
                     tenant = %room.0,
-                    error = %error,
+                    // The cause is what an operator acts on (which certificate check failed).
+                    error = %switchboard_runtime::describe(&error),
                     retry_in_ms = wait.as_millis() as u64,
                     "webhook attempt failed"
                 );
@@ -360,6 +365,7 @@ async fn deliver<T>(shared: Arc<Shared<T>>, attempt: Attempt) -> Outcome {
     let signature = signature_header(settings.secret.as_bytes(), timestamp, &attempt.body);
     match post(
         &endpoint,
+        &shared.config.tls,
         &signature,
         &attempt.id,
         attempt.body,

@@ -1,4 +1,5 @@
-//! One webhook attempt: an HTTP/1.1 POST over a new TCP connection (hyper's client connection).
+//! One webhook attempt: an HTTP/1.1 POST over a new TCP connection (hyper's client connection),
+//! TLS first for `https://` endpoints.
 //!
 //! A connection per attempt keeps the engine free of pool state; webhook rates are per room event,
 //! far below where a connection handshake on the same network matters.
@@ -10,10 +11,13 @@ use http_body_util::Full;
 use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::settings::Endpoint;
 use super::signature::{EVENT_ID_HEADER, SIGNATURE_HEADER};
+use super::tls::Tls;
 
 /// Why an attempt failed (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +28,10 @@ pub enum AttemptError {
     /// No TCP connection.
     #[error("could not connect to the receiver")]
     Connect(#[source] std::io::Error),
+    /// The TLS handshake failed (an untrusted or mismatched certificate, a receiver that does not
+    /// speak TLS, a host that is no valid server name).
+    #[error("TLS handshake with the receiver failed")]
+    Tls(#[source] std::io::Error),
     /// No answer within the request timeout.
     #[error("receiver did not answer in time")]
     Timeout,
@@ -41,6 +49,7 @@ impl AttemptError {
         match self {
             AttemptError::Status(_) => "status",
             AttemptError::Connect(_) => "connect",
+            AttemptError::Tls(_) => "tls",
             AttemptError::Timeout => "timeout",
             AttemptError::Http(_) | AttemptError::Request(_) => "io",
         }
@@ -48,15 +57,16 @@ impl AttemptError {
 }
 
 /// POSTs `body` to `endpoint` with the signature and event id headers; `Ok` on a 2xx within
-/// `timeout` (connection included).
+/// `timeout` (connection and TLS handshake included). `tls` is the trust of `https://` endpoints.
 pub async fn post(
     endpoint: &Endpoint,
+    tls: &Tls,
     signature: &str,
     event_id: &str,
     body: Bytes,
     timeout: Duration,
 ) -> Result<(), AttemptError> {
-    match tokio::time::timeout(timeout, exchange(endpoint, signature, event_id, body)).await {
+    match tokio::time::timeout(timeout, exchange(endpoint, tls, signature, event_id, body)).await {
         Ok(result) => result,
         Err(_) => Err(AttemptError::Timeout),
     }
@@ -64,6 +74,7 @@ pub async fn post(
 
 async fn exchange(
     endpoint: &Endpoint,
+    tls: &Tls,
     signature: &str,
     event_id: &str,
     body: Bytes,
@@ -81,6 +92,26 @@ async fn exchange(
         .map_err(AttemptError::Connect)?;
     // Webhook bodies are small: sending at once beats Nagle's wait for an ACK.
     let _ = stream.set_nodelay(true);
+    if !endpoint.tls {
+        return send(stream, request).await;
+    }
+    // The certificate must name the URL's host; an IP address must be among its IP SANs.
+    let name = ServerName::try_from(endpoint.host.as_str())
+        .map_err(|e| AttemptError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?
+        .to_owned();
+    let stream = tls
+        .connector()
+        .connect(name, stream)
+        .await
+        .map_err(AttemptError::Tls)?;
+    send(stream, request).await
+}
+
+/// The HTTP/1.1 exchange over a connected (and, for `https://`, TLS) stream.
+async fn send<S>(stream: S, request: Request<Full<Bytes>>) -> Result<(), AttemptError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(AttemptError::Http)?;

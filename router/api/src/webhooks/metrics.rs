@@ -79,6 +79,37 @@ impl WebhookMetrics {
         self.oldest_pending_age.set(oldest);
     }
 
+    /// Exports the engine's bounds in `registry` as gauges (`switchboard_webhooks_*_limit`), beside
+    /// `switchboard_webhooks_pending`. A router runs one engine per served slot, each with these
+    /// bounds, while `pending` counts over all of them.
+    pub fn export_limits(
+        registry: &Registry,
+        config: &super::EngineConfig,
+    ) -> Result<(), prometheus::Error> {
+        let limits = [
+            (
+                "switchboard_webhooks_pending_limit",
+                "Most webhook events pending in one engine (a router: per served slot); more are \
+                 dropped as queue_full.",
+                config.limits.global,
+            ),
+            (
+                "switchboard_webhooks_tenant_pending_limit",
+                "Most webhook events of one tenant pending in one engine.",
+                config.limits.per_tenant,
+            ),
+            (
+                "switchboard_webhooks_in_flight_limit",
+                "Most webhook attempts in flight at once in one engine.",
+                config.max_in_flight,
+            ),
+        ];
+        for (name, help, value) in limits {
+            switchboard_runtime::metrics::register_limit(registry, name, help, value as f64)?;
+        }
+        Ok(())
+    }
+
     /// Registers every metric in `registry`.
     pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
         registry.register(Box::new(self.sent.clone()))?;

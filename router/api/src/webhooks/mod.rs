@@ -17,7 +17,8 @@
 //! - [`settings`]: a tenant's [`WebhookSettings`] and the [`WebhookDirectory`] they are read from.
 //! - [`backoff`]: the retry schedule, a pure function.
 //! - [`outbox`]: the in-memory queue: per-room order, retries, bounds (pure state).
-//! - [`http`]: one attempt, an HTTP/1.1 POST.
+//! - [`http`]: one attempt, an HTTP/1.1 POST (over TLS for `https://`).
+//! - [`tls`]: whom `https://` receivers are trusted through: the system's roots, extra CA files.
 //! - [`metrics`]: delivery metrics.
 //! - [`engine`]: the handle and the delivery task around the outbox.
 
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod settings;
 pub mod signature;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use effects::events_of;
@@ -39,3 +41,4 @@ pub use metrics::WebhookMetrics;
 pub use outbox::{Limits, Queued};
 pub use settings::{WebhookDirectory, WebhookSettings};
 pub use signature::{EVENT_ID_HEADER, SIGNATURE_HEADER, verify};
+pub use tls::{CaFileError, Tls};

@@ -95,7 +95,7 @@ async fn consume(
     stop: &CancellationToken,
 ) -> Result<(), ConsumeError> {
     let inner = &webhooks.inner;
-    let config = inner.config;
+    let config = &inner.config;
     let stream = inner
         .js
         .get_stream(subject::WEBHOOKS_STREAM)
@@ -121,7 +121,7 @@ async fn consume(
     // Every token comes back at most once, and at most `max_ack_pending` messages are held, so
     // this channel never fills: `try_send` never drops one.
     let (done_tx, mut done_rx) = mpsc::channel::<u64>(config.max_ack_pending.max(1));
-    let mut engine_config = config.engine;
+    let mut engine_config = config.engine.clone();
     // The consumer bounds what is held; a refusal by the outbox would break a room's order.
     engine_config.limits = Limits {
         per_tenant: config.max_ack_pending,

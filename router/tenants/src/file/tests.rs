@@ -123,8 +123,8 @@ fn errors_name_the_place_and_never_the_secret() {
             "tenant \"a\": turn: no turn: or turns: URL",
         ),
         (
-            format!("[tenants.a.webhook]\nurl = \"https://x.test/h\"\nsecret = \"{SECRET}\"\n"),
-            "tenant \"a\": webhook url must start with http://",
+            format!("[tenants.a.webhook]\nurl = \"ftp://x.test/h\"\nsecret = \"{SECRET}\"\n"),
+            "tenant \"a\": webhook url must start with https:// or http://",
         ),
         (
             "[tenants.a.webhook]\nurl = \"http://x.test/h\"\nsecret = \"short\"\n".to_owned(),
@@ -159,4 +159,15 @@ fn errors_name_the_place_and_never_the_secret() {
 #[test]
 fn an_empty_file_has_no_tenants() {
     assert!(parse("").unwrap().is_empty());
+}
+
+#[test]
+fn a_webhook_over_https_is_accepted() {
+    let text =
+        format!("[tenants.a.webhook]\nurl = \"https://hooks.a.test/sb\"\nsecret = \"{SECRET}\"\n");
+    let tenants = parse(&text).unwrap();
+    let webhook = tenants[0].webhook.as_ref().unwrap();
+    let endpoint = webhook.validate().unwrap();
+    assert!(endpoint.tls);
+    assert_eq!(endpoint.port, 443);
 }
