@@ -38,6 +38,7 @@ NOT_EXPOSED = {
         "SWITCHBOARD_API_TOKEN_FILE": "goes with --api-listen (standalone edge only)",
         "SWITCHBOARD_API_STATE_FILE": "goes with --api-listen (standalone edge only)",
         "SWITCHBOARD_STATS_FILE": "standalone only: a cluster's statistics live in JetStream (routers)",
+        "SWITCHBOARD_WEBHOOK_CA_FILE": "standalone only: in a cluster the routers send the webhooks (router has it)",
     },
     "router": {
         "SWITCHBOARD_READY_FILE": "for tests that start the binary; Kubernetes uses the probes",
@@ -353,6 +354,11 @@ def secret_content(docs, name, key, root):
             return base64.b64decode(sec["data"][key]).decode()
     if key.endswith(".toml"):
         return (root / "docs" / "examples" / "tenants.toml").read_text()
+    if key.endswith((".crt", ".pem")):  # a real certificate: the binaries read CA files at start
+        return subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=chart-checks", "-days", "1", "-keyout", "/dev/null"],
+            check=True, capture_output=True, text=True).stdout
     return "stand-in-secret-0123456789abcdef\n"
 
 
@@ -376,10 +382,13 @@ def start_binaries(docs, label, bins, root, tmp):
                 value = e["value"]
                 if name.endswith("LISTEN"):
                     value = "127.0.0.1:0"
-                elif value in files:
-                    path = Path(tmp) / f"{label}-{component}-{os.path.basename(value)}"
-                    path.write_text(files[value])
-                    value = str(path)
+                elif all(v in files for v in value.split(",")):
+                    paths = []
+                    for v in value.split(","):
+                        path = Path(tmp) / f"{label}-{component}-{os.path.basename(v)}"
+                        path.write_text(files[v])
+                        paths.append(str(path))
+                    value = ",".join(paths)
             elif "secretKeyRef" in e.get("valueFrom", {}):
                 ref = e["valueFrom"]["secretKeyRef"]
                 value = secret_content(docs, ref["name"], ref["key"], root).strip()

@@ -292,3 +292,12 @@ random one. (dict "ctx" $ "name" secretName "key" key "length" n)
 {{- randAlphaNum (int .length) | b64enc -}}
 {{- end -}}
 {{- end -}}
+
+{{/* --webhook-ca-file: the mounted CA files, comma-separated. */}}
+{{- define "switchboard.webhookCAFiles" -}}
+{{- $paths := list -}}
+{{- range .Values.hosted.webhookCA.keys -}}
+{{- $paths = append $paths (printf "/etc/switchboard/webhook-ca/%s" .) -}}
+{{- end -}}
+{{- join "," $paths -}}
+{{- end -}}
