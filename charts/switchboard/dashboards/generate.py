@@ -99,6 +99,8 @@ def base(uid: str, title: str, description: str) -> db.Dashboard:
 # them keeps the process metrics of one kind.
 EDGES = f"on (job, instance) group_left() max by (job, instance) (switchboard_build_info{{binary=\"edge\", {S}}})"
 ROUTERS = f"on (job, instance) group_left() max by (job, instance) (switchboard_build_info{{binary=\"router\", {S}}})"
+IS_EDGE = f"on (job, instance) switchboard_build_info{{binary=\"edge\", {S}}}"
+IS_ROUTER = f"on (job, instance) switchboard_build_info{{binary=\"router\", {S}}}"
 
 
 def overview() -> db.Dashboard:
@@ -192,7 +194,7 @@ def edges() -> db.Dashboard:
                         "short", q(f"sum by (instance) (increase(switchboard_bus_slow_consumers_total{{{S}}}[{RATE}]))", "{{instance}}"), w=8))
          .with_panel(ts("Bus errors and retries", "Failed bus operations by kind (switchboard_bus_errors_total) and command "
                         "attempts repeated while a slot had no router (switchboard_bus_command_retries_total), per second.",
-                        "reqps", q(f"sum by (instance, kind) (rate(switchboard_bus_errors_total{{{S}}}[{RATE}])) and {EDGES}", "{{kind}} {{instance}}"),
+                        "reqps", q(f"sum by (job, instance, kind) (rate(switchboard_bus_errors_total{{{S}}}[{RATE}])) and {IS_EDGE}", "{{kind}} {{instance}}"),
                         q(f"sum by (instance) (rate(switchboard_bus_command_retries_total{{{S}}}[{RATE}]))", "retries {{instance}}"), w=8))
          .with_row(db.Row("Load"))
          .with_panel(ts("Rooms and members on each edge", "Rooms with a member here (switchboard_edge_rooms; a room spread over "
@@ -234,10 +236,11 @@ def routers() -> db.Dashboard:
                         "check (a lease is still ours), probe (the store takes writes) (switchboard_router_lease_seconds).",
                         "s", q(f"histogram_quantile(0.99, sum by (le, op) (rate(switchboard_router_lease_seconds_bucket{{{S}}}[{RATE}])))", "p99 {{op}}"),
                         q(f"histogram_quantile(0.5, sum by (le, op) (rate(switchboard_router_lease_seconds_bucket{{{S}}}[{RATE}])))", "p50 {{op}}"), w=8))
-         .with_panel(ts("Resync time", "From acquiring a slot to serving it (switchboard_router_resync_seconds), the worst in the "
-                        "dashboard's time range: resyncs happen only at takeovers.",
-                        "s", q(f"histogram_quantile(0.99, sum by (le) (increase(switchboard_router_resync_seconds_bucket{{{S}}}[$__range])))", "p99"),
-                        q(f"histogram_quantile(0.5, sum by (le) (increase(switchboard_router_resync_seconds_bucket{{{S}}}[$__range])))", "p50"), w=8))
+         .with_panel(ts("Resync time", "From acquiring a slot to serving it (switchboard_router_resync_seconds), over every resync "
+                        "since the routers started: resyncs happen only at takeovers (see Ownership changes), so a window "
+                        "would mostly be empty.",
+                        "s", q(f"histogram_quantile(0.99, sum by (le) (switchboard_router_resync_seconds_bucket{{{S}}}))", "p99 since start"),
+                        q(f"histogram_quantile(0.5, sum by (le) (switchboard_router_resync_seconds_bucket{{{S}}}))", "p50 since start"), w=8))
          .with_panel(ts("Reconciliations", "Reconciliations of a slot with the edges per second, by reason "
                         "(switchboard_router_reconciles_total), and differences found (corrections, should stay near 0).",
                         "reqps", q(f"sum by (reason) (rate(switchboard_router_reconciles_total{{{S}}}[{RATE}])) > 0 or sum(rate(switchboard_router_reconciles_total{{{S}}}[{RATE}]))", "{{reason}}"),
@@ -247,7 +250,7 @@ def routers() -> db.Dashboard:
                         "short", q(f"switchboard_router_store_pending{{{S}}}", "{{kind}} {{instance}}"), w=8))
          .with_panel(ts("Bus errors and lost events", "Failed publications by kind (switchboard_bus_errors_total) and times a router "
                         "may have missed events (switchboard_router_lost_events_total), per second.",
-                        "reqps", q(f"sum by (instance, kind) (rate(switchboard_bus_errors_total{{{S}}}[{RATE}])) and {ROUTERS}", "{{kind}} {{instance}}"),
+                        "reqps", q(f"sum by (job, instance, kind) (rate(switchboard_bus_errors_total{{{S}}}[{RATE}])) and {IS_ROUTER}", "{{kind}} {{instance}}"),
                         q(f"sum by (instance, cause) (rate(switchboard_router_lost_events_total{{{S}}}[{RATE}]))", "lost {{cause}} {{instance}}"), w=8))
          .with_panel(ts("Hears itself", "1 while the router hears its own presence on NATS: it serves only then "
                         "(switchboard_router_hears_itself).",
