@@ -128,8 +128,20 @@ def check_dashboards(prom: Prometheus, directory: pathlib.Path, at: float) -> tu
     return rows, failures
 
 
-def check_rules(prom: Prometheus, rules_file: pathlib.Path, at: float) -> tuple[list[str], list[str]]:
+def anchors(markdown: pathlib.Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    slugs = set()
+    for line in markdown.read_text().splitlines():
+        if match := re.match(r"#{1,6}\s+(.*)", line):
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower())
+            slugs.add(slug.replace(" ", "-"))
+    return slugs
+
+
+def check_rules(prom: Prometheus, rules_file: pathlib.Path, docs: pathlib.Path,
+                at: float) -> tuple[list[str], list[str]]:
     rows, failures = [], []
+    documented = anchors(docs)
     expected = re.findall(r"^\s*- alert:\s*(\S+)", rules_file.read_text(), re.M)
     groups = prom.get("/api/v1/rules", type="alert")["groups"]
     loaded = {rule["name"]: rule for group in groups for rule in group["rules"]}
@@ -149,6 +161,17 @@ def check_rules(prom: Prometheus, rules_file: pathlib.Path, at: float) -> tuple[
             problems.append(f"state {rule['state']} on a healthy cluster")
         if not stripped:
             problems.append("no threshold to remove")
+        runbook = rule["annotations"].get("runbook_url", "")
+        if not runbook.startswith(f"https://example.invalid/switchboard/blob/main/docs/{docs.name}#") or \
+                runbook.split("#", 1)[1] not in documented:
+            problems.append(f"runbook_url {runbook!r} is no section of docs/{docs.name}")
+        for key in ("summary", "description"):
+            if not rule["annotations"].get(key):
+                problems.append(f"no {key} annotation")
+        if rule["labels"].get("severity") not in ("critical", "warning"):
+            problems.append("no severity label (critical or warning)")
+        if not rule.get("duration"):
+            problems.append("no for:")
         if not result:
             problems.append(f"no series without the threshold: {base}")
         if absent:
@@ -168,6 +191,7 @@ def main() -> int:
     parser.add_argument("--prometheus", required=True)
     parser.add_argument("--dashboards", required=True, type=pathlib.Path)
     parser.add_argument("--rules", required=True, type=pathlib.Path)
+    parser.add_argument("--docs", required=True, type=pathlib.Path, help="docs/operations.md: the runbooks")
     parser.add_argument("--expect-targets", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=45)
     args = parser.parse_args()
@@ -182,7 +206,7 @@ def main() -> int:
     rows, failures = check_dashboards(prom, args.dashboards, at)
     print("\n    dashboard panel                                        q  finite/series  value")
     print("\n".join(rows))
-    rule_rows, rule_failures = check_rules(prom, args.rules, at)
+    rule_rows, rule_failures = check_rules(prom, args.rules, args.docs, at)
     print("\n    alert                                state     series value     (expression without its threshold)")
     print("\n".join(rule_rows))
     failures += rule_failures
