@@ -13,6 +13,7 @@ message naming the field. Prints each check; exits non-zero with the reasons on 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -173,6 +174,35 @@ def check_crd(body, name):
         for rule in spec.get("rules", []):
             for t in (rule.get("timeouts") or {}).values():
                 check(bool(re.fullmatch(r"([0-9]{1,5}(h|m|s|ms)){1,4}", t)), f"{name}: timeout {t!r} is a Gateway API duration")
+
+
+def check_monitoring(docs, values, label, chart_dir):
+    """With alerts and dashboards on: the PrometheusRule carries every alert of the chart's rule file
+    (the file promtool tests and scripts/test-dashboards evaluates), with this release's slot count and
+    runbook address; one ConfigMap per dashboard, labelled for Grafana's sidecar, holding the JSON."""
+    if values.get("alerts", {}).get("enabled"):
+        source = yaml.safe_load(Path(chart_dir, "alerts", "switchboard-rules.yaml").read_text())
+        want = [r["alert"] for g in source["groups"] for r in g["rules"]]
+        [rule] = find(docs, "PrometheusRule")
+        rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        check([r["alert"] for r in rules] == want, f"{label}: the PrometheusRule has the rule file's alerts {want}")
+        slots = values.get("cluster", {}).get("slots", 64)
+        [unserved] = [r for r in rules if r["alert"] == "SwitchboardSlotsUnserved"]
+        check(f"< {slots}" in unserved["expr"] and "< 64" not in unserved["expr"].replace(f"< {slots}", ""),
+              f"{label}: SwitchboardSlotsUnserved compares with cluster.slots {slots}: {unserved['expr']!r}")
+        base = values["alerts"].get("runbookBaseUrl", "https://example.invalid/switchboard/blob/main/docs/operations.md")
+        for r in rules:
+            check(r["annotations"]["runbook_url"].startswith(base + "#"), f"{label}: {r['alert']} runbook under {base}")
+    if values.get("dashboards", {}).get("enabled"):
+        want = sorted(p.name for p in Path(chart_dir, "dashboards").glob("*.json"))
+        maps = [d for d in find(docs, "ConfigMap") if "-dashboard-" in d["metadata"]["name"]]
+        got = sorted(k for m in maps for k in m["data"])
+        check(got == want, f"{label}: one dashboard ConfigMap per dashboards/*.json: {got} vs {want}")
+        for m in maps:
+            check(m["metadata"]["labels"].get("grafana_dashboard") == "1", f"{label}: {m['metadata']['name']} has grafana_dashboard")
+            for name, text in m["data"].items():
+                check(json.loads(text).get("title") == json.loads(Path(chart_dir, "dashboards", name).read_text())["title"],
+                      f"{label}: {name} is the committed dashboard")
 
 
 def pod_labels(workload) -> dict:
@@ -481,6 +511,7 @@ def main() -> int:
         check_selectors(docs, label)
         check_turn(docs, label)
         check_edge_front(docs, label)
+        check_monitoring(docs, values, label, chart_dir)
         for component in ("edge", "router"):
             [dep] = find(docs, "Deployment", f"-{component}")
             for c in dep["spec"]["template"]["spec"]["containers"]:
@@ -496,7 +527,8 @@ def main() -> int:
     say("     per value set: non-root, read-only root, no capabilities, seccomp; probes /readyz and /healthz on the admin port of "
         "SWITCHBOARD_ADMIN_LISTEN; terminationGracePeriodSeconds > preStop + shutdown grace; PDB, Service and workload selectors; "
         "coturn's static-auth-secret from the edges' TURN Secret and key, its init step run on a sample file, denied peer networks; "
-        "Ingress/HTTPRoute WebSocket timeouts; minimal set: values.yaml defaults = the binaries' defaults")
+        "Ingress/HTTPRoute WebSocket timeouts; the PrometheusRule = the alert rule file (slots, runbooks) and a "
+        "ConfigMap per dashboard; minimal set: values.yaml defaults = the binaries' defaults")
 
     n_before = len(failures)
     judge_binaries(procs)
