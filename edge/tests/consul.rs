@@ -230,13 +230,14 @@ async fn an_edge_finds_nats_through_consul() {
     });
     assert!(asked, "{:?}", consul.requests());
     assert!(
-        process
-            .log()
-            .contains(&format!("nats://127.0.0.1:{port}")),
+        process.log().contains(&format!("nats://127.0.0.1:{port}")),
         "{}",
         process.log()
     );
     // It registered too.
     let id = registered(&consul).await;
-    assert_eq!(consul.service(&id).unwrap()["Name"], Value::from("switchboard-edge"));
+    assert_eq!(
+        consul.service(&id).unwrap()["Name"],
+        Value::from("switchboard-edge")
+    );
 }

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_testkit::{ConsulAgent, NatsCluster, Process, binary_path, wait_until};
+use switchboard_testkit::{ConsulAgent, NatsCluster, Process, binary_path, http_get, wait_until};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -62,10 +62,20 @@ async fn a_router_registers_its_admin_port_and_deregisters_on_sigterm() {
         })
     );
 
+    // The router listens for SIGTERM once started (before, the signal's default action ends it).
+    wait_until(WAIT, || async {
+        matches!(http_get(admin, "/readyz").await, Ok((200, _)))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {}", router.log()));
     router.terminate().unwrap();
     let status = router.wait_exit(WAIT).await.unwrap();
     assert!(status.success(), "{status}");
     assert_eq!(consul.service(id), None, "{:?}", consul.requests());
-    assert!(consul.requests().iter().any(|r| r.method == "PUT"
-        && r.path == format!("/v1/agent/service/deregister/{id}")));
+    assert!(
+        consul
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == format!("/v1/agent/service/deregister/{id}"))
+    );
 }
