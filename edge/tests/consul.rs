@@ -185,7 +185,10 @@ async fn registers_once_the_agent_is_up_and_again_when_it_forgets() {
 async fn sigterm_deregisters_before_the_process_exits() {
     let consul = ConsulAgent::start().await.unwrap();
     let mut process = edge(&consul, &["--shutdown-grace", "1s"]).await;
+    let admin = process.addr("admin_listen").unwrap();
     let id = registered(&consul).await;
+    // The edge listens for SIGTERM once it serves (before, the signal's default action ends it).
+    wait_until(WAIT, || ready(admin)).await.expect("ready");
     process.terminate().unwrap();
     let status = process.wait_exit(WAIT).await.unwrap();
     assert!(status.success(), "{status}");
