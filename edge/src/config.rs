@@ -15,6 +15,7 @@ use switchboard_proto::limits::{
 };
 pub use switchboard_runtime::cli::{LogFormat, Logging};
 use switchboard_runtime::config_sources::Sources;
+use switchboard_runtime::consul::ConsulArgs;
 use switchboard_runtime::nats::NatsArgs;
 use switchboard_tenants::TurnSettings;
 use switchboard_tenants::turn::{self, TurnSettingsError};
@@ -44,6 +45,10 @@ pub struct Config {
     /// NATS connection: with --nats the edge is a stateless node of a cluster.
     #[command(flatten)]
     pub nats: NatsArgs,
+
+    /// Consul: registration with the local agent, and NATS servers found through it.
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 
     /// Number of slots rooms hash into (cluster). Every edge and router of a cluster must agree.
     #[arg(long, env = "SWITCHBOARD_SLOTS", default_value_t = switchboard_proto::bus::DEFAULT_SLOTS)]
@@ -251,6 +256,9 @@ pub struct Config {
 
 switchboard_runtime::parse_with_sources!(Config, "switchboard-edge");
 
+/// The default `--consul-service-name`.
+pub const CONSUL_SERVICE_NAME: &str = "switchboard-edge";
+
 /// Shortest `--room-key-secret`, in bytes: 128 bits, so that room ids cannot be recovered from their
 /// hashes by guessing the key.
 pub const MIN_ROOM_KEY_SECRET_BYTES: usize = 16;
@@ -426,6 +434,7 @@ impl Config {
                 return fail("--failover-retry must be positive".into());
             }
         }
+        self.consul_settings()?;
         self.turn_settings()?;
         if let Some(path) = &self.stats_file {
             let dir = match path.parent() {
@@ -492,6 +501,14 @@ impl Config {
             ConfigError(format!("{flag}: {e}"))
         })?;
         Ok(Some(settings))
+    }
+
+    /// The Consul settings: `None` without --consul-addr. Reads the token file.
+    pub fn consul_settings(
+        &self,
+    ) -> Result<Option<switchboard_runtime::consul::Settings>, ConfigError> {
+        self.consul
+            .settings(&self.nats, CONSUL_SERVICE_NAME, self.listen)
     }
 
     /// Whether the demo page is served: `--demo` if given, else only standalone (a cluster's edges

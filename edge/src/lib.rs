@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use switchboard_proto::{EdgeId, RoomKeyer};
 use switchboard_rooms::RoomsConfig;
+use switchboard_runtime::consul;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -159,6 +160,12 @@ pub enum RunError {
     /// A `--webhook-ca-file` could not be read (it changed after validation).
     #[error("webhook CA files")]
     WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
+    /// The Consul settings could not be read (the token file changed after validation).
+    #[error("Consul settings")]
+    Consul(#[source] config::ConfigError),
+    /// `--nats-consul-service` found no NATS server.
+    #[error("cannot find the NATS servers in Consul")]
+    Discovery(#[from] consul::DiscoveryError),
 }
 
 /// Hosted mode: loads the tenants file into `directory`, and returns it to be followed.
@@ -254,11 +261,15 @@ pub async fn run_exposing(
     shutdown: impl Future<Output = Shutdown>,
     expose: impl FnOnce(Arc<dyn switchboard_api::service::RoomService>),
 ) -> Result<(), RunError> {
+    let mut config = config;
     let metrics = if config.nats.enabled() {
         Metrics::new()?.without_router_rooms()
     } else {
         Metrics::new()?
     };
+    let consul = config.consul_settings().map_err(RunError::Consul)?;
+    // Before anything uses the NATS servers: --nats-consul-service finds them.
+    consul::discovery::fill_nats_urls(&mut config.nats, consul.as_ref(), &metrics.consul).await?;
     let fd_limit = descriptors::soft_limit();
     let plan = descriptors::plan(config.max_connections, fd_limit, config.fd_reserve)
         .map_err(RunError::Descriptors)?;
@@ -389,6 +400,8 @@ pub async fn run_exposing(
         demo = ctx.site.demo(),
         "switchboard-edge serving"
     );
+    let admin_addr = admin.local_addr()?;
+    let public_port = public.local_addr()?.port();
     let api_task = match listeners.api {
         Some(listener) => {
             Some(api::start(&config, listener, directory.clone(), room_service, &ctx).await?)
@@ -397,6 +410,17 @@ pub async fn run_exposing(
     };
     let public_task = tokio::spawn(http::serve(public, ctx.clone(), http::Port::Public));
     let admin_task = tokio::spawn(http::serve(admin, ctx.clone(), http::Port::Admin));
+    // Once the admin port serves (Consul's check asks its /readyz); never waited for.
+    let registration = consul.as_ref().map(|settings| {
+        let service = consul::Service::new(
+            settings,
+            &ctx.edge.to_string(),
+            public_port,
+            admin_addr,
+            env!("CARGO_PKG_VERSION"),
+        );
+        consul::Registration::start(settings, service, ctx.metrics.consul.clone())
+    });
     if let Some((bucket, _)) = &tenants_bucket {
         // Ready once the cluster's tenants are known, so that a load balancer sends no client whose
         // token this edge would still call an unknown key; bounded, since the tenants file's
@@ -414,6 +438,9 @@ pub async fn run_exposing(
     ctx.lifecycle.set_ready(true);
 
     let Shutdown { grace } = shutdown.await;
+    // First, so that Consul stops handing this edge out while it drains; bounded, and awaited
+    // before exiting.
+    let deregistered = registration.map(|r| tokio::spawn(r.deregister()));
     drain(&ctx, grace).await;
 
     ctx.lifecycle.stopped.cancel();
@@ -449,6 +476,9 @@ pub async fn run_exposing(
         if let Some(webhooks) = webhooks {
             webhooks.finish().await;
         }
+    }
+    if let Some(task) = deregistered {
+        let _ = task.await;
     }
     info!("switchboard-edge stopped");
     Ok(())

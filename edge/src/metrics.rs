@@ -10,6 +10,7 @@ use prometheus::{
     CounterVec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
 };
 use switchboard_proto::ProtocolError;
+use switchboard_runtime::consul::ConsulMetrics;
 use switchboard_runtime::metrics::{
     Registrar, RoomMetrics, TenantRoomMetrics, build_info, bus_errors, bus_publish_seconds,
     latency_buckets, register_limit, render,
@@ -182,6 +183,8 @@ pub struct Metrics {
     pub tenant_quota_refusals: IntCounterVec,
     /// Hosted mode, standalone: each tenant's rooms.
     pub tenant_rooms: TenantRoomMetrics,
+    /// Consul registration and discovery (`--consul-addr`).
+    pub consul: ConsulMetrics,
 }
 
 impl Metrics {
@@ -363,6 +366,7 @@ impl Metrics {
                 &["tenant", "quota"],
             )?,
             tenant_rooms,
+            consul: ConsulMetrics::register(&r)?,
             registry: r.finish()?,
         };
         for reason in DisconnectReason::ALL {

@@ -20,6 +20,18 @@ fn invalid_configuration_exits_64_naming_the_setting() {
     for (args, needle) in [
         (vec![], "--nats"),
         (vec!["--nats", "not a url"], "--nats"),
+        (vec!["--nats-consul-service", "nats"], "--consul-addr"),
+        (
+            vec![
+                "--nats",
+                "nats://127.0.0.1:4222",
+                "--consul-addr",
+                "http://127.0.0.1:8500",
+                "--admin-listen",
+                "0.0.0.0:9234",
+            ],
+            "--consul-advertise-addr",
+        ),
         (
             vec!["--nats", "nats://127.0.0.1:4222", "--lease-ttl", "10ms"],
             "--lease-ttl",

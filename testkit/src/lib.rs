@@ -31,7 +31,11 @@
 //! and kept apart from every other coturn of the test process, and it is ready when it answers a
 //! STUN binding request.
 //!
+//! Tests of the Consul integration get [`ConsulAgent`], an HTTP stand-in for the local agent's API
+//! (no Consul binary runs here), which records every request.
+//!
 //! # Layout
+//! - [`consul`]: [`ConsulAgent`], the Consul agent's HTTP API as Switchboard uses it, recorded.
 //! - [`coturn`]: [`Coturn`], coturn's `turnserver` with REST-API secrets; TURN allocations.
 //! - [`nats`]: [`NatsCluster`], N clustered `nats-server` nodes with JetStream; kill and restart nodes.
 //! - [`process`]: [`Process`], one of our binaries started with `--ready-file`; signals; [`binary_path`].
@@ -39,6 +43,7 @@
 //! - [`wait`]: [`wait_until`], a bounded poll for a condition.
 //! - [`tempdir`]: [`TempDir`], the temporary directories, removed on drop unless kept for debugging.
 
+pub mod consul;
 pub mod coturn;
 pub mod http;
 pub mod nats;
@@ -46,6 +51,7 @@ pub mod process;
 pub mod tempdir;
 pub mod wait;
 
+pub use consul::ConsulAgent;
 pub use coturn::Coturn;
 pub use http::http_get;
 pub use nats::NatsCluster;

@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`cli`]: parsing with the exit codes operators script against, logging set-up, the ready file.
 //! - [`config`]: duration parsing and the configuration error both binaries report.
+//! - [`consul`]: optional Consul registration with the local agent, and NATS servers found through
+//!   Consul.
 //! - [`config_sources`]: which settings came from environment variables, so messages name them.
 //! - [`nats`]: NATS connection options (`--nats` and its credentials) and link state.
 //! - [`signal`]: SIGTERM and SIGINT, and a second one forcing the exit.
@@ -18,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod config_sources;
+pub mod consul;
 pub mod http;
 pub mod metrics;
 pub mod nats;

@@ -17,6 +17,12 @@ pub struct NatsArgs {
     #[arg(long = "nats", env = "SWITCHBOARD_NATS", value_delimiter = ',')]
     pub urls: Vec<String>,
 
+    /// Without --nats: find the NATS servers as the passing instances of this Consul service
+    /// (needs --consul-addr). Resolved once at start; the client then learns the rest of the NATS
+    /// cluster from the servers themselves.
+    #[arg(long, env = "SWITCHBOARD_NATS_CONSUL_SERVICE", value_name = "NAME")]
+    pub nats_consul_service: Option<String>,
+
     /// NATS user (with --nats-password).
     #[arg(long, env = "SWITCHBOARD_NATS_USER", requires = "nats_password")]
     pub nats_user: Option<String>,
@@ -67,9 +73,11 @@ pub enum Link {
 }
 
 impl NatsArgs {
-    /// Whether any server was given.
+    /// Whether the process is a node of a cluster: servers were given, or are to be found through
+    /// Consul (`--nats-consul-service`, resolved by [`crate::consul::discovery::resolve`] before
+    /// connecting).
     pub fn enabled(&self) -> bool {
-        !self.urls.is_empty()
+        !self.urls.is_empty() || self.nats_consul_service.is_some()
     }
 
     /// Checks what can be checked before connecting.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 pub use switchboard_runtime::cli::{LogFormat, Logging};
 use switchboard_runtime::config_sources::Sources;
+use switchboard_runtime::consul::ConsulArgs;
 use switchboard_runtime::nats::NatsArgs;
 
 pub use switchboard_runtime::config::ConfigError;
@@ -23,6 +24,10 @@ pub struct Config {
     /// NATS connection.
     #[command(flatten)]
     pub nats: NatsArgs,
+
+    /// Consul: registration with the local agent, and NATS servers found through it.
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 
     /// Address for /metrics, /healthz, /readyz, /stats and /slots.
     #[arg(
@@ -146,6 +151,9 @@ pub struct Config {
 
 switchboard_runtime::parse_with_sources!(Config, "switchboard-router");
 
+/// The default `--consul-service-name`.
+pub const CONSUL_SERVICE_NAME: &str = "switchboard-router";
+
 /// Shortest `--room-key-secret`, in bytes (as the edges require).
 pub const MIN_ROOM_KEY_SECRET_BYTES: usize = 16;
 
@@ -160,9 +168,14 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
         if !self.nats.enabled() {
-            return fail("--nats is required (comma-separated NATS URLs)".into());
+            return fail(
+                "--nats is required (comma-separated NATS URLs), or --nats-consul-service with \
+                 --consul-addr"
+                    .into(),
+            );
         }
         self.nats.validate().map_err(ConfigError)?;
+        self.consul_settings()?;
         // Checked here, not only when logging starts, so that the message names its variable.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
             return fail(format!("--log {:?}: {e}", self.logging.log));
@@ -236,6 +249,14 @@ impl Config {
         self.tenants.check().map_err(ConfigError)?;
         self.webhooks.check().map_err(ConfigError)?;
         Ok(())
+    }
+
+    /// The Consul settings: `None` without --consul-addr. Reads the token file.
+    pub fn consul_settings(
+        &self,
+    ) -> Result<Option<switchboard_runtime::consul::Settings>, ConfigError> {
+        self.consul
+            .settings(&self.nats, CONSUL_SERVICE_NAME, self.admin_listen)
     }
 
     /// The room keyer of `--room-key-secret`, if set (for the control API's room service).

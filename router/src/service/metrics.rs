@@ -3,6 +3,7 @@
 use switchboard_api::webhooks::WebhookMetrics;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use switchboard_runtime::consul::ConsulMetrics;
 use switchboard_runtime::metrics::{
     Registrar, RoomMetrics, TenantRoomMetrics, build_info, bus_errors, bus_publish_seconds,
     latency_buckets, register_limit, render,
@@ -83,6 +84,8 @@ pub struct RouterMetrics {
     /// Webhooks: storing (`dropped_total{reason="store_unavailable"}`) and delivering the tenants'
     /// events (docs/webhooks.md, "Metrics"), over every served slot.
     pub webhooks: WebhookMetrics,
+    /// Consul registration and discovery (`--consul-addr`).
+    pub consul: ConsulMetrics,
 }
 
 impl RouterMetrics {
@@ -112,6 +115,7 @@ impl RouterMetrics {
             lease_check_seconds: lease_seconds.with_label_values(&["check"]),
             lease_probe_seconds: lease_seconds.with_label_values(&["probe"]),
             tenant_rooms,
+            consul: ConsulMetrics::register(&r)?,
             tenant_cluster_rooms: r.gauge_vec(
                 "switchboard_tenant_cluster_rooms",
                 "Open rooms of each tenant cluster-wide as this router sees them: its own and the \

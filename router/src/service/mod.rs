@@ -43,6 +43,7 @@ use async_nats::Client;
 use async_nats::jetstream;
 use rand::seq::SliceRandom;
 use switchboard_proto::subject;
+use switchboard_runtime::consul;
 use switchboard_runtime::nats::Link;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -136,6 +137,12 @@ pub enum RunError {
     /// A `--webhook-ca-file` could not be read (it changed after validation).
     #[error("webhook CA files")]
     WebhookCa(#[from] switchboard_api::webhooks::CaFileError),
+    /// The Consul settings could not be read (the token file changed after validation).
+    #[error("Consul settings")]
+    Consul(#[source] config::ConfigError),
+    /// `--nats-consul-service` found no NATS server.
+    #[error("cannot find the NATS servers in Consul")]
+    Discovery(#[from] consul::DiscoveryError),
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over. `api`: the control API's
@@ -146,12 +153,17 @@ pub async fn run(
     api: Option<std::net::TcpListener>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let mut config = config;
     let router_id = config.router_id();
     let owner = format!("{router_id}-{:08x}", rand::random::<u32>());
     let metrics = RouterMetrics::new()?;
     metrics.export_limits(&config)?;
     let admin = TcpListener::from_std(admin)?;
-    info!(router.id = %router_id, admin_listen = %admin.local_addr()?, "switchboard-router starting");
+    let admin_addr = admin.local_addr()?;
+    info!(router.id = %router_id, admin_listen = %admin_addr, "switchboard-router starting");
+    let consul = config.consul_settings().map_err(RunError::Consul)?;
+    // Before connecting: --nats-consul-service finds the NATS servers.
+    consul::discovery::fill_nats_urls(&mut config.nats, consul.as_ref(), &metrics.consul).await?;
 
     let (client, link, slow_consumers) = config.nats.connect_watching(&router_id).await?;
     // The admin port answers from the start (liveness, and readiness 503 until NATS and the slots
@@ -174,6 +186,18 @@ pub async fn run(
         }),
         stop.clone(),
     ));
+    // Once the admin port serves (Consul's check asks its /readyz); never waited for. The router
+    // is handed out at its admin port.
+    let registration = consul.as_ref().map(|settings| {
+        let service = consul::Service::new(
+            settings,
+            &router_id,
+            admin_addr.port(),
+            admin_addr,
+            env!("CARGO_PKG_VERSION"),
+        );
+        consul::Registration::start(settings, service, metrics.consul.clone())
+    });
 
     // The replica count needs the server's INFO, which arrives with the first connection.
     let mut link_up = link.clone();
@@ -294,6 +318,8 @@ pub async fn run(
         }
         () = shutdown => info!("shutting down: handing slots over"),
     }
+    // First, so that Consul stops handing this router out; bounded, awaited before exiting.
+    let deregistered = registration.map(|r| tokio::spawn(r.deregister()));
     stop.cancel();
     if tokio::time::timeout(shared.config.shutdown_grace, manager)
         .await
@@ -310,6 +336,9 @@ pub async fn run(
     let _ = usage_task.await;
     let _ = admin_task.await;
     let _ = client.flush().await;
+    if let Some(task) = deregistered {
+        let _ = task.await;
+    }
     info!("switchboard-router stopped");
     Ok(())
 }
