@@ -409,7 +409,9 @@ def start_binaries(docs, label, bins, root, tmp):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for name, e in env_of(c).items():
             if "value" in e:
-                value = e["value"]
+                # Kubernetes expands $(VAR) from the variables defined before it; one left is a bug.
+                value = re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), e["value"])
+                check("$(" not in value, f"{label}: {component} {name}={e['value']!r} refers to a variable defined after it, or to none")
                 if name.endswith("LISTEN"):
                     value = "127.0.0.1:0"
                 elif all(v in files for v in value.split(",")):
@@ -423,7 +425,10 @@ def start_binaries(docs, label, bins, root, tmp):
                 ref = e["valueFrom"]["secretKeyRef"]
                 value = secret_content(docs, ref["name"], ref["key"], root).strip()
             elif "fieldRef" in e.get("valueFrom", {}):
-                value = f"{component}-pod-0"
+                path = e["valueFrom"]["fieldRef"]["fieldPath"]
+                # The pod's and node's IPs: loopback here (a Consul agent double is not needed: the
+                # binaries register in the background and only their configuration is judged).
+                value = "127.0.0.1" if path in ("status.podIP", "status.hostIP") else f"{component}-pod-0"
             env[name] = value
         procs.append((f"{label}: switchboard-{component}", subprocess.Popen(
             [binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
@@ -568,6 +573,7 @@ def main() -> int:
         ({**base, "hosted": {"enabled": True}, "edge": {"allowedOrigins": ["https://a.example"]}}, "edge.allowedOrigins"),
         ({**base, "natsClient": {"urls": ["nats://n:4222"], "user": "u", "token": {"value": "t"}}}, "natsClient.token"),
         ({**base, "coturn": {"enabled": True}}, "coturn.enabled needs turn.enabled"),
+        ({"nats": {"enabled": False}, "consul": {"natsService": "nats"}}, "consul.natsService needs consul.enabled"),
     ]
     for values, expect in refusals:
         try:

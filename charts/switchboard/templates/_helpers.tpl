@@ -142,8 +142,16 @@ seccompProfile:
 {{- if and $passwordSet (not $c.user) -}}
 {{- fail "natsClient.password needs natsClient.user" -}}
 {{- end -}}
+{{- if and .Values.consul.natsService (not .Values.natsClient.urls) (not .Values.nats.enabled) }}
+{{- if not .Values.consul.enabled }}
+{{- fail "consul.natsService needs consul.enabled (the NATS servers are found through the Consul agent)" }}
+{{- end }}
+- name: SWITCHBOARD_NATS_CONSUL_SERVICE
+  value: {{ .Values.consul.natsService | quote }}
+{{- else }}
 - name: SWITCHBOARD_NATS
   value: {{ include "switchboard.natsUrls" . | quote }}
+{{- end }}
 {{- with $c.user }}
 - name: SWITCHBOARD_NATS_USER
   value: {{ . | quote }}
@@ -300,4 +308,57 @@ random one. (dict "ctx" $ "name" secretName "key" key "length" n)
 {{- $paths = append $paths (printf "/etc/switchboard/webhook-ca/%s" .) -}}
 {{- end -}}
 {{- join "," $paths -}}
+{{- end -}}
+
+{{/* --consul-*: registration with the node's agent (component: "edge" or "router"). */}}
+{{- define "switchboard.consulEnv" -}}
+{{- $c := .ctx.Values.consul -}}
+{{- if $c.enabled }}
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: NODE_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+- name: SWITCHBOARD_CONSUL_ADDR
+  value: {{ $c.addr | default (printf "http://$(NODE_IP):%d" (int $c.agentPort)) | quote }}
+- name: SWITCHBOARD_CONSUL_ADVERTISE_ADDR
+  value: "$(POD_IP)"
+- name: SWITCHBOARD_CONSUL_SERVICE_NAME
+  value: {{ ternary $c.edgeServiceName $c.routerServiceName (eq .component "edge") | quote }}
+{{- with $c.tags }}
+- name: SWITCHBOARD_CONSUL_TAGS
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: SWITCHBOARD_CONSUL_DEREGISTER_AFTER
+  value: {{ $c.deregisterAfter | quote }}
+- name: SWITCHBOARD_CONSUL_SYNC_INTERVAL
+  value: {{ $c.syncInterval | quote }}
+{{- if $c.token.existingSecret }}
+- name: SWITCHBOARD_CONSUL_TOKEN_FILE
+  value: /etc/switchboard/consul/{{ $c.token.key }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "switchboard.consulVolumeMount" -}}
+{{- if and .Values.consul.enabled .Values.consul.token.existingSecret }}
+- name: consul-token
+  mountPath: /etc/switchboard/consul
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "switchboard.consulVolume" -}}
+{{- if and .Values.consul.enabled .Values.consul.token.existingSecret }}
+- name: consul-token
+  secret:
+    secretName: {{ .Values.consul.token.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.consul.token.key }}
+        path: {{ .Values.consul.token.key }}
+{{- end }}
 {{- end -}}
