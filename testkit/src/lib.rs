@@ -34,9 +34,14 @@
 //! Tests of the Consul integration get [`ConsulAgent`], an HTTP stand-in for the local agent's API
 //! (no Consul binary runs here), which records every request.
 //!
+//! Tests of tracing export get [`OtlpReceiver`], an OTLP trace receiver (gRPC and HTTP) on the
+//! official protobuf definitions (no collector binary installs here), which records every span and
+//! checks and prints traces as trees.
+//!
 //! # Layout
 //! - [`consul`]: [`ConsulAgent`], the Consul agent's HTTP API as Switchboard uses it, recorded.
 //! - [`coturn`]: [`Coturn`], coturn's `turnserver` with REST-API secrets; TURN allocations.
+//! - [`otlp`]: [`OtlpReceiver`], OTLP/gRPC and OTLP/HTTP trace export, recorded as [`otlp::ReceivedSpan`]s.
 //! - [`nats`]: [`NatsCluster`], N clustered `nats-server` nodes with JetStream; kill and restart nodes.
 //! - [`process`]: [`Process`], one of our binaries started with `--ready-file`; signals; [`binary_path`].
 //! - [`http`]: [`http_get`], a plain HTTP/1.0 GET for health, metrics and monitoring endpoints.
@@ -47,6 +52,7 @@ pub mod consul;
 pub mod coturn;
 pub mod http;
 pub mod nats;
+pub mod otlp;
 pub mod process;
 pub mod tempdir;
 pub mod wait;
@@ -55,6 +61,7 @@ pub use consul::ConsulAgent;
 pub use coturn::Coturn;
 pub use http::http_get;
 pub use nats::NatsCluster;
+pub use otlp::OtlpReceiver;
 pub use process::{Process, binary_path};
 pub use tempdir::TempDir;
 pub use wait::wait_until;
