@@ -185,3 +185,32 @@ fn a_dead_collector_costs_dropped_spans_not_time() {
     assert!(dropped >= 10_000, "dropped {dropped}");
     let _ = pipeline.shutdown(Duration::from_secs(2));
 }
+
+/// The gRPC exporter starts its channel on the export thread's runtime: built outside any tokio
+/// runtime (as the binaries build it) it works, and a dead collector costs the spans, not a hang.
+#[test]
+fn grpc_export_is_set_up_without_a_runtime_and_fails_into_the_counter() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let args = args(&[
+        "--otel-exporter-otlp-endpoint",
+        &format!("http://{dead}"),
+        "--otel-exporter-otlp-timeout",
+        "1000",
+    ]);
+    let pipeline = Pipeline::build(&args, "switchboard-router", "1.2.3")
+        .unwrap()
+        .unwrap();
+    let before = trace::spans_dropped();
+    let subscriber = tracing_subscriber::registry().with(pipeline.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..10 {
+            tracing::info_span!("grpc.test").in_scope(|| {});
+        }
+    });
+    pipeline.force_flush().unwrap();
+    assert!(trace::spans_dropped() - before >= 10);
+    let _ = pipeline.shutdown(Duration::from_secs(2));
+}
