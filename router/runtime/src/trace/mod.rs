@@ -59,8 +59,8 @@ pub enum SamplerKind {
 /// The tracing flags both binaries take, next to the logging ones.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TracingArgs {
-    /// Where to export spans: the OTLP collector's URL, e.g. `http://127.0.0.1:4317` (gRPC) or
-    /// `http://127.0.0.1:4318` (http/protobuf). Tracing is on only when this is set.
+    /// Where to export spans: the OTLP collector's URL, plain http, e.g. `http://127.0.0.1:4317`
+    /// (gRPC) or `http://127.0.0.1:4318` (http/protobuf). Tracing is on only when this is set.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
     pub otel_exporter_otlp_endpoint: Option<String>,
 
@@ -128,7 +128,7 @@ impl TracingArgs {
         Duration::from_millis(self.otel_exporter_otlp_timeout)
     }
 
-    /// Checks what clap cannot: the endpoint is an http(s) URL with a host, the ratio lies in
+    /// Checks what clap cannot: the endpoint is an `http://` URL with a host, the ratio lies in
     /// 0..=1, the queue and timeout are not zero. The message names the flag.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(endpoint) = &self.otel_exporter_otlp_endpoint {
@@ -153,9 +153,17 @@ impl TracingArgs {
 
 fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     let uri: http::Uri = endpoint.parse().map_err(|_| "not a URL")?;
+    // No TLS stack is built into the exporter (no second one beside async-nats' rustls, no
+    // openssl): an https:// endpoint would fail at every export, so it is refused here.
     match uri.scheme_str() {
-        Some("http" | "https") => {}
-        _ => return Err("the URL must start with http:// or https://"),
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https is not supported: export over plain http to a collector on the \
+                        node or in the pod (an agent or sidecar), which forwards over TLS",
+            );
+        }
+        _ => return Err("the URL must start with http://"),
     }
     match uri.host() {
         Some(host) if !host.is_empty() => Ok(()),
@@ -245,7 +253,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_flag_named() {
-        let cases: [(&[&str], &str); 6] = [
+        let cases: [(&[&str], &str); 7] = [
             (&["--otel-traces-sampler", "sometimes"], "sometimes"),
             (
                 &["--otel-traces-sampler-arg", "1.5"],
@@ -258,6 +266,10 @@ mod tests {
             (
                 &["--otel-exporter-otlp-endpoint", "127.0.0.1:4317"],
                 "--otel-exporter-otlp-endpoint \"127.0.0.1:4317\": the URL must start with http",
+            ),
+            (
+                &["--otel-exporter-otlp-endpoint", "https://collector:4317"],
+                "https is not supported",
             ),
             (&["--otel-exporter-otlp-endpoint", "not a url"], "not a URL"),
             (&["--otel-max-queue-size", "0"], "--otel-max-queue-size"),
