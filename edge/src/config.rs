@@ -17,6 +17,7 @@ pub use switchboard_runtime::cli::{LogFormat, Logging};
 use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::consul::ConsulArgs;
 use switchboard_runtime::nats::NatsArgs;
+pub use switchboard_runtime::trace::TracingArgs;
 use switchboard_tenants::TurnSettings;
 use switchboard_tenants::turn::{self, TurnSettingsError};
 
@@ -129,6 +130,10 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
+
+    /// Tracing export (OpenTelemetry, OTLP): off unless an endpoint is given.
+    #[command(flatten)]
+    pub tracing: TracingArgs,
 
     /// Hosted mode: authentication, tenants, tokens, origins.
     #[command(flatten)]
@@ -302,6 +307,7 @@ impl Config {
 
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
+        self.tracing.validate().map_err(ConfigError)?;
         if self.max_frame_bytes < 1024 {
             return fail(format!(
                 "--max-frame-bytes must be at least 1024 (got {})",

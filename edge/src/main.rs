@@ -8,6 +8,13 @@ use switchboard_runtime::cli;
 use tracing::{error, warn};
 
 fn main() -> ExitCode {
+    let code = serve();
+    // Export the spans still queued (2 s at most); nothing when tracing is off.
+    switchboard_runtime::trace::shutdown();
+    code
+}
+
+fn serve() -> ExitCode {
     const NAME: &str = "switchboard-edge";
     // The server takes no positional argument, so a first argument `token` can only mean the
     // command (see token_command for why it is not a clap subcommand).
@@ -15,7 +22,7 @@ fn main() -> ExitCode {
         return token_command::main(std::env::args_os().skip(2));
     }
     let validate = |c: &Config| c.validate().map_err(|e| e.to_string());
-    let config = match cli::start::<Config>(NAME, validate, |c| &c.logging) {
+    let config = match cli::start::<Config>(NAME, validate, |c| (&c.logging, &c.tracing)) {
         Ok(config) => config,
         Err(code) => return code,
     };

@@ -58,7 +58,7 @@ fn command() -> Command {
     let mut command = Command::new(BIN);
     // The tests' environment must not configure the binary behind their back.
     for (key, _) in std::env::vars() {
-        if key.starts_with("SWITCHBOARD_") {
+        if key.starts_with("SWITCHBOARD_") || key.starts_with("OTEL_") {
             command.env_remove(key);
         }
     }
@@ -170,6 +170,15 @@ fn invalid_configuration_exits_64_with_a_clear_message() {
             "--turn-secret-file /nonexistent/turn-secrets",
         ),
         (vec!["--turn-ttl", "0s"], "--turn-ttl"),
+        (
+            vec!["--otel-traces-sampler-arg", "1.5"],
+            "--otel-traces-sampler-arg must be a ratio from 0 to 1",
+        ),
+        (
+            vec!["--otel-exporter-otlp-endpoint", "ftp://collector"],
+            "--otel-exporter-otlp-endpoint",
+        ),
+        (vec!["--otel-traces-sampler", "sometimes"], "always_on"),
     ] {
         let output = command().args(&args).output().unwrap();
         assert_eq!(output.status.code(), Some(64), "{args:?}");
@@ -192,6 +201,20 @@ fn invalid_environment_exits_64_naming_the_variable() {
         ("SWITCHBOARD_LOG", "[[[", "--log"),
         ("SWITCHBOARD_TURN_TTL", "30days", "--turn-ttl"),
         ("SWITCHBOARD_TURN_URLS", "turn:127.0.0.1", "--turn-url"),
+        // The standard OpenTelemetry variables are named just the same.
+        ("OTEL_TRACES_SAMPLER", "sometimes", "--otel-traces-sampler"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2", "--otel-traces-sampler-arg"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "localhost:4317",
+            "--otel-exporter-otlp-endpoint",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/json",
+            "--otel-exporter-otlp-protocol",
+        ),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "--otel-max-queue-size"),
     ] {
         let output = command().env(variable, value).output().unwrap();
         assert_eq!(output.status.code(), Some(64), "{variable}={value}");
@@ -260,6 +283,54 @@ fn help_lists_every_setting_with_its_environment_variable() {
     }
     assert!(help.contains("--ice-server") && help.contains("SWITCHBOARD_ICE_SERVERS"));
     assert!(help.contains("--turn-url") && help.contains("SWITCHBOARD_TURN_URLS"));
+    for (flag, env) in [
+        (
+            "--otel-exporter-otlp-endpoint",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        (
+            "--otel-exporter-otlp-protocol",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        ("--otel-service-name", "OTEL_SERVICE_NAME"),
+        ("--otel-traces-sampler ", "OTEL_TRACES_SAMPLER="),
+        ("--otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG"),
+        ("--otel-max-queue-size", "OTEL_BSP_MAX_QUEUE_SIZE"),
+        ("--otel-exporter-otlp-timeout", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(env),
+            "{flag} / {env} missing"
+        );
+    }
+}
+
+/// With tracing on and the collector dead, the edge serves, counts what it cannot export, and a
+/// SIGTERM still ends it (the last export waits 2 s at most).
+#[tokio::test]
+async fn a_dead_collector_neither_stops_the_edge_nor_delays_its_exit() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{dead}");
+    let mut process = start_with_env(
+        &["--shutdown-grace", "0s"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    )
+    .await;
+    let (status, metrics) = http_get(process.addresses.admin_listen, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("switchboard_trace_spans_dropped_total 0"),
+        "{metrics}"
+    );
+    signal(&process.child, "TERM");
+    let status = wait_exit(&mut process.child).await;
+    assert!(status.success(), "{status:?}: {}", stderr_of(&mut process));
 }
 
 /// TURN secrets come from a file and go nowhere else: not to the log, even at debug level, while

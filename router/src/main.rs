@@ -7,9 +7,16 @@ use switchboard_runtime::{cli, signal};
 use tracing::error;
 
 fn main() -> ExitCode {
+    let code = serve();
+    // Export the spans still queued (2 s at most); nothing when tracing is off.
+    switchboard_runtime::trace::shutdown();
+    code
+}
+
+fn serve() -> ExitCode {
     const NAME: &str = "switchboard-router";
     let validate = |c: &Config| c.validate().map_err(|e| e.to_string());
-    let config = match cli::start::<Config>(NAME, validate, |c| &c.logging) {
+    let config = match cli::start::<Config>(NAME, validate, |c| (&c.logging, &c.tracing)) {
         Ok(config) => config,
         Err(code) => return code,
     };

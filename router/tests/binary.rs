@@ -8,7 +8,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard-router");
 fn command() -> Command {
     let mut command = Command::new(BIN);
     for (key, _) in std::env::vars() {
-        if key.starts_with("SWITCHBOARD_") {
+        if key.starts_with("SWITCHBOARD_") || key.starts_with("OTEL_") {
             command.env_remove(key);
         }
     }

@@ -1,12 +1,17 @@
 //! Command-line plumbing both binaries share: parsing with the exit codes operators script against
-//! (64 for invalid configuration), logging set-up, and the atomic ready file.
+//! (64 for invalid configuration), logging and tracing set-up, and the atomic ready file.
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use crate::trace::{self, TracingArgs};
 
 /// sysexits' EX_USAGE: the configuration is invalid.
 pub const EX_USAGE: u8 = 64;
@@ -64,22 +69,71 @@ pub fn parse<C: Parser>(
 }
 
 /// Logs to stderr with the `filter` (EnvFilter syntax): text (coloured only on a terminal) or JSON
-/// lines. An invalid filter is invalid configuration (exit 64).
-pub fn init_logging(name: &str, logging: &Logging) -> Result<(), ExitCode> {
+/// lines. An invalid filter is invalid configuration (exit 64). With `tracing` on, spans are
+/// exported too ([`crate::trace`]), log lines carry their trace and span ids, and
+/// [`crate::trace::shutdown`] should run as the process ends; if the exporter cannot be set up, the
+/// exit code is 1.
+pub fn init_logging(name: &str, logging: &Logging, tracing: &TracingArgs) -> Result<(), ExitCode> {
     let (format, filter) = (logging.log_format, logging.log.as_str());
     let filter = EnvFilter::try_new(filter).map_err(|e| {
         eprintln!("{name}: invalid configuration: --log {filter:?}: {e}");
         ExitCode::from(EX_USAGE)
     })?;
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let pipeline =
+        trace::Pipeline::build(tracing, name, env!("CARGO_PKG_VERSION")).map_err(|e| {
+            eprintln!("{name}: {}", crate::describe(&e));
+            ExitCode::FAILURE
+        })?;
+    // The exporter's own crates log through this subscriber too; their spans must not be exported
+    // (each export would trace itself at debug level).
+    let otel = pipeline
+        .as_ref()
+        .map(|p| p.layer().with_filter(not_the_exporters_own()));
+    let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().flatten_event(true).init(),
+    let logs = match format {
+        LogFormat::Text => logs
+            .map_event_format(|f| trace::WithTraceIds::new(f, false))
+            .boxed(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .map_event_format(|f| trace::WithTraceIds::new(f, true))
+            .boxed(),
+    };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(logs)
+        .try_init();
+    if let Err(e) = installed {
+        eprintln!("{name}: cannot set up logging: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    if let Some(pipeline) = &pipeline {
+        trace::install(pipeline);
     }
     Ok(())
+}
+
+/// Every target but those of the exporter's transport and the SDK.
+fn not_the_exporters_own() -> Targets {
+    [
+        "h2",
+        "hyper",
+        "hyper_util",
+        "tonic",
+        "tower",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+    ]
+    .into_iter()
+    .fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, target| targets.with_target(target, LevelFilter::OFF),
+    )
 }
 
 /// Writes `json` to `path` atomically (a temporary file, then a rename), so a reader polling for the
@@ -90,15 +144,16 @@ pub fn write_ready_file(path: &Path, json: &serde_json::Value) -> std::io::Resul
     std::fs::rename(&tmp, path)
 }
 
-/// The first steps of both binaries: parse and validate `C` ([`parse`]), then log as it says
-/// ([`init_logging`]).
+/// The first steps of both binaries: parse and validate `C` ([`parse`]), then log and trace as it
+/// says ([`init_logging`]).
 pub fn start<C: Parser>(
     name: &str,
     validate: impl FnOnce(&C) -> Result<(), String>,
-    logging: impl FnOnce(&C) -> &Logging,
+    settings: impl FnOnce(&C) -> (&Logging, &TracingArgs),
 ) -> Result<C, ExitCode> {
     let config = parse::<C>(name, validate)?;
-    init_logging(name, logging(&config))?;
+    let (logging, tracing) = settings(&config);
+    init_logging(name, logging, tracing)?;
     Ok(config)
 }
 

@@ -1,5 +1,5 @@
 //! What both Switchboard binaries run on, defined once: how they connect to NATS, read their
-//! command line and environment, log, stop on signals, answer on their admin port, read the wall
+//! command line and environment, log and trace, stop on signals, answer on their admin port, read the wall
 //! clock and register the metrics they have in common.
 //!
 //! # Layout
@@ -14,6 +14,8 @@
 //! - [`clock`]: the wall clock, for the state machines that take time as an argument.
 //! - [`metrics`]: registering metrics, and the ones both binaries export under the same names.
 //! - [`process`]: the process's own metrics (memory, CPU time to the clock tick, descriptors).
+//! - [`trace`]: OpenTelemetry export (OTLP, off by default), trace ids on log lines, and the W3C
+//!   trace context in NATS headers.
 //! - [`usage`]: the other processes' per-tenant counts, as they last reported them (hosted mode).
 
 pub mod cli;
@@ -27,6 +29,7 @@ pub mod nats;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod signal;
+pub mod trace;
 pub mod usage;
 
 /// An error with its chain of causes, `outer: cause: root cause`, for logs (a `Display` of the

@@ -101,9 +101,13 @@ impl Registrar {
         )?)
     }
 
-    /// The registry, with the process's own metrics (memory, CPU, descriptors) added on Linux. Call
-    /// it once, after the last metric.
+    /// The registry, with the process's own metrics (memory, CPU, descriptors) added on Linux and
+    /// `switchboard_trace_spans_dropped_total` ([`crate::trace`]). Call it once, after the last
+    /// metric.
     pub fn finish(&self) -> Result<Registry, prometheus::Error> {
+        if let Some(dropped) = crate::trace::spans_dropped_counter() {
+            self.add(dropped)?;
+        }
         #[cfg(target_os = "linux")]
         self.registry
             .register(Box::new(crate::process::ProcessCollector::for_self()?))?;

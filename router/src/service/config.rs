@@ -9,6 +9,7 @@ pub use switchboard_runtime::cli::{LogFormat, Logging};
 use switchboard_runtime::config_sources::Sources;
 use switchboard_runtime::consul::ConsulArgs;
 use switchboard_runtime::nats::NatsArgs;
+pub use switchboard_runtime::trace::TracingArgs;
 
 pub use switchboard_runtime::config::ConfigError;
 use switchboard_runtime::config::parse_duration;
@@ -44,6 +45,10 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub logging: Logging,
+
+    /// Tracing export (OpenTelemetry, OTLP): off unless an endpoint is given.
+    #[command(flatten)]
+    pub tracing: TracingArgs,
 
     /// This router's name in leases and logs (letters, digits, '-' and '_'); random when unset.
     #[arg(long, env = "SWITCHBOARD_ROUTER_ID")]
@@ -176,6 +181,7 @@ impl Config {
         }
         self.nats.validate().map_err(ConfigError)?;
         self.consul_settings()?;
+        self.tracing.validate().map_err(ConfigError)?;
         // Checked here, not only when logging starts, so that the message names its variable.
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.log) {
             return fail(format!("--log {:?}: {e}", self.logging.log));
