@@ -101,8 +101,11 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        // Only the arguments configure the process: the machine's SWITCHBOARD_* settings, and its
+        // OTEL_* ones (which would turn tracing on and point it at some collector), are not passed on.
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SWITCHBOARD_") {
+            let key_text = key.to_string_lossy();
+            if key_text.starts_with("SWITCHBOARD_") || key_text.starts_with("OTEL_") {
                 command.env_remove(key);
             }
         }
