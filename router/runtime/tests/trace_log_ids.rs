@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use switchboard_runtime::trace::{self, Pipeline, TracingArgs};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,11 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
     }
 }
 
+/// This test's own lines: the exporter's thread logs too (tower, hyper), at any moment.
+fn only_this_test() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new().with_target("trace_log_ids", tracing::Level::TRACE)
+}
+
 #[test]
 fn log_lines_in_a_span_carry_its_trace_and_span_ids() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
@@ -60,13 +66,15 @@ fn log_lines_in_a_span_carry_its_trace_and_span_ids() {
                 .json()
                 .flatten_event(true)
                 .with_writer(json.clone())
-                .map_event_format(|f| trace::WithTraceIds::new(f, true)),
+                .map_event_format(|f| trace::WithTraceIds::new(f, true))
+                .with_filter(only_this_test()),
         )
         .with(
             tracing_subscriber::fmt::layer()
                 .with_ansi(false)
                 .with_writer(text.clone())
-                .map_event_format(|f| trace::WithTraceIds::new(f, false)),
+                .map_event_format(|f| trace::WithTraceIds::new(f, false))
+                .with_filter(only_this_test()),
         );
     // The global default, as the binaries install it (a scoped one hides the current span from
     // the formatter: tracing does not re-enter a scoped dispatcher).
