@@ -322,7 +322,9 @@ async fn usage_per_tenant_reaches_the_routers_stats() {
         let usage = loop {
             let (_, body) = http_get(addr, "/stats").await.unwrap();
             let usage = usage_of(&serde_json::from_str(&body).unwrap(), "a");
-            if usage["connection_seconds"].as_f64().unwrap() >= (3.0 * held).floor()
+            // Each edge reports whole seconds and keeps the fraction for its next report, so up to a
+            // second per edge (2) may still be unreported.
+            if usage["connection_seconds"].as_f64().unwrap() >= (3.0 * held - 2.0).floor()
                 && usage["messages_relayed"] == 5
                 && usage["rooms_opened"] == 2
             {
