@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::api::{OPERATOR_TOKEN, call};
+use common::api::{OPERATOR_TOKEN, acme_with_a_key, call};
 use common::hosted::{claims, claims_with_grants, connect, try_connect};
 use common::{Ended, TestEdge};
 use serde_json::json;
@@ -127,33 +127,16 @@ async fn onboarding_through_the_api_alone() {
 #[tokio::test]
 async fn tenants_survive_a_restart_in_the_state_file() {
     let dir = TempDir::new("api-restart").unwrap();
-    let operator = format!("Bearer {OPERATOR_TOKEN}");
     let key = {
         let mut edge = edge_with_api(&dir).await;
         let api = edge.api.unwrap();
-        let (status, _) = call(
-            api,
-            "POST",
-            "/v1/tenants",
-            &operator,
-            Some(json!({"id": "acme"})),
-        )
-        .await;
-        assert_eq!(status, 201);
-        let (_, key) = call(
-            api,
-            "POST",
-            "/v1/tenants/acme/keys",
-            &operator,
-            Some(json!({})),
-        )
-        .await;
+        let key = acme_with_a_key(api, json!({})).await;
         edge.begin_shutdown(std::time::Duration::ZERO);
         edge.stopped().await;
         key
     };
     let edge = edge_with_api(&dir).await;
-    let key = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let key = (key.0.as_str(), key.1.as_str());
     let mut client = connect(
         &edge.url(),
         &common::hosted::token(key, &claims("alice")),
@@ -177,25 +160,8 @@ async fn a_tenant_lists_its_rooms_and_removes_a_member() {
     let dir = TempDir::new("api-rooms").unwrap();
     let edge = edge_with_api(&dir).await;
     let api = edge.api.expect("the API listens");
-    let operator = format!("Bearer {OPERATOR_TOKEN}");
-    let (status, _) = call(
-        api,
-        "POST",
-        "/v1/tenants",
-        &operator,
-        Some(json!({"id": "acme"})),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (_, key) = call(
-        api,
-        "POST",
-        "/v1/tenants/acme/keys",
-        &operator,
-        Some(json!({})),
-    )
-    .await;
-    let key = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let key = acme_with_a_key(api, json!({})).await;
+    let key = (key.0.as_str(), key.1.as_str());
     let admin = format!(
         "Bearer {}",
         common::hosted::token(key, &claims_with_grants("backend", &[Grant::Admin]))

@@ -31,3 +31,28 @@ pub async fn call(
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// Creates tenant `acme` (with `tenant`'s other fields) and an HS256 key for it, as the operator,
+/// asserting both answers; returns the key's id and secret.
+pub async fn acme_with_a_key(addr: SocketAddr, tenant: Value) -> (String, String) {
+    let operator = format!("Bearer {OPERATOR_TOKEN}");
+    let mut body = serde_json::json!({"id": "acme"});
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), tenant) {
+        body.extend(fields);
+    }
+    let (status, created) = call(addr, "POST", "/v1/tenants", &operator, Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, key) = call(
+        addr,
+        "POST",
+        "/v1/tenants/acme/keys",
+        &operator,
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    (
+        key["id"].as_str().unwrap().to_owned(),
+        key["secret"].as_str().unwrap().to_owned(),
+    )
+}
