@@ -84,11 +84,11 @@ def seconds(duration: str) -> float:
 
 
 def help_flags(binary: str) -> tuple[set[str], dict[str, str]]:
-    """The SWITCHBOARD_* variables of a binary's --help, and their defaults where it shows one."""
+    """The SWITCHBOARD_* and OTEL_* variables of a binary's --help, and their defaults where it shows one."""
     text = subprocess.run([binary, "--help"], check=True, capture_output=True, text=True).stdout
     envs, defaults = set(), {}
     for block in re.split(r"\n(?=\s{2,6}-)", text):
-        m = re.search(r"\[env: (SWITCHBOARD_[A-Z0-9_]+)", block)
+        m = re.search(r"\[env: ((?:SWITCHBOARD|OTEL)_[A-Z0-9_]+)", block)
         if not m:
             continue
         envs.add(m.group(1))
@@ -549,7 +549,7 @@ def main() -> int:
         check(not stale, f"NOT_EXPOSED lists {stale}, which switchboard-{component} no longer has")
         leaked = sorted(set(NOT_EXPOSED[component]) & seen[component])
         check(not leaked, f"NOT_EXPOSED lists {leaked}, yet the chart sets them for {component}")
-        unknown = sorted(v for v in seen[component] - envs if v.startswith("SWITCHBOARD_"))
+        unknown = sorted(v for v in seen[component] - envs if v.startswith(("SWITCHBOARD_", "OTEL_")))
         check(not unknown, f"the chart sets {unknown}, which switchboard-{component} does not know")
         say(f"ok   switchboard-{component}: {len(envs)} flags in --help, {len(envs & seen[component])} set by the chart, "
             f"not exposed: {', '.join(sorted(NOT_EXPOSED[component]))}" if not missing else

@@ -16,10 +16,12 @@ use switchboard_proto::control::{RoomReply, RoomRequest};
 use switchboard_proto::{ConnId, RoomKey, TenantId, subject};
 use switchboard_rooms::{Command, HourlyStats, TenantUsage};
 use switchboard_runtime::nats::Link;
+use switchboard_runtime::trace;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::debug;
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span, debug};
 
 use crate::metrics::Metrics;
 
@@ -193,6 +195,8 @@ impl Bus {
                     let mut headers = HeaderMap::new();
                     headers.insert(subject::HEADER_ROOM, room.to_string().as_str());
                     headers.insert(subject::HEADER_EVENT, event);
+                    // The sender's `client.send_to_peer` span: the target's edge continues it.
+                    trace::inject(&mut headers);
                     // Shares the encoded text; no copy.
                     let payload = bytes::Bytes::from(text);
                     let started = Instant::now();
@@ -249,25 +253,59 @@ impl NatsBus {
         let Some(room) = command.room() else {
             return Err(BusError::Unavailable);
         };
-        let subject = subject::slot(room.slot(self.slots));
+        let slot = room.slot(self.slots);
+        let subject = subject::slot(slot);
         let payload: bytes::Bytes = serde_json::to_vec(&command)
             .map_err(|_| BusError::Unavailable)?
             .into();
+        // The request to the slot's owner, all attempts: the router's `router.apply` is its child.
+        let span = switchboard_runtime::trace_span!(
+            "bus.command",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            sb.slot = slot,
+            sb.attempts = Empty,
+        );
+        let headers = trace::traced_headers(&span);
+        let result = self
+            .command_attempts(slot, subject, payload, headers)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        result
+    }
+
+    async fn command_attempts(
+        &self,
+        slot: u32,
+        subject: String,
+        payload: bytes::Bytes,
+        headers: Option<HeaderMap>,
+    ) -> Result<(), BusError> {
         let started = Instant::now();
         let deadline = started + self.retry_window;
         let mut backoff = FIRST_BACKOFF;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let reply = tokio::time::timeout(
-                ATTEMPT_TIMEOUT,
-                self.client.request(subject.clone(), payload.clone()),
-            )
-            .await;
+            Span::current().record("sb.attempts", attempts);
+            let request = async {
+                match &headers {
+                    Some(headers) => {
+                        self.client
+                            .request_with_headers(subject.clone(), headers.clone(), payload.clone())
+                            .await
+                    }
+                    None => self.client.request(subject.clone(), payload.clone()).await,
+                }
+            };
+            let reply = tokio::time::timeout(ATTEMPT_TIMEOUT, request).await;
             let applied = match &reply {
                 Ok(Ok(message)) => match serde_json::from_slice::<CommandReply>(&message.payload) {
                     Ok(CommandReply::Applied { epoch }) => {
-                        let admitted = self.epochs.admit(room.slot(self.slots), epoch);
+                        let admitted = self.epochs.admit(slot, epoch);
                         if !admitted {
                             self.metrics.stale_epochs.inc();
                         }

@@ -24,9 +24,11 @@ use switchboard_proto::bus::{
 };
 use switchboard_proto::{ConnId, RoomKey, subject};
 use switchboard_runtime::nats::Link;
+use switchboard_runtime::trace;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tracing::{debug, info, warn};
+use tracing::field::{self, Empty};
+use tracing::{Instrument as _, Span, debug, info, warn};
 
 use crate::bus::NatsBus;
 use crate::context::Context;
@@ -64,12 +66,38 @@ async fn inbox_loop(ctx: Arc<Context>, bus: NatsBus, mut inbox: async_nats::Subs
             },
         };
         if message.subject.as_str() == events_subject {
-            on_event(&ctx, &bus, &message);
+            let span = switchboard_runtime::trace_span!(
+                "edge.deliver",
+                otel.kind = "consumer",
+                sb.room = Empty,
+                sb.event = Empty,
+                sb.recipients = Empty,
+                sb.stale = Empty,
+            );
+            continue_trace(&span, &message);
+            span.in_scope(|| on_event(&ctx, &bus, &message));
         } else if let Some((target, room, event, text)) = parse_relay(&message) {
-            ctx.registry.deliver_relay(target, room, &event, text);
+            let span = switchboard_runtime::trace_span!(
+                "edge.relay",
+                otel.kind = "consumer",
+                sb.conn = %target,
+                sb.event = %event,
+            );
+            continue_trace(&span, &message);
+            span.in_scope(|| ctx.registry.deliver_relay(target, room, &event, text));
         } else {
             debug!(subject = %message.subject, "malformed message for this edge");
         }
+    }
+}
+
+/// Makes `span` a child of the span that sent `message`, if it carries a trace context.
+fn continue_trace(span: &Span, message: &Message) {
+    if span.is_none() {
+        return;
+    }
+    if let Some(headers) = &message.headers {
+        trace::set_parent(span, trace::extract(headers));
     }
 }
 
@@ -83,8 +111,11 @@ fn parse_relay(message: &Message) -> Option<(ConnId, RoomKey, String, Utf8Bytes)
 }
 
 fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
+    let span = Span::current();
     let admit = |room: RoomKey, epoch: u64| {
+        span.record("sb.room", field::display(room));
         let admitted = bus.epochs.admit(room.slot(bus.slots), epoch);
+        span.record("sb.stale", !admitted);
         if !admitted {
             ctx.metrics.stale_epochs.inc();
             debug!(%room, epoch, "dropped an event of a deposed router");
@@ -98,6 +129,8 @@ fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
             to,
             message,
         }) => {
+            span.record("sb.event", message.event());
+            span.record("sb.recipients", to.len());
             if admit(room, epoch) {
                 ctx.registry.deliver(room, &to, message);
             }
@@ -108,11 +141,15 @@ fn on_event(ctx: &Arc<Context>, bus: &NatsBus, message: &Message) {
             room,
             error,
         }) => {
+            span.record("sb.event", "refuse");
+            span.record("sb.recipients", 1);
             if admit(room, epoch) {
                 ctx.registry.refuse(conn, room, error);
             }
         }
         Ok(EdgeEvent::Remove { epoch, room, to }) => {
+            span.record("sb.event", "remove");
+            span.record("sb.recipients", to.len());
             if admit(room, epoch) {
                 ctx.registry.remove_by_service(room, &to);
             }
@@ -138,13 +175,26 @@ async fn resync_loop(ctx: Arc<Context>, bus: NatsBus, mut requests: async_nats::
         ) else {
             continue;
         };
+        let span = switchboard_runtime::trace_span!(
+            "edge.resync_report",
+            otel.kind = "consumer",
+            sb.slot = request.slot,
+            sb.epoch = request.epoch,
+            sb.members = Empty,
+        );
+        continue_trace(&span, &message);
         // Before answering: whatever the asking router's predecessors still send is stale now.
         bus.epochs.admit(request.slot, request.epoch);
         let reply = ctx.registry.slot_report(request.slots, request.slot);
+        span.record("sb.members", reply.members.len());
         let Ok(payload) = serde_json::to_vec(&reply) else {
             continue;
         };
-        if let Err(e) = client.publish(reply_to, payload.into()).await {
+        let published = client
+            .publish(reply_to, payload.into())
+            .instrument(span)
+            .await;
+        if let Err(e) = published {
             ctx.metrics.bus_errors.with_label_values(&["resync"]).inc();
             warn!(error = %e, "cannot answer a resync request");
         }

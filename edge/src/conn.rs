@@ -50,6 +50,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::Outlet;
 use crate::usage::TenantPermit;
 use switchboard_proto::TenantId;
+use switchboard_runtime::trace;
 use switchboard_tenants::Snapshot;
 use switchboard_tenants::token::Session;
 use tokio::sync::watch;
@@ -74,12 +75,14 @@ pub struct Hosted {
 }
 
 /// Serves one upgraded WebSocket until it ends. `_permit` holds the connection's place under
-/// `--max-connections` until then; `hosted`, in hosted mode, its tenant's.
+/// `--max-connections` until then; `hosted`, in hosted mode, its tenant's. `trace_parent`: the
+/// trace the client's commands belong to, if its upgrade named one.
 pub async fn serve<S>(
     ws: WebSocketStream<S>,
     ctx: Arc<Context>,
     _permit: ConnectionPermit,
     hosted: Option<Hosted>,
+    trace_parent: Option<Box<trace::Context>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -109,6 +112,7 @@ pub async fn serve<S>(
         announced: false,
         last_seen: now,
         hosted: hosted.map(Box::new),
+        trace_parent,
     };
     let end = conn.run(&mut stream, &mut rx, &slow).await;
     if let Some(close) = end.close {
@@ -161,6 +165,9 @@ struct Conn<S> {
     /// Hosted mode: the token and the tenant's quota. Boxed: one pointer, so an open-mode
     /// connection is no larger than before hosted mode.
     hosted: Option<Box<Hosted>>,
+    /// The trace this client's commands continue, when its upgrade request carried one (a
+    /// `traceparent`); boxed for the reason `hosted` is.
+    trace_parent: Option<Box<trace::Context>>,
 }
 
 impl<S> Conn<S>

@@ -20,14 +20,16 @@ use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
-use tracing::{debug, warn};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span, debug, warn};
 
 use crate::bus::BusError;
 use crate::conn::Hosted;
 use crate::context::Context;
 use crate::usage::QuotaExceeded;
 
-use switchboard_runtime::http::{self, Body, json, text};
+use switchboard_runtime::http::{self, Body, Encoded, json, text};
+use switchboard_runtime::trace;
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -185,7 +187,62 @@ fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
     request.method() == Method::GET && connection_upgrade && upgrade_websocket
 }
 
-async fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
+/// A WebSocket upgrade, traced (span `ws.upgrade`, when tracing is on). A client may name the trace
+/// its connection belongs to: `traceparent` (and `tracestate`) as headers, or as query parameters
+/// for browsers, which cannot set headers on a WebSocket. The upgrade span then continues that
+/// trace, and so do the connection's commands.
+async fn upgrade(request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
+    let span = switchboard_runtime::trace_span!(
+        "ws.upgrade",
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.response.status_code = Empty,
+        sb.tenant = Empty,
+    );
+    let client_trace = client_trace(&request);
+    let continued = client_trace.is_some();
+    if let Some(parent) = client_trace {
+        trace::set_parent(&span, parent);
+    }
+    let trace_parent = continued.then(|| Box::new(trace::context_of(&span)));
+    let response = admit_upgrade(request, ctx, trace_parent)
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    response
+}
+
+/// The trace a client's upgrade names, if tracing is on and it names a valid one.
+fn client_trace(request: &Request<Incoming>) -> Option<trace::Context> {
+    if !trace::enabled() {
+        return None;
+    }
+    trace::extract_http(request.headers()).or_else(|| {
+        let query = request.uri().query()?;
+        let param = |wanted: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(name, _)| *name == wanted)
+                .map(|(_, value)| {
+                    let bytes = http::percent_decode(value, Encoded::Query);
+                    String::from_utf8_lossy(&bytes).into_owned()
+                })
+        };
+        let traceparent = param("traceparent")?;
+        trace::extract_traceparent(&traceparent, param("tracestate").as_deref())
+    })
+}
+
+async fn admit_upgrade(
+    mut request: Request<Incoming>,
+    ctx: Arc<Context>,
+    trace_parent: Option<Box<trace::Context>>,
+) -> Response<Body> {
     let headers = request.headers();
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -214,7 +271,12 @@ async fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<
         return refused("shutting down\n");
     }
     let session = match ctx.access.admit(request.uri(), request.headers()) {
-        Ok(session) => session,
+        Ok(session) => {
+            if let Some(session) = &session {
+                Span::current().record("sb.tenant", session.tenant.id.as_str());
+            }
+            session
+        }
         Err(refusal) => {
             ctx.metrics
                 .connections_refused
@@ -268,7 +330,14 @@ async fn upgrade(mut request: Request<Incoming>, ctx: Arc<Context>) -> Response<
                 .await;
                 // Boxed: inline, the connection's future would sit next to the upgrade's state
                 // (which the compiler keeps alongside it) for the connection's whole life.
-                Box::pin(crate::conn::serve(ws, task_ctx, permit, hosted)).await;
+                Box::pin(crate::conn::serve(
+                    ws,
+                    task_ctx,
+                    permit,
+                    hosted,
+                    trace_parent,
+                ))
+                .await;
             }
             Ok(Err(e)) => debug!(error = %e, "websocket upgrade failed"),
             Err(_) => debug!("websocket upgrade timed out"),

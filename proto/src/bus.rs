@@ -84,6 +84,17 @@ impl Command {
             Command::EdgeLost { .. } => None,
         }
     }
+
+    /// The command's name, for metrics labels and spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Join { .. } => "join",
+            Command::Leave { .. } => "leave",
+            Command::UpdateStatus { .. } => "update_status",
+            Command::Rejoin { .. } => "rejoin",
+            Command::EdgeLost { .. } => "edge_lost",
+        }
+    }
 }
 
 /// A joiner's tenant, with the limits the router that owns the room enforces (the edge reads them
@@ -181,6 +192,18 @@ pub enum EdgeEvent {
         /// The removed connections, all held by this edge.
         to: Vec<ConnId>,
     },
+}
+
+impl EdgeEvent {
+    /// What the event does, for spans: the delivered message's event name (`new_peer`, …), or
+    /// `refuse` or `remove`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EdgeEvent::Deliver { message, .. } => message.event(),
+            EdgeEvent::Refuse { .. } => "refuse",
+            EdgeEvent::Remove { .. } => "remove",
+        }
+    }
 }
 
 /// A router taking over `slot` asks every edge for its members there.

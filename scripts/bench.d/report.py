@@ -267,6 +267,21 @@ def main():
         w(f"| {m} | {r.get('received') if r else '–'} | {ms(lat(r, 'fanout', 'p50_us'))} | {ms(lat(r, 'fanout', 'p99_us'))} | "
           f"{ms(lat(r, 'fanout_last', 'p50_us'))} | {ms(lat(r, 'fanout_last', 'p99_us'))} |")
     w("")
+    w("## Tracing overhead")
+    w("")
+    w("What OpenTelemetry tracing costs (docs/operations.md, \"Tracing\"), from `scripts/bench-tracing`:")
+    w("the same cross-edge relay load against a router and two edges restarted per mode, tracing off,")
+    w("on with a collector that is not there (every span made, then dropped), and on at 10% and 100%")
+    w("sampling exported to a live OTLP/HTTP sink. The budget: under 10% more CPU per relayed message")
+    w("at 10% sampling, and a dead collector that does not slow relays.")
+    w("")
+    try:
+        with open(os.path.join(a.results, "tracing.md")) as f:
+            for line in f.read().rstrip().splitlines():
+                w(line)
+    except OSError:
+        w("Not measured in this run (`scripts/bench-tracing` failed; its output says why).")
+    w("")
     w("## Against the targets")
     w("")
     w("The targets of the benchmark issue, compared with this run (computed from the reports above):")

@@ -343,6 +343,33 @@ random one. (dict "ctx" $ "name" secretName "key" key "length" n)
 {{- end }}
 {{- end -}}
 
+{{/* OTEL_*: span export (component: "edge" or "router"); nothing when tracing.endpoint is empty. */}}
+{{- define "switchboard.tracingEnv" -}}
+{{- $t := .ctx.Values.tracing -}}
+{{- if $t.endpoint }}
+- name: HOST_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.hostIP
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ $t.endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: {{ $t.protocol | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ ternary $t.serviceNames.edge $t.serviceNames.router (eq .component "edge") | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ $t.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ $t.samplerArg | toString | quote }}
+- name: OTEL_BSP_MAX_QUEUE_SIZE
+  value: {{ $t.maxQueueSize | toString | quote }}
+- name: OTEL_BSP_SCHEDULE_DELAY
+  value: {{ $t.scheduleDelayMs | toString | quote }}
+- name: OTEL_EXPORTER_OTLP_TIMEOUT
+  value: {{ $t.timeoutMs | toString | quote }}
+{{- end }}
+{{- end -}}
+
 {{- define "switchboard.consulVolumeMount" -}}
 {{- if and .Values.consul.enabled .Values.consul.token.existingSecret }}
 - name: consul-token

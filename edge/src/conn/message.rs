@@ -5,9 +5,12 @@ use serde_json::{Map, Value};
 use switchboard_proto::bus::TenantScope;
 use switchboard_proto::{ClientMessage, ProtocolError, ServerMessage, Status, decode_with_depth};
 use switchboard_rooms::Command;
+use switchboard_runtime::trace;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tracing::field::{self, Empty};
+use tracing::{Instrument as _, Span};
 
 use super::Conn;
 use super::end::End;
@@ -96,7 +99,16 @@ where
                 if self.over_tenant_rate(&message, received) {
                     return self.reply_error(ProtocolError::TenantRateLimited).await;
                 }
-                self.on_client_message(message, received).await
+                let span = self.command_span(&message);
+                let result = self
+                    .on_client_message(message, received)
+                    .instrument(span.clone())
+                    .await;
+                if let Err(error) = &result {
+                    span.record("sb.error", error.reason());
+                    span.record("otel.status_code", "error");
+                }
+                result
             }
             Err(error) => {
                 self.ctx.metrics.message_in(metrics::INVALID);
@@ -107,6 +119,35 @@ where
             Ok(handled) => Ok(handled),
             Err(error) => self.reply_error(error).await,
         }
+    }
+
+    /// The span of one client command (none for `info` and `ping`, nor while tracing is off): a
+    /// root of its own trace, or a child of the client's trace when its upgrade carried one.
+    fn command_span(&self, message: &ClientMessage) -> Span {
+        let name = match message {
+            ClientMessage::JoinRoom { .. } => "client.join_room",
+            ClientMessage::LeaveRoom => "client.leave_room",
+            ClientMessage::UpdateStatus { .. } => "client.update_status",
+            ClientMessage::SendToPeer { .. } => "client.send_to_peer",
+            ClientMessage::Info | ClientMessage::Ping => return Span::none(),
+        };
+        let span = switchboard_runtime::trace_span!(
+            "client command",
+            otel.name = name,
+            otel.kind = "server",
+            otel.status_code = Empty,
+            sb.conn = %self.id,
+            sb.tenant = self.session().map(|s| s.tenant.id.as_str()),
+            sb.room = Empty,
+            sb.event = Empty,
+            sb.route = Empty,
+            sb.peer = Empty,
+            sb.error = Empty,
+        );
+        if let Some(parent) = &self.trace_parent {
+            trace::set_parent(&span, (**parent).clone());
+        }
+        span
     }
 
     /// Hosted mode: whether `message` is over its tenant's message rate (then it is dropped and
@@ -185,6 +226,7 @@ where
                         (ctx.keyer.key_in(&tenant.id, &room_id), Some(scope))
                     }
                 };
+                Span::current().record("sb.room", field::display(room));
                 let tenant_id = tenant.as_ref().map(|scope| scope.id.clone());
                 let room_name = tenant.as_ref().map(|_| room_id.as_str());
                 ctx.registry
@@ -204,6 +246,7 @@ where
             ClientMessage::LeaveRoom => {
                 // Leaving when in no room is silently ignored, as in palava.
                 if let Some(room) = ctx.registry.leave(self.id) {
+                    Span::current().record("sb.room", field::display(room));
                     let leave = Command::Leave {
                         conn: self.id,
                         edge: ctx.edge,
@@ -218,6 +261,7 @@ where
                     .membership(self.id)
                     .room()
                     .ok_or(ProtocolError::NotInRoom)?;
+                Span::current().record("sb.room", field::display(room));
                 let status = Status::validate(self.named(status, false), &ctx.status_rules)?;
                 let stored = status.stored();
                 let update = Command::UpdateStatus {
@@ -234,6 +278,19 @@ where
             }
             ClientMessage::SendToPeer { peer_id, data } => {
                 let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
+                let span = Span::current();
+                span.record("sb.event", event.name());
+                if let Some(peer) = peer_id {
+                    span.record("sb.peer", field::display(peer));
+                }
+                span.record(
+                    "sb.route",
+                    match route {
+                        PeerRoute::Local(_) => "local",
+                        PeerRoute::Remote(_) => "remote",
+                        PeerRoute::Gone => "gone",
+                    },
+                );
                 // After the protocol's own checks, so a token without `send` learns nothing
                 // about the room's peers it could not learn otherwise.
                 if self.session().is_some_and(|s| !s.may_send) {

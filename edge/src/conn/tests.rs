@@ -77,7 +77,7 @@ async fn connect(ctx: &Arc<Context>, buffer: usize) -> Client {
         .connection_permits
         .try_acquire()
         .expect("a free connection place");
-    let task = tokio::spawn(super::serve(server, ctx.clone(), permit, None));
+    let task = tokio::spawn(super::serve(server, ctx.clone(), permit, None, None));
     let ws = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
     Client { ws, task }
 }
@@ -94,7 +94,7 @@ async fn connect_silent(ctx: &Arc<Context>) -> (DuplexStream, JoinHandle<()>) {
         .expect("a free connection place");
     (
         client,
-        tokio::spawn(super::serve(server, ctx.clone(), permit, None)),
+        tokio::spawn(super::serve(server, ctx.clone(), permit, None, None)),
     )
 }
 

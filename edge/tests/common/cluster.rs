@@ -74,6 +74,15 @@ impl Cluster {
         Self::start_on(nats, routers, edges, edge_args, token).await
     }
 
+    /// NATS only: the test adds routers and edges (each with arguments of its own), then waits
+    /// for [`Cluster::settled`].
+    pub async fn nats_only() -> Cluster {
+        let nats = NatsCluster::start_with_token(3, None)
+            .await
+            .expect("nats cluster starts");
+        Cluster::empty(nats, &[], None)
+    }
+
     /// Like [`Cluster::start`], on a NATS cluster the test prepared.
     pub async fn start_on(
         nats: NatsCluster,

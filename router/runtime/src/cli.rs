@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
@@ -84,11 +84,13 @@ pub fn init_logging(name: &str, logging: &Logging, tracing: &TracingArgs) -> Res
             eprintln!("{name}: {}", crate::describe(&e));
             ExitCode::FAILURE
         })?;
-    // The exporter's own crates log through this subscriber too; their spans must not be exported
-    // (each export would trace itself at debug level).
+    // What is exported: Switchboard's own spans (`trace::TARGET`) and the warnings and errors
+    // logged inside them, which become span events. Not the exporter's own crates, which log
+    // through this subscriber too (each export would trace itself). Not decided by `--log`: an
+    // operator who quiets the logs keeps the traces.
     let otel = pipeline
         .as_ref()
-        .map(|p| p.layer().with_filter(not_the_exporters_own()));
+        .map(|p| p.layer().with_filter(exported_spans()));
     let logs = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
@@ -102,8 +104,12 @@ pub fn init_logging(name: &str, logging: &Logging, tracing: &TracingArgs) -> Res
             .map_event_format(|f| trace::WithTraceIds::new(f, true))
             .boxed(),
     };
+    // Log lines as `--log` says, without the exported spans as their context: a line names its
+    // trace by id instead (`trace::WithTraceIds`), and the spans cost the log layer nothing.
+    let logs = logs.with_filter(filter.and(filter_fn(|meta| {
+        !(meta.is_span() && meta.target() == trace::TARGET)
+    })));
     let installed = tracing_subscriber::registry()
-        .with(filter)
         .with(otel)
         .with(logs)
         .try_init();
@@ -117,8 +123,8 @@ pub fn init_logging(name: &str, logging: &Logging, tracing: &TracingArgs) -> Res
     Ok(())
 }
 
-/// Every target but those of the exporter's transport and the SDK.
-fn not_the_exporters_own() -> Targets {
+/// Switchboard's spans, warnings and errors; nothing of the exporter's transport and the SDK.
+fn exported_spans() -> Targets {
     [
         "h2",
         "hyper",
@@ -131,7 +137,9 @@ fn not_the_exporters_own() -> Targets {
     ]
     .into_iter()
     .fold(
-        Targets::new().with_default(LevelFilter::TRACE),
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target(trace::TARGET, LevelFilter::INFO),
         |targets, target| targets.with_target(target, LevelFilter::OFF),
     )
 }

@@ -50,7 +50,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, warn};
 
 pub use config::Config;
 use lease::Holder;
@@ -516,15 +516,38 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
     if let Holder::Held { owner, .. } = &holder {
         info!(slot, previous = %owner, "taking over a slot from a router presumed gone");
     }
+    let span = switchboard_runtime::trace_span!(
+        "lease.acquire",
+        otel.status_code = tracing::field::Empty,
+        sb.slot = slot,
+        sb.takeover = matches!(holder, Holder::Held { .. }),
+        sb.outcome = tracing::field::Empty,
+        sb.epoch = tracing::field::Empty,
+    );
     let asked = Instant::now();
-    let acquired = tokio::time::timeout(limit, shared.leases.acquire(slot, &holder)).await;
+    let acquired = tokio::time::timeout(limit, shared.leases.acquire(slot, &holder))
+        .instrument(span.clone())
+        .await;
     shared
         .metrics
         .lease_acquire_seconds
         .observe(asked.elapsed().as_secs_f64());
-    match acquired.map_err(unreachable)? {
+    let result = match acquired.map_err(unreachable)? {
         Ok(lease) => Ok(Some(lease)),
         Err(lease::LeaseError::Taken) => Ok(None),
         Err(e) => Err(e),
-    }
+    };
+    let outcome = match &result {
+        Ok(Some(lease)) => {
+            span.record("sb.epoch", lease.epoch);
+            "acquired"
+        }
+        Ok(None) => "taken",
+        Err(_) => {
+            span.record("otel.status_code", "error");
+            "unreachable"
+        }
+    };
+    span.record("sb.outcome", outcome);
+    result
 }

@@ -23,10 +23,12 @@ use switchboard_proto::bus::{
 };
 use switchboard_proto::control::{RoomReply, RoomRequest};
 use switchboard_proto::{EdgeId, RoomKey, ServerMessage, subject};
+use switchboard_runtime::trace;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::field::{self, Empty};
+use tracing::{Instrument as _, Span, debug, info, warn};
 
 use super::Shared;
 use super::lease::Lease;
@@ -154,7 +156,12 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
     match end {
         SlotEnd::Released => {
             shared.metrics.slot_releases.inc();
-            if let Err(e) = shared.leases.release(lease).await {
+            let span = switchboard_runtime::trace_span!(
+                "lease.release",
+                sb.slot = slot,
+                sb.epoch = lease.epoch,
+            );
+            if let Err(e) = shared.leases.release(lease).instrument(span).await {
                 debug!(slot, error = %switchboard_runtime::describe(&e), "lease release failed; the others take it over later");
             }
             info!(slot, "slot handed over");
@@ -197,8 +204,24 @@ async fn wait_to_resume(
         }
         let since = *hearing_since.get_or_insert_with(Instant::now);
         let asked = Instant::now();
+        let span = switchboard_runtime::trace_span!(
+            "lease.check",
+            sb.slot = lease.slot,
+            sb.epoch = lease.epoch,
+            sb.outcome = Empty,
+        );
         let check =
-            tokio::time::timeout(Duration::from_millis(500), shared.leases.still_ours(lease)).await;
+            tokio::time::timeout(Duration::from_millis(500), shared.leases.still_ours(lease))
+                .instrument(span.clone())
+                .await;
+        span.record(
+            "sb.outcome",
+            match &check {
+                Ok(Ok(true)) => "ours",
+                Ok(Ok(false)) => "lost",
+                _ => "unknown",
+            },
+        );
         shared
             .metrics
             .lease_check_seconds
@@ -388,6 +411,26 @@ impl SlotTask {
     /// Asks every edge for its members and views in the slot (raising their epoch for it to ours),
     /// then brings the rooms and the views in line (see [`switchboard_rooms::reconcile`]).
     async fn reconcile(&mut self, reason: &'static str) -> Result<(), ReconcileError> {
+        // A root span (nothing a client did): the edges' `edge.resync_report`s and the
+        // corrections' `router.fan_out`s are its children.
+        let span = switchboard_runtime::trace_span!(
+            "router.resync",
+            otel.status_code = Empty,
+            sb.slot = self.slot,
+            sb.epoch = self.epoch,
+            sb.reason = reason,
+            sb.edges_expected = Empty,
+            sb.edges_answered = Empty,
+            sb.corrections = Empty,
+        );
+        let result = self.resync(reason).instrument(span.clone()).await;
+        if result.is_err() {
+            span.record("otel.status_code", "error");
+        }
+        result
+    }
+
+    async fn resync(&mut self, reason: &'static str) -> Result<(), ReconcileError> {
         self.shared
             .metrics
             .reconciles
@@ -402,9 +445,19 @@ impl SlotTask {
             slots: self.shared.config.slots,
             epoch: self.epoch,
         };
-        client
-            .publish_with_reply(subject::RESYNC, inbox, serde_json::to_vec(&request)?.into())
-            .await?;
+        let payload = serde_json::to_vec(&request)?.into();
+        match trace::traced_headers(&Span::current()) {
+            Some(headers) => {
+                client
+                    .publish_with_reply_and_headers(subject::RESYNC, inbox, headers, payload)
+                    .await?
+            }
+            None => {
+                client
+                    .publish_with_reply(subject::RESYNC, inbox, payload)
+                    .await?
+            }
+        }
         client.flush().await?;
         let deadline = Instant::now() + self.shared.config.resync_timeout;
         let mut answered = HashSet::new();
@@ -435,6 +488,9 @@ impl SlotTask {
             }
         }
         let _ = replies.unsubscribe().await;
+        let span = Span::current();
+        span.record("sb.edges_expected", expected.len());
+        span.record("sb.edges_answered", answered.len());
         if expected.is_subset(&answered) {
             self.follow_ups = 0;
         }
@@ -459,6 +515,7 @@ impl SlotTask {
                 .with_label_values(&[kind])
                 .inc();
         }
+        span.record("sb.corrections", effects.len());
         if !effects.is_empty() {
             info!(
                 slot,
@@ -509,8 +566,29 @@ impl SlotTask {
             return;
         }
         let started = Instant::now();
-        let reply = self.apply(command).await;
-        self.respond(&message, &reply).await;
+        // A child of the edge's `bus.command` when the command carries its trace context.
+        let span = switchboard_runtime::trace_span!(
+            "router.apply",
+            otel.kind = "server",
+            sb.slot = self.slot,
+            sb.epoch = self.epoch,
+            sb.command = command.kind(),
+            sb.room = command.room().map(field::display),
+            sb.events = Empty,
+            sb.busy = Empty,
+        );
+        if let Some(headers) = &message.headers {
+            trace::set_parent(&span, trace::extract(headers));
+        }
+        async {
+            let reply = self.apply(command).await;
+            if matches!(reply, CommandReply::Busy) {
+                Span::current().record("sb.busy", true);
+            }
+            self.respond(&message, &reply).await;
+        }
+        .instrument(span)
+        .await;
         self.shared
             .metrics
             .command_seconds
@@ -543,17 +621,10 @@ impl SlotTask {
     /// Applies a command and publishes its effects, then stores what changed. A join that would
     /// open a room of a tenant whose round is used up is not applied: `Busy`, the edge asks again.
     async fn apply(&mut self, command: Command) -> CommandReply {
-        let kind = match &command {
-            Command::Join { .. } => "join",
-            Command::Leave { .. } => "leave",
-            Command::UpdateStatus { .. } => "update_status",
-            Command::Rejoin { .. } => "rejoin",
-            Command::EdgeLost { .. } => "edge_lost",
-        };
         self.shared
             .metrics
             .commands
-            .with_label_values(&[kind])
+            .with_label_values(&[command.kind()])
             .inc();
         debug!(slot = self.slot, ?command, "applying");
         let touched = command.room();
@@ -659,6 +730,16 @@ impl SlotTask {
     async fn publish_effects(&mut self, effects: Vec<Effect>, now: UnixMillis) {
         self.shared.webhooks.store(self.slot, &effects, now).await;
         let epoch = self.epoch;
+        let events = effects
+            .iter()
+            .filter(|effect| {
+                matches!(
+                    effect,
+                    Effect::Deliver { .. } | Effect::Refuse { .. } | Effect::Remove { .. }
+                )
+            })
+            .count();
+        Span::current().record("sb.events", events);
         for effect in effects {
             match effect {
                 Effect::Deliver {
@@ -767,12 +848,27 @@ impl SlotTask {
         let Ok(payload) = serde_json::to_vec(event) else {
             return;
         };
+        // One room event for one edge (the fan-out of a command is one of these per edge and
+        // event); the edge's `edge.deliver` is its child.
+        let span = switchboard_runtime::trace_span!(
+            "router.fan_out",
+            otel.kind = "producer",
+            sb.edge = %edge,
+            sb.event = event.kind(),
+        );
         let started = Instant::now();
-        let published = self
-            .shared
-            .client
-            .publish(subject::edge_events(edge), Bytes::from(payload))
-            .await;
+        let subject = subject::edge_events(edge);
+        let payload = Bytes::from(payload);
+        let published = match trace::traced_headers(&span) {
+            Some(headers) => {
+                self.shared
+                    .client
+                    .publish_with_headers(subject, headers, payload)
+                    .instrument(span)
+                    .await
+            }
+            None => self.shared.client.publish(subject, payload).await,
+        };
         self.shared
             .metrics
             .bus_publish_event
