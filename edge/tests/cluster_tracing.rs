@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::Client;
 use common::cluster::Cluster;
+use common::hosted::{B1, TenantsFile, claims, connect, token, try_connect, two_tenants};
 use serde_json::json;
 use switchboard_testkit::otlp::{OtlpReceiver, ReceivedSpan, check_tree, render_tree};
 
@@ -23,8 +24,13 @@ use switchboard_testkit::otlp::{OtlpReceiver, ReceivedSpan, check_tree, render_t
 const ARRIVAL: Duration = Duration::from_secs(30);
 
 /// A cluster whose processes export to `receiver`: edge `i` as service `edge-<i>`, the router as
-/// `router`, every span sampled.
+/// `router` (logging warnings only), every span sampled.
 async fn traced_cluster(receiver: &OtlpReceiver) -> Cluster {
+    traced_cluster_with(receiver, &[]).await
+}
+
+/// [`traced_cluster`] with `edge_args` for both edges.
+async fn traced_cluster_with(receiver: &OtlpReceiver, edge_args: &[&str]) -> Cluster {
     let common = |endpoint: String, protocol: &str, name: &str| -> Vec<String> {
         [
             "--otel-exporter-otlp-endpoint",
@@ -44,9 +50,16 @@ async fn traced_cluster(receiver: &OtlpReceiver) -> Cluster {
     };
     let mut cluster = Cluster::nats_only().await;
     cluster.router_args = common(receiver.endpoint_http(), "http/protobuf", "router");
+    // Quiet logs do not quiet the traces: what is exported is not decided by --log.
+    cluster
+        .router_args
+        .extend(["--log".to_string(), "warn".to_string()]);
     cluster.add_router().await;
     for i in 0..2 {
         cluster.edge_args = common(receiver.endpoint_grpc(), "grpc", &format!("edge-{i}"));
+        cluster
+            .edge_args
+            .extend(edge_args.iter().map(|s| s.to_string()));
         cluster.add_edge().await;
     }
     cluster.settled().await;
@@ -108,6 +121,8 @@ async fn a_join_and_a_cross_edge_relay_are_one_trace_each_across_the_processes()
     let (bob_id, _) = bob.join(room, json!({"name": "Bob-secret"})).await;
     alice.expect("new_peer").await;
     let is_bobs_join = |s: &ReceivedSpan| s.attribute("sb.conn") == Some(bob_id.as_str());
+    // Every span of the trace, from three processes exporting on their own schedules: the whole
+    // tree (seven spans, one root) before anything is judged.
     let spans = receiver
         .wait_for(ARRIVAL, |spans| {
             let Some(join) = spans
@@ -116,12 +131,12 @@ async fn a_join_and_a_cross_edge_relay_are_one_trace_each_across_the_processes()
             else {
                 return false;
             };
-            let delivered: Vec<&str> = spans
+            let trace: Vec<ReceivedSpan> = spans
                 .iter()
-                .filter(|s| s.trace_id == join.trace_id && s.name == "edge.deliver")
-                .map(|s| s.service_name.as_str())
+                .filter(|s| s.trace_id == join.trace_id)
+                .cloned()
                 .collect();
-            delivered.contains(&"edge-0") && delivered.contains(&"edge-1")
+            trace.len() >= 7 && check_tree(&trace).is_ok()
         })
         .await
         .unwrap();
@@ -217,10 +232,18 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
     let is_carols = |s: &ReceivedSpan| s.attribute("sb.conn") == Some(carol_id.as_str());
     let spans = receiver
         .wait_for(ARRIVAL, |spans| {
-            spans
-                .iter()
-                .any(|s| s.name == "router.apply" && s.trace_id == trace_id)
-                && spans.iter().any(|s| s.name == "ws.upgrade")
+            [
+                "ws.upgrade",
+                "client.join_room",
+                "bus.command",
+                "router.apply",
+            ]
+            .iter()
+            .all(|name| {
+                spans
+                    .iter()
+                    .any(|s| s.name == *name && s.trace_id == trace_id)
+            })
         })
         .await
         .unwrap();
@@ -249,4 +272,62 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
     });
     assert_eq!(join.parent_span_id, None);
     assert_ne!(join.trace_id, trace_id);
+
+    // A refused command says why on its span.
+    dave.send(json!({"event": "leave_room"})).await;
+    dave.send(json!({"event": "update_status", "status": {"name": "D"}}))
+        .await;
+    dave.expect_error("currently not in any room").await;
+    let is_refused = |s: &ReceivedSpan| {
+        s.name == "client.update_status" && s.attribute("sb.conn") == Some(dave_id.as_str())
+    };
+    let spans = receiver
+        .wait_for(ARRIVAL, |spans| spans.iter().any(is_refused))
+        .await
+        .unwrap();
+    let refused = one(&spans, "edge-0", "client.update_status", is_refused);
+    assert_eq!(refused.attribute("sb.error"), Some("not_in_room"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosted_spans_name_the_tenant_and_refused_upgrades_their_status() {
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let file = TenantsFile::new(&two_tenants(""));
+    let path = file.path.display().to_string();
+    let cluster =
+        traced_cluster_with(&receiver, &["--auth", "tokens", "--tenants-file", &path]).await;
+    let url = cluster.edge_url(0);
+    let erin_token = token(B1, &claims("erin"));
+    let mut erin = connect(&url, &erin_token, None).await;
+    let (erin_id, _) = erin.join("tenant-room-name-91c2", json!({})).await;
+    let refused = try_connect(&url, "not-a-token", None).await.err();
+    assert_eq!(refused, Some(401));
+
+    let is_erins = |s: &ReceivedSpan| s.attribute("sb.conn") == Some(erin_id.as_str());
+    let spans = receiver
+        .wait_for(ARRIVAL, |spans| {
+            spans
+                .iter()
+                .any(|s| s.name == "client.join_room" && is_erins(s))
+                && spans.iter().any(|s| {
+                    s.name == "ws.upgrade"
+                        && s.attribute("http.response.status_code") == Some("401")
+                })
+        })
+        .await
+        .unwrap();
+    let join = one(&spans, "edge-0", "client.join_room", is_erins);
+    assert_eq!(join.attribute("sb.tenant"), Some("b"));
+    one(&spans, "edge-0", "ws.upgrade", |s| {
+        s.attribute("sb.tenant") == Some("b")
+            && s.attribute("http.response.status_code") == Some("101")
+    });
+    let refused = one(&spans, "edge-0", "ws.upgrade", |s| {
+        s.attribute("http.response.status_code") == Some("401")
+    });
+    assert_eq!(refused.attribute("sb.tenant"), None);
+    assert_nothing_private(
+        &receiver.spans(),
+        &["tenant-room-name-91c2", "not-a-token", &erin_token],
+    );
 }
