@@ -87,6 +87,28 @@ fn one<'a>(
     found[0]
 }
 
+/// The spans of `spans` in the trace `trace_id`.
+fn trace_of(spans: &[ReceivedSpan], trace_id: &str) -> Vec<ReceivedSpan> {
+    spans
+        .iter()
+        .filter(|s| s.trace_id == trace_id)
+        .cloned()
+        .collect()
+}
+
+/// The trace `root` starts, checked to be one whole tree, and its rendering (printed under `label`).
+fn whole_trace(
+    spans: &[ReceivedSpan],
+    root: &ReceivedSpan,
+    label: &str,
+) -> (Vec<ReceivedSpan>, String) {
+    let trace = trace_of(spans, &root.trace_id);
+    check_tree(&trace).unwrap();
+    let rendered = render_tree(&trace);
+    println!("{label}:\n{rendered}");
+    (trace, rendered)
+}
+
 fn is_child(child: &ReceivedSpan, parent: &ReceivedSpan) -> bool {
     child.trace_id == parent.trace_id
         && child.parent_span_id.as_deref() == Some(parent.span_id.as_str())
@@ -131,24 +153,13 @@ async fn a_join_and_a_cross_edge_relay_are_one_trace_each_across_the_processes()
             else {
                 return false;
             };
-            let trace: Vec<ReceivedSpan> = spans
-                .iter()
-                .filter(|s| s.trace_id == join.trace_id)
-                .cloned()
-                .collect();
+            let trace = trace_of(spans, &join.trace_id);
             trace.len() >= 7 && check_tree(&trace).is_ok()
         })
         .await
         .unwrap();
     let join = one(&spans, "edge-1", "client.join_room", is_bobs_join);
-    let trace: Vec<ReceivedSpan> = spans
-        .iter()
-        .filter(|s| s.trace_id == join.trace_id)
-        .cloned()
-        .collect();
-    check_tree(&trace).unwrap();
-    let rendered = render_tree(&trace);
-    println!("Bob's join:\n{rendered}");
+    let (trace, rendered) = whole_trace(&spans, join, "Bob's join");
     assert_eq!(join.parent_span_id, None, "{rendered}");
     let room_key = join
         .attribute("sb.room")
@@ -194,14 +205,7 @@ async fn a_join_and_a_cross_edge_relay_are_one_trace_each_across_the_processes()
         .await
         .unwrap();
     let send = one(&spans, "edge-0", "client.send_to_peer", is_alices_offer);
-    let trace: Vec<ReceivedSpan> = spans
-        .iter()
-        .filter(|s| s.trace_id == send.trace_id)
-        .cloned()
-        .collect();
-    check_tree(&trace).unwrap();
-    let rendered = render_tree(&trace);
-    println!("Alice's offer:\n{rendered}");
+    let (trace, rendered) = whole_trace(&spans, send, "Alice's offer");
     assert_eq!(send.parent_span_id, None);
     assert_eq!(send.attribute("sb.event"), Some("offer"));
     assert_eq!(send.attribute("sb.route"), Some("remote"));
