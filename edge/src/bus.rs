@@ -176,14 +176,15 @@ impl Bus {
         .await
     }
 
-    /// Publishes a peer message for `target`, held by another edge. Messages from one sender keep
-    /// their order (one NATS connection, one subject per target).
+    /// Publishes a peer message for `target`, held by another edge, with `span`'s trace context.
+    /// Messages from one sender keep their order (one NATS connection, one subject per target).
     pub async fn relay(
         &self,
         target: ConnId,
         room: RoomKey,
         event: &'static str,
         text: Utf8Bytes,
+        span: &trace::Leaf,
     ) -> Result<(), BusError> {
         match &self.inner {
             // Standalone every connection is local; there is no other edge.
@@ -196,7 +197,7 @@ impl Bus {
                     headers.insert(subject::HEADER_ROOM, room.to_string().as_str());
                     headers.insert(subject::HEADER_EVENT, event);
                     // The sender's `client.send_to_peer` span: the target's edge continues it.
-                    trace::inject(&mut headers);
+                    span.inject(&mut headers);
                     // Shares the encoded text; no copy.
                     let payload = bytes::Bytes::from(text);
                     let started = Instant::now();

@@ -66,7 +66,8 @@ async fn inbox_loop(ctx: Arc<Context>, bus: NatsBus, mut inbox: async_nats::Subs
             },
         };
         if message.subject.as_str() == events_subject {
-            let span = switchboard_runtime::trace_span!(
+            let span = switchboard_runtime::trace_continue!(
+                parent_of(&message);
                 "edge.deliver",
                 otel.kind = "consumer",
                 sb.room = Empty,
@@ -74,31 +75,26 @@ async fn inbox_loop(ctx: Arc<Context>, bus: NatsBus, mut inbox: async_nats::Subs
                 sb.recipients = Empty,
                 sb.stale = Empty,
             );
-            continue_trace(&span, &message);
             span.in_scope(|| on_event(&ctx, &bus, &message));
         } else if let Some((target, room, event, text)) = parse_relay(&message) {
-            let span = switchboard_runtime::trace_span!(
+            // The hottest span there is: made by the SDK directly (`trace::Leaf`).
+            let mut span = trace::Leaf::continuing(
                 "edge.relay",
-                otel.kind = "consumer",
-                sb.conn = %target,
-                sb.event = %event,
+                trace::SpanKind::Consumer,
+                parent_of(&message),
             );
-            continue_trace(&span, &message);
-            span.in_scope(|| ctx.registry.deliver_relay(target, room, &event, text));
+            span.set("sb.conn", || target.to_string());
+            span.set("sb.event", || event.clone());
+            ctx.registry.deliver_relay(target, room, &event, text);
         } else {
             debug!(subject = %message.subject, "malformed message for this edge");
         }
     }
 }
 
-/// Makes `span` a child of the span that sent `message`, if it carries a trace context.
-fn continue_trace(span: &Span, message: &Message) {
-    if span.is_none() {
-        return;
-    }
-    if let Some(headers) = &message.headers {
-        trace::set_parent(span, trace::extract(headers));
-    }
+/// The trace context `message` carries, if any (only a traced sender adds one).
+fn parent_of(message: &Message) -> Option<trace::Context> {
+    message.headers.as_ref().and_then(trace::extract)
 }
 
 fn parse_relay(message: &Message) -> Option<(ConnId, RoomKey, String, Utf8Bytes)> {
@@ -175,14 +171,14 @@ async fn resync_loop(ctx: Arc<Context>, bus: NatsBus, mut requests: async_nats::
         ) else {
             continue;
         };
-        let span = switchboard_runtime::trace_span!(
+        let span = switchboard_runtime::trace_continue!(
+            parent_of(&message);
             "edge.resync_report",
             otel.kind = "consumer",
             sb.slot = request.slot,
             sb.epoch = request.epoch,
             sb.members = Empty,
         );
-        continue_trace(&span, &message);
         // Before answering: whatever the asking router's predecessors still send is stale now.
         bus.epochs.admit(request.slot, request.epoch);
         let reply = ctx.registry.slot_report(request.slots, request.slot);

@@ -192,18 +192,16 @@ fn is_websocket_upgrade(request: &Request<Incoming>) -> bool {
 /// for browsers, which cannot set headers on a WebSocket. The upgrade span then continues that
 /// trace, and so do the connection's commands.
 async fn upgrade(request: Request<Incoming>, ctx: Arc<Context>) -> Response<Body> {
-    let span = switchboard_runtime::trace_span!(
+    let client_trace = client_trace(&request);
+    let continued = client_trace.is_some();
+    let span = switchboard_runtime::trace_start!(
+        client_trace;
         "ws.upgrade",
         otel.kind = "server",
         otel.status_code = Empty,
         http.response.status_code = Empty,
         sb.tenant = Empty,
     );
-    let client_trace = client_trace(&request);
-    let continued = client_trace.is_some();
-    if let Some(parent) = client_trace {
-        trace::set_parent(&span, parent);
-    }
     let trace_parent = continued.then(|| Box::new(trace::context_of(&span)));
     let response = admit_upgrade(request, ctx, trace_parent)
         .instrument(span.clone())

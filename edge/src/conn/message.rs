@@ -2,6 +2,7 @@
 //! the router or the target peer. What is left for the loop to do comes back as [`Handled`].
 
 use serde_json::{Map, Value};
+use switchboard_proto::ConnId;
 use switchboard_proto::bus::TenantScope;
 use switchboard_proto::{ClientMessage, ProtocolError, ServerMessage, Status, decode_with_depth};
 use switchboard_rooms::Command;
@@ -128,10 +129,14 @@ where
             ClientMessage::JoinRoom { .. } => "client.join_room",
             ClientMessage::LeaveRoom => "client.leave_room",
             ClientMessage::UpdateStatus { .. } => "client.update_status",
-            ClientMessage::SendToPeer { .. } => "client.send_to_peer",
-            ClientMessage::Info | ClientMessage::Ping => return Span::none(),
+            // Its own span, on the relay path (`send_to_peer`).
+            ClientMessage::SendToPeer { .. } | ClientMessage::Info | ClientMessage::Ping => {
+                return Span::none();
+            }
         };
-        let span = switchboard_runtime::trace_span!(
+        // A new trace, unless the client's upgrade named one for its connection.
+        switchboard_runtime::trace_start!(
+            self.trace_parent.as_deref().cloned();
             "client command",
             otel.name = name,
             otel.kind = "server",
@@ -143,11 +148,7 @@ where
             sb.route = Empty,
             sb.peer = Empty,
             sb.error = Empty,
-        );
-        if let Some(parent) = &self.trace_parent {
-            trace::set_parent(&span, (**parent).clone());
-        }
-        span
+        )
     }
 
     /// Hosted mode: whether `message` is over its tenant's message rate (then it is dropped and
@@ -277,69 +278,95 @@ where
                 ctx.registry.merge_status(self.id, stored);
             }
             ClientMessage::SendToPeer { peer_id, data } => {
-                let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
-                let span = Span::current();
-                span.record("sb.event", event.name());
-                if let Some(peer) = peer_id {
-                    span.record("sb.peer", field::display(peer));
-                }
-                span.record(
-                    "sb.route",
-                    match route {
-                        PeerRoute::Local(_) => "local",
-                        PeerRoute::Remote(_) => "remote",
-                        PeerRoute::Gone => "gone",
-                    },
+                // The relay path's span is made by the SDK directly (`trace::Leaf`): at 10%
+                // sampling every tenth relayed message has one.
+                let mut span = trace::Leaf::start(
+                    "client.send_to_peer",
+                    trace::SpanKind::Server,
+                    self.trace_parent.as_deref().cloned(),
                 );
-                // After the protocol's own checks, so a token without `send` learns nothing
-                // about the room's peers it could not learn otherwise.
-                if self.session().is_some_and(|s| !s.may_send) {
-                    return Err(ProtocolError::SendNotAllowed);
+                if span.is_on() {
+                    span.set("sb.conn", || self.id.to_string());
+                    if let Some(session) = self.session() {
+                        span.set("sb.tenant", || session.tenant.id.as_str().to_owned());
+                    }
                 }
-                let text = || {
-                    Utf8Bytes::from(
-                        ServerMessage::Forward {
-                            sender_id: self.id,
-                            data,
-                        }
-                        .encode(),
-                    )
+                let result = self.send_to_peer(&mut span, peer_id, data, received).await;
+                if let Err(error) = &result {
+                    span.error(error.reason());
+                }
+                return result;
+            }
+        }
+        Ok(Handled::Done)
+    }
+
+    /// `send_to_peer`: to a client of this edge (its queue), or over the bus to another edge.
+    async fn send_to_peer(
+        &mut self,
+        span: &mut trace::Leaf,
+        peer_id: Option<ConnId>,
+        data: Map<String, Value>,
+        received: Instant,
+    ) -> Result<Handled, ProtocolError> {
+        let ctx = self.ctx.clone();
+        let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
+        span.set("sb.event", || event.name());
+        if let Some(peer) = peer_id {
+            span.set("sb.peer", || peer.to_string());
+        }
+        span.set("sb.route", || match route {
+            PeerRoute::Local(_) => "local",
+            PeerRoute::Remote(_) => "remote",
+            PeerRoute::Gone => "gone",
+        });
+        // After the protocol's own checks, so a token without `send` learns nothing about the
+        // room's peers it could not learn otherwise.
+        if self.session().is_some_and(|s| !s.may_send) {
+            return Err(ProtocolError::SendNotAllowed);
+        }
+        let text = || {
+            Utf8Bytes::from(
+                ServerMessage::Forward {
+                    sender_id: self.id,
+                    data,
+                }
+                .encode(),
+            )
+        };
+        match route {
+            PeerRoute::Local(outlet) => {
+                let relay = Relay {
+                    outlet,
+                    text: text(),
+                    event: event.name(),
+                    received,
+                    deadline: received + ctx.limits.slow_client_timeout,
                 };
-                match route {
-                    PeerRoute::Local(outlet) => {
-                        let relay = Relay {
-                            outlet,
-                            text: text(),
-                            event: event.name(),
-                            received,
-                            deadline: received + ctx.limits.slow_client_timeout,
-                        };
-                        return Ok(self.offer(relay).map_or(Handled::Done, Handled::Parked));
-                    }
-                    PeerRoute::Remote(target) => {
-                        let room = ctx
-                            .registry
-                            .membership(self.id)
-                            .room()
-                            .ok_or(ProtocolError::NotInRoom)?;
-                        // A failed publish means the bus is down: the message is lost like one sent
-                        // just before a crash; the client's ICE restart or a new offer recovers.
-                        // Counted as sent to a client by the edge that writes it to its socket.
-                        if ctx
-                            .bus
-                            .relay(target, room, event.name(), text())
-                            .await
-                            .is_ok()
-                        {
-                            ctx.metrics
-                                .relay_seconds
-                                .observe(received.elapsed().as_secs_f64());
-                            self.count_relayed();
-                        }
-                    }
-                    PeerRoute::Gone => {}
+                return Ok(self.offer(relay).map_or(Handled::Done, Handled::Parked));
+            }
+            PeerRoute::Remote(target) => {
+                let room = ctx
+                    .registry
+                    .membership(self.id)
+                    .room()
+                    .ok_or(ProtocolError::NotInRoom)?;
+                // A failed publish means the bus is down: the message is lost like one sent just
+                // before a crash; the client's ICE restart or a new offer recovers. Counted as
+                // sent to a client by the edge that writes it to its socket.
+                if ctx
+                    .bus
+                    .relay(target, room, event.name(), text(), span)
+                    .await
+                    .is_ok()
+                {
+                    ctx.metrics
+                        .relay_seconds
+                        .observe(received.elapsed().as_secs_f64());
+                    self.count_relayed();
                 }
             }
+            PeerRoute::Gone => {}
         }
         Ok(Handled::Done)
     }

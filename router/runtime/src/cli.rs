@@ -106,9 +106,12 @@ pub fn init_logging(name: &str, logging: &Logging, tracing: &TracingArgs) -> Res
     };
     // Log lines as `--log` says, without the exported spans as their context: a line names its
     // trace by id instead (`trace::WithTraceIds`), and the spans cost the log layer nothing.
-    let logs = logs.with_filter(filter.and(filter_fn(|meta| {
-        !(meta.is_span() && meta.target() == trace::TARGET)
-    })));
+    // The hint (no level excluded) keeps the EnvFilter's own in force: without one, the process's
+    // maximum level would be TRACE, and every debug and trace record of a dependency (through the
+    // `log` crate, too) would be built and offered to the filters before being dropped.
+    let not_exported_spans = filter_fn(|meta| !(meta.is_span() && meta.target() == trace::TARGET))
+        .with_max_level_hint(LevelFilter::TRACE);
+    let logs = logs.with_filter(filter.and(not_exported_spans));
     let installed = tracing_subscriber::registry()
         .with(otel)
         .with(logs)

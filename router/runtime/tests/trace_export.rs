@@ -139,7 +139,7 @@ async fn a_span_reaches_the_collector_over_http_with_its_service() {
         traceparent.contains(&trace_hex),
         "{traceparent} vs {trace_hex}"
     );
-    let parent = trace::extract(&headers);
+    let parent = trace::extract(&headers).expect("a valid traceparent");
     assert_eq!(
         parent.span().span_context().trace_id().to_string(),
         trace_hex

@@ -516,7 +516,7 @@ async fn take(shared: &Shared, slot: u32) -> Result<Option<lease::Lease>, lease:
     if let Holder::Held { owner, .. } = &holder {
         info!(slot, previous = %owner, "taking over a slot from a router presumed gone");
     }
-    let span = switchboard_runtime::trace_span!(
+    let span = switchboard_runtime::trace_root!(
         "lease.acquire",
         otel.status_code = tracing::field::Empty,
         sb.slot = slot,

@@ -156,7 +156,7 @@ pub async fn serve(shared: Arc<Shared>, lease: Lease, stop: CancellationToken) -
     match end {
         SlotEnd::Released => {
             shared.metrics.slot_releases.inc();
-            let span = switchboard_runtime::trace_span!(
+            let span = switchboard_runtime::trace_root!(
                 "lease.release",
                 sb.slot = slot,
                 sb.epoch = lease.epoch,
@@ -204,7 +204,7 @@ async fn wait_to_resume(
         }
         let since = *hearing_since.get_or_insert_with(Instant::now);
         let asked = Instant::now();
-        let span = switchboard_runtime::trace_span!(
+        let span = switchboard_runtime::trace_root!(
             "lease.check",
             sb.slot = lease.slot,
             sb.epoch = lease.epoch,
@@ -413,7 +413,7 @@ impl SlotTask {
     async fn reconcile(&mut self, reason: &'static str) -> Result<(), ReconcileError> {
         // A root span (nothing a client did): the edges' `edge.resync_report`s and the
         // corrections' `router.fan_out`s are its children.
-        let span = switchboard_runtime::trace_span!(
+        let span = switchboard_runtime::trace_root!(
             "router.resync",
             otel.status_code = Empty,
             sb.slot = self.slot,
@@ -567,7 +567,8 @@ impl SlotTask {
         }
         let started = Instant::now();
         // A child of the edge's `bus.command` when the command carries its trace context.
-        let span = switchboard_runtime::trace_span!(
+        let span = switchboard_runtime::trace_continue!(
+            message.headers.as_ref().and_then(trace::extract);
             "router.apply",
             otel.kind = "server",
             sb.slot = self.slot,
@@ -577,9 +578,6 @@ impl SlotTask {
             sb.events = Empty,
             sb.busy = Empty,
         );
-        if let Some(headers) = &message.headers {
-            trace::set_parent(&span, trace::extract(headers));
-        }
         async {
             let reply = self.apply(command).await;
             if matches!(reply, CommandReply::Busy) {

@@ -2,12 +2,13 @@
 //!
 //! Why not the SDK's `BatchSpanProcessor`: it drops spans when its queue is full too, but only
 //! logs how many at shutdown; an operator needs the count while it happens, as a metric. This one
-//! is as small as it can be: a bounded channel that `on_end` never waits on, and one task on a
-//! thread of its own (its own single-threaded tokio runtime, so a slow collector takes no worker
-//! from the serving runtime) that batches and exports, each export bounded by the timeout.
+//! is as small as it can be: a bounded queue that `on_end` never waits on and that wakes nobody
+//! until a batch is full, and one task on a thread of its own (its own single-threaded tokio
+//! runtime, so a slow collector takes no worker from the serving runtime) that exports a batch when
+//! one is full or the schedule delay has passed, each export bounded by the timeout.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, OnceLock, mpsc as std_mpsc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, mpsc as std_mpsc};
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -19,7 +20,7 @@ use opentelemetry_sdk::trace::{
     Sampler, SdkTracer, SdkTracerProvider, Span, SpanData, SpanExporter, SpanProcessor,
 };
 use prometheus::IntCounter;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::Subscriber;
 use tracing_subscriber::registry::LookupSpan;
 
@@ -81,6 +82,8 @@ pub enum BuildError {
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     provider: SdkTracerProvider,
+    /// The share of new traces to start ([`start_trace`]).
+    root_ratio: f64,
 }
 
 impl Pipeline {
@@ -136,7 +139,10 @@ impl Pipeline {
             ))
             .with_resource(resource)
             .build();
-        Ok(Some(Pipeline { provider }))
+        Ok(Some(Pipeline {
+            provider,
+            root_ratio: root_ratio(args.otel_traces_sampler, args.otel_traces_sampler_arg),
+        }))
     }
 
     /// The `tracing` layer that turns spans into OpenTelemetry spans of this pipeline.
@@ -152,6 +158,10 @@ impl Pipeline {
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
+            // Nothing here reads the OpenTelemetry "current context" (propagation takes the
+            // tracing span's own), so entering a span need not make its context current: that
+            // would cost a context clone and a guard on every poll of an instrumented future.
+            .with_context_activation(false)
     }
 
     /// Exports every span ended so far; waits for the export (bounded by its timeout).
@@ -169,7 +179,45 @@ impl Pipeline {
 /// subscriber's layer comes from [`Pipeline::layer`].
 pub fn install(pipeline: &Pipeline) {
     if INSTALLED.set(pipeline.provider.clone()).is_ok() {
+        let _ = TRACER.set(pipeline.provider.tracer("switchboard"));
+        ROOT_RATIO.store(pipeline.root_ratio.to_bits(), Ordering::Relaxed);
         ENABLED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The installed provider's tracer, for spans made without `tracing` ([`super::Leaf`]).
+static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+
+/// The tracer of the installed pipeline; `None` when tracing is off.
+pub(super) fn tracer() -> Option<&'static SdkTracer> {
+    TRACER.get()
+}
+
+/// The share of new traces [`start_trace`] starts, as `f64` bits.
+static ROOT_RATIO: AtomicU64 = AtomicU64::new(0);
+
+/// Whether to start a new trace here (a span with no parent: a client's command, a resync, a lease
+/// operation). Head sampling done before any span exists: a trace not started costs one random
+/// number, and since nothing downstream receives a trace context for it, nothing downstream makes a
+/// span either ([`crate::trace_continue!`]). False when tracing is off.
+pub fn start_trace() -> bool {
+    if !enabled() {
+        return false;
+    }
+    let ratio = f64::from_bits(ROOT_RATIO.load(Ordering::Relaxed));
+    ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+}
+
+/// The share of traces to start, for [`start_trace`]: the configured ratio for
+/// `parentbased_traceidratio` (whose root sampler is then always-on: the decision is made here, not
+/// twice); all for the samplers that decide per span (`always_on`, `traceidratio`) or start every
+/// root (`parentbased_always_on`); none for `always_off` and `parentbased_always_off` (whose only
+/// traces are those a client starts, [`crate::trace_continue!`]).
+fn root_ratio(kind: SamplerKind, ratio: f64) -> f64 {
+    match kind {
+        SamplerKind::ParentbasedTraceidratio => ratio,
+        SamplerKind::AlwaysOn | SamplerKind::Traceidratio | SamplerKind::ParentbasedAlwaysOn => 1.0,
+        SamplerKind::AlwaysOff | SamplerKind::ParentbasedAlwaysOff => 0.0,
     }
 }
 
@@ -213,7 +261,9 @@ fn sampler(kind: SamplerKind, ratio: f64) -> Sampler {
         SamplerKind::Traceidratio => Sampler::TraceIdRatioBased(ratio),
         SamplerKind::ParentbasedAlwaysOn => parent_based(Sampler::AlwaysOn),
         SamplerKind::ParentbasedAlwaysOff => parent_based(Sampler::AlwaysOff),
-        SamplerKind::ParentbasedTraceidratio => parent_based(Sampler::TraceIdRatioBased(ratio)),
+        // The ratio is applied where a trace starts (`start_trace`): a root span exists only if it
+        // was chosen, so the SDK records every root it sees.
+        SamplerKind::ParentbasedTraceidratio => parent_based(Sampler::AlwaysOn),
     }
 }
 
@@ -223,13 +273,57 @@ enum Control {
     Shutdown(std_mpsc::SyncSender<()>),
 }
 
-/// Queues ended spans in a bounded channel (full: the span is dropped and counted) for the export
-/// task.
+/// Queues ended spans (full: the span is dropped and counted) for the export task.
 #[derive(Debug)]
 struct BoundedBatchProcessor {
-    spans: mpsc::Sender<SpanData>,
+    queue: Arc<SpanQueue>,
     control: mpsc::Sender<Control>,
     timeout: Duration,
+}
+
+/// The ended spans waiting for export. A plain locked `Vec`, not a channel: ending a span must not
+/// wake the export thread (a wake-up is a system call and two context switches, far more than the
+/// span itself costs), so the thread is woken only when a whole batch is waiting, and otherwise
+/// takes what has gathered every `--otel-bsp-schedule-delay`.
+#[derive(Debug)]
+struct SpanQueue {
+    spans: Mutex<Vec<SpanData>>,
+    max: usize,
+    batch_ready: Notify,
+}
+
+impl SpanQueue {
+    /// Queues `span` unless the queue is full (then it is dropped and counted).
+    fn push(&self, span: SpanData) {
+        let queued = {
+            let mut spans = self
+                .spans
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spans.len() >= self.max {
+                None
+            } else {
+                spans.push(span);
+                Some(spans.len())
+            }
+        };
+        match queued {
+            None => count_dropped(1),
+            // A stored permit: the task takes this batch as soon as it finishes what it is doing.
+            Some(queued) if queued == MAX_BATCH.min(self.max) => self.batch_ready.notify_one(),
+            Some(_) => {}
+        }
+    }
+
+    /// Everything queued.
+    fn take(&self) -> Vec<SpanData> {
+        std::mem::take(
+            &mut *self
+                .spans
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
 }
 
 impl BoundedBatchProcessor {
@@ -242,15 +336,22 @@ impl BoundedBatchProcessor {
         timeout: Duration,
     ) -> std::io::Result<Self> {
         exporter.set_resource(&resource);
-        let (spans, spans_rx) = mpsc::channel(max_queue);
+        let queue = Arc::new(SpanQueue {
+            spans: Mutex::new(Vec::new()),
+            max: max_queue,
+            batch_ready: Notify::new(),
+        });
         let (control, control_rx) = mpsc::channel(4);
+        let task_queue = queue.clone();
         std::thread::Builder::new()
             .name("otel-export".to_owned())
             .spawn(move || {
-                runtime.block_on(export_task(exporter, spans_rx, control_rx, delay, timeout))
+                runtime.block_on(export_task(
+                    exporter, task_queue, control_rx, delay, timeout,
+                ))
             })?;
         Ok(BoundedBatchProcessor {
-            spans,
+            queue,
             control,
             timeout,
         })
@@ -272,9 +373,7 @@ impl SpanProcessor for BoundedBatchProcessor {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
-        if self.spans.try_send(span).is_err() {
-            count_dropped(1);
-        }
+        self.queue.push(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -289,7 +388,7 @@ impl SpanProcessor for BoundedBatchProcessor {
 
 async fn export_task<E: SpanExporter>(
     exporter: E,
-    mut spans: mpsc::Receiver<SpanData>,
+    queue: Arc<SpanQueue>,
     mut control: mpsc::Receiver<Control>,
     delay: Duration,
     timeout: Duration,
@@ -299,31 +398,16 @@ async fn export_task<E: SpanExporter>(
         timeout,
         failing: false,
     };
-    let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut tick = tokio::time::interval(delay);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            span = spans.recv() => {
-                let Some(span) = span else { break };
-                batch.push(span);
-                if batch.len() >= MAX_BATCH {
-                    exports.send(&mut batch).await;
-                }
-            }
-            _ = tick.tick() => exports.send(&mut batch).await,
+            () = queue.batch_ready.notified() => exports.send_all(queue.take()).await,
+            _ = tick.tick() => exports.send_all(queue.take()).await,
             asked = control.recv() => {
                 let Some(asked) = asked else { break };
                 // Export what is queued now; spans ending meanwhile wait for the next batch.
-                let queued = spans.len();
-                for _ in 0..queued {
-                    let Ok(span) = spans.try_recv() else { break };
-                    batch.push(span);
-                    if batch.len() >= MAX_BATCH {
-                        exports.send(&mut batch).await;
-                    }
-                }
-                exports.send(&mut batch).await;
+                exports.send_all(queue.take()).await;
                 match asked {
                     Control::Flush(done) => {
                         let _ = done.try_send(());
@@ -348,11 +432,20 @@ struct Exports<E> {
 }
 
 impl<E: SpanExporter> Exports<E> {
-    async fn send(&mut self, batch: &mut Vec<SpanData>) {
-        if batch.is_empty() {
+    /// Exports `spans` in requests of [`MAX_BATCH`] at most.
+    async fn send_all(&mut self, mut spans: Vec<SpanData>) {
+        while spans.len() > MAX_BATCH {
+            let rest = spans.split_off(MAX_BATCH);
+            self.send(spans).await;
+            spans = rest;
+        }
+        self.send(spans).await;
+    }
+
+    async fn send(&mut self, spans: Vec<SpanData>) {
+        if spans.is_empty() {
             return;
         }
-        let spans = std::mem::replace(batch, Vec::with_capacity(MAX_BATCH));
         let count = spans.len();
         let error = match tokio::time::timeout(self.timeout, self.exporter.export(spans)).await {
             Ok(Ok(())) => None,
@@ -373,5 +466,32 @@ impl<E: SpanExporter> Exports<E> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traces_start_at_the_configured_ratio_only_where_the_sdk_would_not_decide() {
+        use SamplerKind::*;
+        assert_eq!(root_ratio(ParentbasedTraceidratio, 0.1), 0.1);
+        assert_eq!(root_ratio(ParentbasedTraceidratio, 0.0), 0.0);
+        // These decide per span in the SDK (or start every root): every root is offered to it.
+        for kind in [AlwaysOn, Traceidratio, ParentbasedAlwaysOn] {
+            assert_eq!(root_ratio(kind, 0.1), 1.0, "{kind:?}");
+        }
+        // These start no trace of their own.
+        for kind in [AlwaysOff, ParentbasedAlwaysOff] {
+            assert_eq!(root_ratio(kind, 0.5), 0.0, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn off_starts_no_trace() {
+        // No pipeline is installed in the unit tests.
+        assert!(!enabled());
+        assert!((0..100).all(|_| !start_trace()));
     }
 }

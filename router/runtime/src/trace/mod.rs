@@ -11,22 +11,30 @@
 //! - `export`: the pipeline (sampler, resource, exporter, the bounded batch processor), the
 //!   process-wide installation and shutdown, the dropped-spans counter.
 //! - `ids`: trace and span ids on log lines.
+//! - `leaf`: spans on the relay path, made with the SDK directly.
 //! - `propagate`: W3C trace context in and out of NATS headers (and in from a client's upgrade
 //!   request).
 //!
-//! Spans are made with [`trace_span!`](crate::trace_span), which makes none at all while tracing
-//! is off.
+//! Spans are made with [`trace_root!`](crate::trace_root) where a trace starts (sampled there, at
+//! the head), [`trace_span!`](crate::trace_span) inside a traced step, and
+//! [`trace_continue!`](crate::trace_continue) where a message carrying a trace context arrives:
+//! while tracing is off, or for a trace not started, none is made at all.
 
 mod export;
 mod ids;
+mod leaf;
 mod propagate;
 
 pub use export::{
     BuildError, Pipeline, enabled, install, shutdown, spans_dropped, spans_dropped_counter,
+    start_trace,
 };
 pub use ids::WithTraceIds;
+pub use leaf::Leaf;
 /// A trace context (a parent for spans), as [`extract`] returns it.
 pub use opentelemetry::Context;
+/// A span's kind, for [`Leaf`].
+pub use opentelemetry::trace::SpanKind;
 pub use propagate::{
     context_of, extract, extract_http, extract_traceparent, inject, inject_span, set_parent,
     traced_headers,
@@ -36,16 +44,60 @@ pub use propagate::{
 /// warnings and errors logged inside them, as span events); log lines never show them as context.
 pub const TARGET: &str = "switchboard::trace";
 
-/// A span of [`TARGET`] at INFO level when tracing is on, [`tracing::Span::none`] otherwise: with
-/// tracing off, a span costs one atomic load and nothing is allocated or recorded. Same syntax as
-/// `tracing::info_span!` (a name, then fields).
+/// A span that starts a new trace (a client's command, a resync, a lease operation), of [`TARGET`] at
+/// INFO level, if [`start_trace`] chooses to; [`tracing::Span::none`] otherwise, and always while
+/// tracing is off: a trace not started costs one random number, and nothing is allocated or
+/// recorded. Same syntax as `tracing::info_span!` (a name, then fields).
 #[macro_export]
-macro_rules! trace_span {
+macro_rules! trace_root {
     ($name:expr $(, $($fields:tt)*)?) => {
-        if $crate::trace::enabled() {
+        if $crate::trace::start_trace() {
             ::tracing::info_span!(target: "switchboard::trace", $name $(, $($fields)*)?)
         } else {
             ::tracing::Span::none()
+        }
+    };
+}
+
+/// A span continuing the trace `parent` names if it is `Some` ([`trace_continue!`], e.g. a trace a
+/// client started), else starting a new one ([`trace_root!`]). `trace_start!(parent; name,
+/// fields…)`.
+#[macro_export]
+macro_rules! trace_start {
+    ($parent:expr; $name:expr $(, $($fields:tt)*)?) => {
+        match $parent {
+            Some(parent) => $crate::trace_continue!(Some(parent); $name $(, $($fields)*)?),
+            None => $crate::trace_root!($name $(, $($fields)*)?),
+        }
+    };
+}
+
+/// A span inside the current one (a step of a traced command), made only when there is a current
+/// span; [`tracing::Span::none`] otherwise. Same syntax as [`trace_root!`].
+#[macro_export]
+macro_rules! trace_span {
+    ($name:expr $(, $($fields:tt)*)?) => {
+        if $crate::trace::enabled() && !::tracing::Span::current().is_none() {
+            ::tracing::info_span!(target: "switchboard::trace", $name $(, $($fields)*)?)
+        } else {
+            ::tracing::Span::none()
+        }
+    };
+}
+
+/// A span continuing a trace another process started: `parent` is the `Option` of the trace
+/// context a message carried ([`extract`]); with `None` (a message from a trace not started, or
+/// tracing off) no span is made. `trace_continue!(parent; name, fields…)`.
+#[macro_export]
+macro_rules! trace_continue {
+    ($parent:expr; $name:expr $(, $($fields:tt)*)?) => {
+        match $parent {
+            Some(parent) if $crate::trace::enabled() => {
+                let span = ::tracing::info_span!(target: "switchboard::trace", $name $(, $($fields)*)?);
+                $crate::trace::set_parent(&span, parent);
+                span
+            }
+            _ => ::tracing::Span::none(),
         }
     };
 }

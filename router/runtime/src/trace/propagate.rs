@@ -8,7 +8,8 @@ use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-struct Headers<'a>(&'a mut HeaderMap);
+/// NATS headers to inject a trace context into.
+pub(super) struct Headers<'a>(pub(super) &'a mut HeaderMap);
 
 impl Injector for Headers<'_> {
     fn set(&mut self, key: &str, value: String) {
@@ -138,13 +139,14 @@ pub fn inject(headers: &mut HeaderMap) {
 }
 
 /// The trace context `headers` carry, to be the parent of the span that handles the message
-/// (`span.set_parent(extract(headers))`). An empty context when tracing is off or the headers
-/// carry none.
-pub fn extract(headers: &HeaderMap) -> Context {
-    if !super::enabled() {
-        return Context::new();
+/// ([`crate::trace_continue!`]); `None` when tracing is off or the headers carry no valid one.
+pub fn extract(headers: &HeaderMap) -> Option<Context> {
+    // Most messages of a sampled cluster carry none (every untraced relay has headers of its
+    // own): look for it before building anything.
+    if !super::enabled() || headers.get("traceparent").is_none() {
+        return None;
     }
-    TraceContextPropagator::new().extract(&ReadHeaders(headers))
+    valid(TraceContextPropagator::new().extract(&ReadHeaders(headers)))
 }
 
 #[cfg(test)]
@@ -161,7 +163,7 @@ mod tests {
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         );
-        assert!(!extract(&headers).span().span_context().is_valid());
+        assert!(extract(&headers).is_none());
         assert!(traced_headers(&tracing::Span::none()).is_none());
         let mut http_headers = http::HeaderMap::new();
         http_headers.insert(
