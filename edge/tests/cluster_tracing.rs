@@ -291,6 +291,25 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
         .unwrap();
     let refused = one(&spans, "edge-0", "client.update_status", is_refused);
     assert_eq!(refused.attribute("sb.error"), Some("not_in_room"));
+
+    // So does a refused peer message (its span is made on the relay path's own way).
+    dave.join("unnamed-trace", json!({})).await;
+    dave.send(
+        json!({"event": "send_to_peer", "peer_id": "00000000-0000-4000-8000-000000000000",
+                     "data": {"event": "offer", "sdp": "x"}}),
+    )
+    .await;
+    dave.expect_error("unknown peer").await;
+    let is_unknown = |s: &ReceivedSpan| {
+        s.name == "client.send_to_peer" && s.attribute("sb.conn") == Some(dave_id.as_str())
+    };
+    let spans = receiver
+        .wait_for(ARRIVAL, |spans| spans.iter().any(is_unknown))
+        .await
+        .unwrap();
+    let refused = one(&spans, "edge-0", "client.send_to_peer", is_unknown);
+    assert_eq!(refused.attribute("sb.error"), Some("unknown_peer"));
+    assert_eq!(refused.parent_span_id, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
