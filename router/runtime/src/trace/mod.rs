@@ -59,8 +59,8 @@ macro_rules! trace_root {
     };
 }
 
-/// A span continuing the trace `parent` names if it is `Some` ([`trace_continue!`], e.g. a trace a
-/// client started), else starting a new one ([`trace_root!`]). `trace_start!(parent; name,
+/// A span continuing the trace `parent` names if it is `Some` ([`trace_continue!`](crate::trace_continue), e.g. a trace a
+/// client started), else starting a new one ([`trace_root!`](crate::trace_root)). `trace_start!(parent; name,
 /// fields…)`.
 #[macro_export]
 macro_rules! trace_start {
@@ -73,7 +73,7 @@ macro_rules! trace_start {
 }
 
 /// A span inside the current one (a step of a traced command), made only when there is a current
-/// span; [`tracing::Span::none`] otherwise. Same syntax as [`trace_root!`].
+/// span; [`tracing::Span::none`] otherwise. Same syntax as [`trace_root!`](crate::trace_root).
 #[macro_export]
 macro_rules! trace_span {
     ($name:expr $(, $($fields:tt)*)?) => {
@@ -86,7 +86,7 @@ macro_rules! trace_span {
 }
 
 /// A span continuing a trace another process started: `parent` is the `Option` of the trace
-/// context a message carried ([`extract`]); with `None` (a message from a trace not started, or
+/// context a message carried ([`extract`](crate::trace::extract)); with `None` (a message from a trace not started, or
 /// tracing off) no span is made. `trace_continue!(parent; name, fields…)`.
 #[macro_export]
 macro_rules! trace_continue {
