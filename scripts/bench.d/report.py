@@ -270,10 +270,11 @@ def main():
     w("## Tracing overhead")
     w("")
     w("What OpenTelemetry tracing costs (docs/operations.md, \"Tracing\"), from `scripts/bench-tracing`:")
-    w("the same cross-edge relay load against a router and two edges restarted per mode, tracing off,")
-    w("on with a collector that is not there (every span made, then dropped), and on at 10% and 100%")
-    w("sampling exported to a live OTLP/HTTP sink. The budget: under 10% more CPU per relayed message")
-    w("at 10% sampling, and a dead collector that does not slow relays.")
+    w("the same cross-edge relay load against a router and two edges restarted per mode: tracing off;")
+    w("on but starting no trace (`none`); on with every trace sampled and a collector that is not there")
+    w("(`dead`: every span made, then dropped); and on at 10% and 100% sampling exported to a live")
+    w("OTLP/HTTP sink. The budget: under 10% more CPU per relayed message at 10% sampling, and a dead")
+    w("collector that does not slow relays (compare its latency ratios).")
     w("")
     try:
         with open(os.path.join(a.results, "tracing.md")) as f:
