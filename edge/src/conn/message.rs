@@ -144,9 +144,6 @@ where
             sb.conn = %self.id,
             sb.tenant = self.session().map(|s| s.tenant.id.as_str()),
             sb.room = Empty,
-            sb.event = Empty,
-            sb.route = Empty,
-            sb.peer = Empty,
             sb.error = Empty,
         )
     }
