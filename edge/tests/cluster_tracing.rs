@@ -109,6 +109,16 @@ fn whole_trace(
     (trace, rendered)
 }
 
+/// Waits for the one span named `name` of `edge-0` that connection `conn` caused.
+async fn conn_span(receiver: &OtlpReceiver, name: &str, conn: &str) -> ReceivedSpan {
+    let of_conn = |s: &ReceivedSpan| s.name == name && s.attribute("sb.conn") == Some(conn);
+    let spans = receiver
+        .wait_for(ARRIVAL, |spans| spans.iter().any(of_conn))
+        .await
+        .unwrap();
+    one(&spans, "edge-0", name, of_conn).clone()
+}
+
 fn is_child(child: &ReceivedSpan, parent: &ReceivedSpan) -> bool {
     child.trace_id == parent.trace_id
         && child.parent_span_id.as_deref() == Some(parent.span_id.as_str())
@@ -263,17 +273,7 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
     // A client that names no trace starts none of its own: its commands are roots.
     let mut dave = Client::connect_url(&cluster.edge_url(0)).await;
     let (dave_id, _) = dave.join("unnamed-trace", json!({})).await;
-    let spans = receiver
-        .wait_for(ARRIVAL, |spans| {
-            spans.iter().any(|s| {
-                s.name == "client.join_room" && s.attribute("sb.conn") == Some(dave_id.as_str())
-            })
-        })
-        .await
-        .unwrap();
-    let join = one(&spans, "edge-0", "client.join_room", |s| {
-        s.attribute("sb.conn") == Some(dave_id.as_str())
-    });
+    let join = conn_span(&receiver, "client.join_room", &dave_id).await;
     assert_eq!(join.parent_span_id, None);
     assert_ne!(join.trace_id, trace_id);
 
@@ -282,14 +282,7 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
     dave.send(json!({"event": "update_status", "status": {"name": "D"}}))
         .await;
     dave.expect_error("currently not in any room").await;
-    let is_refused = |s: &ReceivedSpan| {
-        s.name == "client.update_status" && s.attribute("sb.conn") == Some(dave_id.as_str())
-    };
-    let spans = receiver
-        .wait_for(ARRIVAL, |spans| spans.iter().any(is_refused))
-        .await
-        .unwrap();
-    let refused = one(&spans, "edge-0", "client.update_status", is_refused);
+    let refused = conn_span(&receiver, "client.update_status", &dave_id).await;
     assert_eq!(refused.attribute("sb.error"), Some("not_in_room"));
 
     // So does a refused peer message (its span is made on the relay path's own way).
@@ -300,14 +293,7 @@ async fn a_client_that_names_its_trace_gets_its_connection_in_it() {
     )
     .await;
     dave.expect_error("unknown peer").await;
-    let is_unknown = |s: &ReceivedSpan| {
-        s.name == "client.send_to_peer" && s.attribute("sb.conn") == Some(dave_id.as_str())
-    };
-    let spans = receiver
-        .wait_for(ARRIVAL, |spans| spans.iter().any(is_unknown))
-        .await
-        .unwrap();
-    let refused = one(&spans, "edge-0", "client.send_to_peer", is_unknown);
+    let refused = conn_span(&receiver, "client.send_to_peer", &dave_id).await;
     assert_eq!(refused.attribute("sb.error"), Some("unknown_peer"));
     assert_eq!(refused.parent_span_id, None);
 }
