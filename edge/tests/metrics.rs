@@ -46,6 +46,16 @@ fn has(body: &str, name: &str) -> bool {
     body.contains(&format!("# TYPE {name} "))
 }
 
+/// `a` and `b` join one room, and `b` sends `a` an offer: a join each and one relay.
+async fn meet_and_offer(a: &mut Client, b: &mut Client) {
+    let (a_id, _) = a.join("dash", json!({})).await;
+    b.join("dash", json!({})).await;
+    a.expect("new_peer").await;
+    b.send(json!({"event": "send_to_peer", "peer_id": a_id, "data": {"event": "offer"}}))
+        .await;
+    a.expect("offer").await;
+}
+
 #[tokio::test]
 async fn a_standalone_edge_exports_dashboard_ready_metrics() {
     let edge = TestEdge::start_with(|c| {
@@ -61,12 +71,7 @@ async fn a_standalone_edge_exports_dashboard_ready_metrics() {
     .await;
     let mut a = Client::connect(&edge).await;
     let mut b = Client::connect(&edge).await;
-    let (a_id, _) = a.join("dash", json!({})).await;
-    b.join("dash", json!({})).await;
-    a.expect("new_peer").await;
-    b.send(json!({"event": "send_to_peer", "peer_id": a_id, "data": {"event": "offer"}}))
-        .await;
-    a.expect("offer").await;
+    meet_and_offer(&mut a, &mut b).await;
     b.send(json!({"event": "leave_room"})).await;
     a.expect("peer_left").await;
     edge.wait_metric("switchboard_connection_seconds_count", &[], 1.0)
@@ -111,12 +116,7 @@ async fn a_cluster_exports_dashboard_ready_metrics() {
     let cluster = Cluster::start(1, 2).await;
     let mut a = Client::connect_url(&cluster.edge_url(0)).await;
     let mut b = Client::connect_url(&cluster.edge_url(1)).await;
-    let (a_id, _) = a.join("dash", json!({})).await;
-    b.join("dash", json!({})).await;
-    a.expect("new_peer").await;
-    b.send(json!({"event": "send_to_peer", "peer_id": a_id, "data": {"event": "offer"}}))
-        .await;
-    a.expect("offer").await;
+    meet_and_offer(&mut a, &mut b).await;
 
     let router_admin = cluster.router(0).addr("admin_listen").unwrap();
     let router = scrape_checked(router_admin, "router").await;

@@ -15,6 +15,7 @@ use tracing::{Instrument as _, Span};
 
 use super::Conn;
 use super::end::End;
+use crate::context::Context;
 use crate::metrics;
 use crate::ratelimit::Verdict;
 use crate::registry::{Offer, Outlet, PeerRoute};
@@ -288,7 +289,9 @@ where
                         span.set("sb.tenant", || session.tenant.id.as_str().to_owned());
                     }
                 }
-                let result = self.send_to_peer(&mut span, peer_id, data, received).await;
+                let result = self
+                    .send_to_peer(&ctx, &mut span, peer_id, data, received)
+                    .await;
                 if let Err(error) = &result {
                     span.error(error.reason());
                 }
@@ -301,12 +304,12 @@ where
     /// `send_to_peer`: to a client of this edge (its queue), or over the bus to another edge.
     async fn send_to_peer(
         &mut self,
+        ctx: &Context,
         span: &mut trace::Leaf,
         peer_id: Option<ConnId>,
         data: Map<String, Value>,
         received: Instant,
     ) -> Result<Handled, ProtocolError> {
-        let ctx = self.ctx.clone();
         let (route, event) = ctx.registry.route_to_peer(self.id, peer_id, &data)?;
         span.set("sb.event", || event.name());
         if let Some(peer) = peer_id {

@@ -105,7 +105,7 @@ async fn a_span_reaches_the_collector_over_http_with_its_service() {
     tracing::subscriber::with_default(subscriber, || {
         let span = tracing::info_span!("relay.test");
         let _entered = span.enter();
-        trace::inject(&mut headers);
+        trace::inject_span(&span, &mut headers);
     });
     let flusher = pipeline.clone();
     tokio::task::spawn_blocking(move || flusher.force_flush())
@@ -147,13 +147,17 @@ async fn a_span_reaches_the_collector_over_http_with_its_service() {
     pipeline.shutdown(Duration::from_secs(2)).unwrap();
 }
 
-#[test]
-fn a_dead_collector_costs_dropped_spans_not_time() {
-    // A port nobody listens on.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback address nobody listens on (bound, then released).
+fn dead_endpoint() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_dead_collector_costs_dropped_spans_not_time() {
+    let dead = dead_endpoint();
     let args = args(&[
         "--otel-exporter-otlp-endpoint",
         &format!("http://{dead}"),
@@ -190,10 +194,7 @@ fn a_dead_collector_costs_dropped_spans_not_time() {
 /// runtime (as the binaries build it) it works, and a dead collector costs the spans, not a hang.
 #[test]
 fn grpc_export_is_set_up_without_a_runtime_and_fails_into_the_counter() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let dead = dead_endpoint();
     let args = args(&[
         "--otel-exporter-otlp-endpoint",
         &format!("http://{dead}"),

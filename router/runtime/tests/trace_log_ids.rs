@@ -84,7 +84,7 @@ fn log_lines_in_a_span_carry_its_trace_and_span_ids() {
         let span = tracing::info_span!("join");
         let _entered = span.enter();
         let mut headers = async_nats::HeaderMap::new();
-        trace::inject(&mut headers);
+        trace::inject_span(&span, &mut headers);
         tracing::info!(room.members = 2, "inside the span");
         // traceparent: 00-<trace id>-<span id>-<flags>
         headers.get("traceparent").unwrap().as_str().to_owned()

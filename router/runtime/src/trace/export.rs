@@ -42,7 +42,7 @@ static SPANS_DROPPED: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
 
 /// The process's tracer provider, once [`install`]ed.
 static INSTALLED: OnceLock<SdkTracerProvider> = OnceLock::new();
-/// Whether tracing is on in this process: [`super::inject`] and the log lines' ids look at it.
+/// Whether tracing is on in this process: the span macros, [`super::inject_span`] and the log lines' ids look at it.
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// `switchboard_trace_spans_dropped_total`, one counter per process; every registry registers it

@@ -4,7 +4,7 @@
 //! ([`TracingArgs`]). When on, [`Pipeline`] puts a `tracing-opentelemetry` layer into the
 //! subscriber [`crate::cli::start`] builds, exporting through a bounded queue: a dead or slow
 //! collector costs dropped spans (`switchboard_trace_spans_dropped_total`), never a blocked task or
-//! a growing buffer. [`inject`] and [`extract`] carry the W3C trace context in NATS headers.
+//! a growing buffer. [`inject_span`] and [`extract`] carry the W3C trace context in NATS headers.
 //!
 //! # Layout
 //! - this file: the settings and their checks.
@@ -36,8 +36,7 @@ pub use opentelemetry::Context;
 /// A span's kind, for [`Leaf`].
 pub use opentelemetry::trace::SpanKind;
 pub use propagate::{
-    context_of, extract, extract_http, extract_traceparent, inject, inject_span, set_parent,
-    traced_headers,
+    context_of, extract, extract_http, extract_traceparent, inject_span, set_parent, traced_headers,
 };
 
 /// The target of Switchboard's own spans. Only spans of this target are exported (besides

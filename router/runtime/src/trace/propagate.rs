@@ -125,19 +125,6 @@ pub fn context_of(span: &tracing::Span) -> Context {
     span.context()
 }
 
-/// Adds the current span's trace context to `headers` (`traceparent`, and `tracestate` when
-/// there is one). Nothing when tracing is off or no span is recorded.
-pub fn inject(headers: &mut HeaderMap) {
-    if !super::enabled() {
-        return;
-    }
-    let span = tracing::Span::current();
-    if span.is_none() {
-        return;
-    }
-    TraceContextPropagator::new().inject_context(&span.context(), &mut Headers(headers));
-}
-
 /// The trace context `headers` carry, to be the parent of the span that handles the message
 /// ([`crate::trace_continue!`]); `None` when tracing is off or the headers carry no valid one.
 pub fn extract(headers: &HeaderMap) -> Option<Context> {
@@ -157,7 +144,7 @@ mod tests {
     #[test]
     fn off_neither_adds_nor_reads_headers() {
         let mut headers = HeaderMap::new();
-        inject(&mut headers);
+        inject_span(&tracing::info_span!("off"), &mut headers);
         assert!(headers.is_empty());
         headers.insert(
             "traceparent",
