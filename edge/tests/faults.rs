@@ -1,7 +1,8 @@
 //! Faults a cluster must ride through with its default flags, checked the way a client lives them:
 //! the loss of the NATS node that leads the lease stream (a JetStream leader election), and leave
 //! storms while the room's router is killed, after which every member's view of its room
-//! (`joined_room` plus later events) equals the true membership. Real nats-server 2.15 clusters,
+//! (`joined_room` plus later events) equals the true membership; routers started before JetStream has
+//! a quorum. Real nats-server 2.15 clusters,
 //! routers and edges on loopback.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -382,4 +383,47 @@ async fn buckets_are_replicated_across_the_nats_cluster() {
         assert_eq!(config.num_replicas, 3, "{bucket}\n{}", cluster.logs());
         assert_eq!(config.max_age, Duration::ZERO, "{bucket} keys never expire");
     }
+}
+
+/// Routers started before their NATS cluster has a JetStream quorum (servers and routers started
+/// together: a Helm install, a whole cluster restarted) wait for it instead of exiting: not ready
+/// meanwhile, saying why, and serving every slot with 3 replicas once the quorum forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_started_before_jetstream_has_a_quorum_wait_for_it() {
+    let mut cluster = Cluster::nats_only().await;
+    // One server of three: routes and clients work, JetStream has no meta leader.
+    cluster.nats.kill(1).unwrap();
+    cluster.nats.kill(2).unwrap();
+    cluster.router_args = vec!["--nats-replicas".into(), "3".into()];
+    for _ in 0..2 {
+        cluster.add_router().await;
+    }
+    for i in 0..2 {
+        let admin = cluster.router(i).addr("admin_listen").unwrap();
+        switchboard_testkit::wait_until(Duration::from_secs(30), || async {
+            let log = cluster.router(i).log();
+            let waiting = matches!(
+                switchboard_testkit::http_get(admin, "/readyz").await,
+                Ok((503, body)) if body.contains("setting up JetStream storage")
+            );
+            waiting && log.contains("cannot set up JetStream storage yet")
+        })
+        .await
+        // (Answering /readyz, it has not exited.)
+        .unwrap_or_else(|e| panic!("router {i} does not say it waits: {e}\n{}", cluster.logs()));
+    }
+
+    cluster.nats.restart_all().await.unwrap();
+    cluster.add_edge().await;
+    cluster.add_edge().await;
+    cluster.settled().await;
+    let (mut members, all) = room_of(4, &cluster, "after-the-quorum").await;
+    all_converge(&mut members, &all, &cluster).await;
+    let client = async_nats::connect(cluster.nats.url(0)).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("KV_{}", subject::LEASES_BUCKET))
+        .await
+        .unwrap();
+    assert_eq!(stream.info().await.unwrap().config.num_replicas, 3);
 }

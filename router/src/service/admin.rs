@@ -95,6 +95,8 @@ fn route(request: &Request<Incoming>, shared: &Admin) -> Response<Body> {
             let health = *shared.health.borrow();
             let reason = if *shared.link.borrow() != Link::Up {
                 "not ready: NATS disconnected\n"
+            } else if shared.store.get().is_none() {
+                "not ready: setting up JetStream storage (the log says what JetStream answers)\n"
             } else if !*shared.started.borrow() {
                 "not ready: starting\n"
             } else if !health.hears_itself {

@@ -2,10 +2,16 @@
 //! to date by every router that starts (replica count, max age), so that a cluster that grew from one
 //! NATS server to three, or an older version's lease bucket, does not keep a single point of failure.
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use tracing::{info, warn};
+
+/// The first pause of [`until_set_up`] after a failed attempt; it doubles up to [`LAST_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// The longest pause of [`until_set_up`]: how often a lasting refusal is logged.
+const LAST_RETRY: Duration = Duration::from_secs(5);
 
 /// Why a bucket or stream could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +37,46 @@ fn failed(
     move |source| BucketError::JetStream { what, name, source }
 }
 
+/// Runs `attempt` until it succeeds, pausing between failures (100 ms, doubling up to 5 s) and
+/// logging each one with its cause.
+///
+/// JetStream refuses to create or look up streams for a while when a NATS cluster is still forming
+/// or electing leaders: servers started together (a Helm install, a whole cluster restarted, the
+/// test harness on a loaded machine) have routes and a meta leader before every peer has reported
+/// itself for placement. A router started with them waits for JetStream, not ready meanwhile, rather
+/// than exiting and counting on a supervisor to start it again. A lasting refusal (JetStream disabled
+/// or not permitted for the account, no storage left) keeps the router not ready and is logged every
+/// 5 s with the server's reason.
+pub async fn until_set_up<T, F, Fut>(mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, BucketError>>,
+{
+    let mut pause = FIRST_RETRY;
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(done) => {
+                if failures > 0 {
+                    info!(failures, "JetStream storage set up after failed attempts");
+                }
+                return done;
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(
+                    error = %switchboard_runtime::describe(&e),
+                    retry_in = ?pause,
+                    "cannot set up JetStream storage yet (a NATS cluster still forming, or JetStream \
+                     disabled, not permitted or out of storage): not ready, retrying"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LAST_RETRY);
+            }
+        }
+    }
+}
+
 /// The KV bucket `bucket` with `max_age` (zero: keys never expire) and `replicas`, created if
 /// missing and updated if it has fewer replicas or another max age.
 pub async fn key_value(
@@ -53,11 +99,12 @@ pub async fn key_value(
                 .await;
             match created {
                 Ok(store) => return Ok(store),
-                // Another router created it meanwhile.
-                Err(_) => js
+                // Another router created it meanwhile; if not, the refusal of the creation says
+                // why (the lookup would only say that the bucket is missing).
+                Err(refused) => js
                     .get_key_value(bucket)
                     .await
-                    .map_err(|e| failed("get bucket", bucket)(Box::new(e)))?,
+                    .map_err(|_| failed("create bucket", bucket)(Box::new(refused)))?,
             }
         }
     };
@@ -153,11 +200,11 @@ pub async fn webhooks_stream(
         Ok(existing) => existing,
         Err(_) => match js.create_stream(wanted.clone()).await {
             Ok(_) => return Ok(()),
-            // Another router created it meanwhile.
-            Err(_) => js
+            // Another router created it meanwhile; if not, the refusal says why.
+            Err(refused) => js
                 .get_stream(name)
                 .await
-                .map_err(|e| failed("get stream", name)(Box::new(e)))?,
+                .map_err(|_| failed("create stream", name)(Box::new(refused)))?,
         },
     };
     let mut config = existing

@@ -119,9 +119,6 @@ pub enum RunError {
     /// The NATS connection could not be set up.
     #[error("cannot set up the NATS connection")]
     Nats(#[from] switchboard_runtime::nats::ConnectError),
-    /// A JetStream bucket could not be set up.
-    #[error("cannot set up JetStream storage")]
-    Storage(#[from] buckets::BucketError),
     /// The NATS connection went away for good before start-up was over.
     #[error("the NATS connection closed during start-up")]
     Stopped,
@@ -143,6 +140,42 @@ pub enum RunError {
     /// `--nats-consul-service` found no NATS server.
     #[error("cannot find the NATS servers in Consul")]
     Discovery(#[from] consul::DiscoveryError),
+}
+
+/// The JetStream buckets and streams a router works with.
+struct Storage {
+    leases: jetstream::kv::Store,
+    peaks: jetstream::kv::Store,
+    stats: jetstream::kv::Store,
+    tenants: jetstream::kv::Store,
+}
+
+impl Storage {
+    /// Creates what is missing and brings the rest up to date; one attempt (see
+    /// [`buckets::until_set_up`]), so the buckets found or made before a failure are looked up
+    /// again by the next one.
+    async fn set_up(
+        js: &jetstream::Context,
+        stats_retention_hours: u64,
+        webhooks: buckets::WebhookStreamLimits,
+        replicas: usize,
+    ) -> Result<Storage, buckets::BucketError> {
+        // Leases never expire by age: a held lease is only ever taken over from a router presumed
+        // gone (see `lease`). Buckets made by older versions (with a max age) are updated.
+        let leases =
+            buckets::key_value(js, subject::LEASES_BUCKET, Duration::ZERO, replicas).await?;
+        let peaks = buckets::key_value(js, subject::PEAKS_BUCKET, Duration::ZERO, replicas).await?;
+        let stats = store::stats_bucket(js, stats_retention_hours, replicas).await?;
+        let tenants =
+            buckets::key_value(js, subject::TENANTS_BUCKET, Duration::ZERO, replicas).await?;
+        buckets::webhooks_stream(js, webhooks, replicas).await?;
+        Ok(Storage {
+            leases,
+            peaks,
+            stats,
+            tenants,
+        })
+    }
 }
 
 /// Runs the router until `shutdown` resolves, then hands its slots over. `api`: the control API's
@@ -214,15 +247,19 @@ pub async fn run(
         replicas,
         "JetStream buckets and streams are replicated this many times"
     );
-    // Leases never expire by age: a held lease is only ever taken over from a router presumed gone
-    // (see `lease`). Buckets made by older versions (with a max age) are updated.
-    let leases_kv =
-        buckets::key_value(&js, subject::LEASES_BUCKET, Duration::ZERO, replicas).await?;
-    let peaks_kv = buckets::key_value(&js, subject::PEAKS_BUCKET, Duration::ZERO, replicas).await?;
-    let stats_kv = store::stats_bucket(&js, config.stats_retention_hours, replicas).await?;
+    let webhook_config = config.webhook_config()?;
+    switchboard_api::webhooks::WebhookMetrics::export_limits(
+        metrics.registry(),
+        &webhook_config.engine,
+    )?;
+    let webhook_limits = config.webhook_stream_limits(&webhook_config);
+    let storage = buckets::until_set_up(|| {
+        Storage::set_up(&js, config.stats_retention_hours, webhook_limits, replicas)
+    })
+    .await;
     let store = Store::start(
-        peaks_kv,
-        stats_kv,
+        storage.peaks,
+        storage.stats,
         &router_id,
         config.stats_retention_hours,
         metrics.clone(),
@@ -230,22 +267,14 @@ pub async fn run(
     let _ = store_cell.set(store.clone());
     // Every router follows the tenants (their webhooks are sent by the slots' owners); those with
     // --api-listen also serve the control API.
-    let tenants_kv =
-        buckets::key_value(&js, subject::TENANTS_BUCKET, Duration::ZERO, replicas).await?;
     let tenants_stop = CancellationToken::new();
-    let mut tenancy = api::Tenancy::start(&config, js.clone(), tenants_kv, &tenants_stop)?;
+    let mut tenancy = api::Tenancy::start(&config, js.clone(), storage.tenants, &tenants_stop)?;
     if let Some(listener) = api {
         let rooms = config.room_keyer().map(|keyer| {
             room_service::ClusterRoomService::shared(client.clone(), keyer, config.slots)
         });
         tenancy.serve(&config, listener, store.clone(), rooms, &tenants_stop)?;
     }
-    let webhook_config = config.webhook_config()?;
-    switchboard_api::webhooks::WebhookMetrics::export_limits(
-        metrics.registry(),
-        &webhook_config.engine,
-    )?;
-    buckets::webhooks_stream(&js, config.webhook_stream_limits(&webhook_config), replicas).await?;
     // The tenants whose webhooks the slots' owners store and deliver.
     let directory = tenancy.directory.clone();
     let webhooks = webhooks::ClusterWebhooks::new(
@@ -262,7 +291,7 @@ pub async fn run(
     let liveness = Liveness::new(&owner);
     let ttl = config.lease_ttl;
     let shared = Arc::new(Shared {
-        leases: Leases::new(leases_kv, js.clone(), &owner),
+        leases: Leases::new(storage.leases, js.clone(), &owner),
         config,
         router_id,
         owner,
