@@ -6,12 +6,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
+use switchboard_api::webhooks::Backoff;
 use tracing::{info, warn};
 
-/// The first pause of [`until_set_up`] after a failed attempt; it doubles up to [`LAST_RETRY`].
-const FIRST_RETRY: Duration = Duration::from_millis(100);
-/// The longest pause of [`until_set_up`]: how often a lasting refusal is logged.
-const LAST_RETRY: Duration = Duration::from_secs(5);
+/// The pauses of [`until_set_up`] between failed attempts: 100 ms doubling up to 5 s (how often a
+/// lasting refusal is logged), jittered so that routers started together do not retry in step.
+const RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// Why a bucket or stream could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +40,14 @@ fn failed(
     move |source| BucketError::JetStream { what, name, source }
 }
 
-/// Runs `attempt` until it succeeds, pausing between failures (100 ms, doubling up to 5 s) and
-/// logging each one with its cause.
+/// Runs `attempt` until it succeeds, pausing between failures (about 100 ms doubling to 5 s, with
+/// jitter) and logging each one with its cause.
 ///
-/// JetStream refuses to create or look up streams for a while when a NATS cluster is still forming
-/// or electing leaders: servers started together (a Helm install, a whole cluster restarted, the
-/// test harness on a loaded machine) have routes and a meta leader before every peer has reported
-/// itself for placement. A router started with them waits for JetStream, not ready meanwhile, rather
-/// than exiting and counting on a supervisor to start it again. A lasting refusal (JetStream disabled
+/// JetStream refuses to create or look up streams while a NATS cluster has no meta leader (servers
+/// started together: a Helm install, a whole cluster restarted), and has been seen to refuse a
+/// creation once right after a fresh cluster looked healthy from outside (CI, on a loaded machine).
+/// A router started then waits for JetStream, not ready meanwhile, rather than exiting and counting
+/// on a supervisor to start it again. A lasting refusal (JetStream disabled
 /// or not permitted for the account, no storage left) keeps the router not ready and is logged every
 /// 5 s with the server's reason.
 pub async fn until_set_up<T, F, Fut>(mut attempt: F) -> T
@@ -52,7 +55,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BucketError>>,
 {
-    let mut pause = FIRST_RETRY;
     let mut failures = 0u32;
     loop {
         match attempt().await {
@@ -64,6 +66,7 @@ where
             }
             Err(e) => {
                 failures += 1;
+                let pause = RETRY.delay(failures, rand::random());
                 warn!(
                     error = %switchboard_runtime::describe(&e),
                     retry_in = ?pause,
@@ -71,7 +74,6 @@ where
                      disabled, not permitted or out of storage): not ready, retrying"
                 );
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(LAST_RETRY);
             }
         }
     }
