@@ -20,8 +20,9 @@ pub struct TenantArgs {
     #[arg(long, env = "SWITCHBOARD_TENANTS_FILE")]
     pub tenants_file: Option<PathBuf>,
 
-    /// How often the tenants file is checked for changes: the longest a revoked key or a new tenant
-    /// takes to apply.
+    /// How often the tenants file is checked for changes. A change applies once two checks in a row
+    /// read it (a file caught half-written is never applied), so a revoked key or a new tenant takes
+    /// at most twice this to apply.
     #[arg(long, env = "SWITCHBOARD_TENANTS_RELOAD_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub tenants_reload_interval: Duration,
 
